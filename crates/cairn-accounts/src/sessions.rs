@@ -1,0 +1,96 @@
+//! Login sessions: random tokens, stored only as their SHA-256 so a copied database opens no session.
+
+use crate::password::hex;
+use crate::{now_s, AccountError};
+use cairn_store::Table;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Ends a session nobody used for this long.
+    pub idle_s: u64,
+    /// Ends every session this long after login, used or not.
+    pub absolute_s: u64,
+    /// Last-use times are written at most this often, so browsing does not wear the flash.
+    pub touch_every_s: u64,
+}
+
+impl SessionPolicy {
+    /// The LAN dashboard: a working day idle, two weeks at most.
+    pub const DASHBOARD: SessionPolicy = SessionPolicy { idle_s: 12 * 3600, absolute_s: 14 * 24 * 3600, touch_every_s: 60 };
+}
+
+/// A stored session. Its id is the hash of the cookie token; the token itself is never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub user: String,
+    pub csrf_token: String,
+    pub created_s: u64,
+    pub last_used_s: u64,
+    /// Where the login came from, shown to the owner in the session list; never checked.
+    pub client: String,
+}
+
+impl Session {
+    /// Seconds the cookie should live: until the absolute expiry.
+    pub fn max_age_s(&self, policy: SessionPolicy) -> u64 {
+        (self.created_s + policy.absolute_s).saturating_sub(now_s())
+    }
+
+    fn expired(&self, policy: SessionPolicy, now: u64) -> bool {
+        now >= self.created_s + policy.absolute_s || now >= self.last_used_s + policy.idle_s
+    }
+}
+
+const TOKEN_BYTES: usize = 32;
+
+fn random_hex(len: usize) -> Result<String, AccountError> {
+    let mut buf = vec![0u8; len];
+    SystemRandom::new().fill(&mut buf).map_err(|_| AccountError::Random)?;
+    Ok(hex(&buf))
+}
+
+fn token_id(token: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+pub(crate) fn open(table: &Table, user: &str, client: &str, _policy: SessionPolicy) -> Result<(Session, String), AccountError> {
+    let token = random_hex(TOKEN_BYTES)?;
+    let now = now_s();
+    let session = Session {
+        id: token_id(&token),
+        user: user.to_string(),
+        csrf_token: random_hex(TOKEN_BYTES)?,
+        created_s: now,
+        last_used_s: now,
+        client: client.chars().take(64).collect(),
+    };
+    table.put(&session.id, &session)?;
+    Ok((session, token))
+}
+
+pub(crate) fn find(table: &Table, token: &str, policy: SessionPolicy) -> Result<Option<Session>, AccountError> {
+    if token.len() != TOKEN_BYTES * 2 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let id = token_id(token);
+    let Some(mut session) = table.get::<Session>(&id)? else { return Ok(None) };
+    let now = now_s();
+    if session.expired(policy, now) {
+        table.remove(&id)?;
+        return Ok(None);
+    }
+    if now >= session.last_used_s + policy.touch_every_s {
+        session.last_used_s = now;
+        table.put(&id, &session)?;
+    }
+    Ok(Some(session))
+}
+
+pub(crate) fn remove(table: &Table, token: &str) -> Result<(), AccountError> {
+    table.remove(&token_id(token))?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The management API and LAN dashboard: HTTP in, accounts and settings out.
+//!
+//! Owns routing, authentication of each request (session cookie plus CSRF token on every change), the
+//! JSON conventions of `shared/api-contract.md` and the server-rendered pages. It holds no state of its own
+//! beyond what `cairn-store` keeps; it never touches disks or the network configuration directly.
+//! Tested on the host by starting the real server on a loopback port (see `tests/`), and in the image by
+//! the QEMU scenario tests.
+#![forbid(unsafe_code)]
+
+mod error;
+mod http;
+mod pages;
+mod routes;
+
+pub use error::{ApiError, ALL_CODES};
+pub use routes::PUBLIC_ROUTES;
+
+use cairn_accounts::Accounts;
+use cairn_store::Store;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Who carries out reboot and power-off requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerControl {
+    /// Signal PID 1 (`cairn init`), which stops services and unmounts cleanly first.
+    Init,
+    /// No control (a development server on a workstation): such requests are refused.
+    None,
+}
+
+/// Fixed facts about this box, for health and the pages.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub version: String,
+    pub board: String,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    pub identity: Identity,
+    pub accounts: Accounts,
+    pub store: Store,
+    pub power: PowerControl,
+    pub started: Instant,
+}
+
+impl App {
+    pub fn new(identity: Identity, store: Store, power: PowerControl) -> Result<App, cairn_accounts::AccountError> {
+        Ok(App { identity, accounts: Accounts::new(store.clone())?, store, power, started: Instant::now() })
+    }
+}
+
+/// How long a client may take to send its request head before the connection is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API and dashboard on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Running out of descriptors must not end the server; back off and go on.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(routes::handle(&app, req, peer).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// Whether a client address is on the local network: the only place first-boot setup is offered.
+pub fn is_local_network(addr: SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_loopback() || v4.is_private() || v4.is_link_local();
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}

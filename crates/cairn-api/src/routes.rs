@@ -1,0 +1,384 @@
+//! Routing and per-request authentication.
+
+use crate::error::ApiError;
+use crate::http::{self, Resp};
+use crate::pages;
+use crate::{is_local_network, App, PowerControl};
+use cairn_accounts::{Role, Session, SessionPolicy, User, UserView};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HOST, ORIGIN, SET_COOKIE, USER_AGENT};
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+/// Routes answered without a session: the complete allow-list. A test walks every other route without one.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/setup"),
+    ("POST", "/api/v1/session"),
+    ("GET", "/setup"),
+    ("POST", "/setup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/cairn.css"),
+];
+
+const CSS: &[u8] = include_bytes!("../static/cairn.css");
+
+/// Who is asking, once the cookie checked out.
+struct Caller {
+    session: Session,
+    user: User,
+}
+
+struct Ctx<'a> {
+    app: &'a App,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    caller: Option<Caller>,
+    /// Form or JSON body, read once for state-changing requests.
+    body: hyper::body::Bytes,
+}
+
+impl Ctx<'_> {
+    fn client(&self) -> String {
+        let agent = self.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown client");
+        format!("{} ({})", self.peer.ip(), agent)
+    }
+
+    fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(ApiError::unauthenticated)
+    }
+
+    fn admin(&self) -> Result<&Caller, ApiError> {
+        let c = self.caller()?;
+        if c.user.role == Role::Admin {
+            Ok(c)
+        } else {
+            Err(ApiError::admin_only())
+        }
+    }
+
+    /// A change made with a session carries its CSRF token (header for the API, hidden field for forms).
+    fn check_csrf(&self) -> Result<(), ApiError> {
+        let Some(caller) = &self.caller else { return Ok(()) };
+        let sent = match self.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+            Some(t) => t.to_string(),
+            None if http::is_form(&self.headers) => http::form_field(&http::parse_form(&self.body), "csrf_token").to_string(),
+            None => String::new(),
+        };
+        if !sent.is_empty() && http::same_secret(&sent, &caller.session.csrf_token) {
+            Ok(())
+        } else {
+            Err(ApiError::csrf())
+        }
+    }
+
+    /// Requests without a session that change state (login, setup) must not come from another site.
+    fn check_same_origin(&self) -> Result<(), ApiError> {
+        let Some(origin) = self.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
+        let host = self.headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+        if origin != "null" && origin_host.eq_ignore_ascii_case(host) {
+            Ok(())
+        } else {
+            Err(ApiError::cross_origin())
+        }
+    }
+}
+
+fn is_public(method: &Method, path: &str) -> bool {
+    PUBLIC_ROUTES.iter().any(|(m, p)| *m == method.as_str() && *p == path)
+}
+
+/// Answers one request.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    let is_api = path.starts_with("/api/");
+    let mut ctx = Ctx { app, headers: parts.headers, peer, caller: None, body: Default::default() };
+    if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
+        match app.accounts.session(&token) {
+            Ok((session, user)) => ctx.caller = Some(Caller { session, user }),
+            Err(cairn_accounts::AccountError::NoSession) => {}
+            Err(e) => return answer_error(is_api, &ApiError::from(e), &ctx),
+        }
+    }
+    if method != Method::GET && method != Method::HEAD {
+        match http::read_body(body).await {
+            Ok(b) => ctx.body = b,
+            Err(e) => return answer_error(is_api, &e, &ctx),
+        }
+    }
+    let result = if is_api { api(&ctx, &method, &path).await } else { page(&ctx, &method, &path).await };
+    match result {
+        Ok(resp) => resp,
+        Err(e) => answer_error(is_api, &e, &ctx),
+    }
+}
+
+fn answer_error(is_api: bool, e: &ApiError, ctx: &Ctx) -> Resp {
+    if is_api {
+        http::error_json(e)
+    } else if e.code == "session.required" {
+        http::redirect("/login", None)
+    } else {
+        http::html(e.status, pages::error(e, ctx.caller.as_ref().map(|c| &c.user)))
+    }
+}
+
+/// Before the first administrator exists, only health and setup answer.
+fn gate_setup(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
+    if ctx.app.accounts.setup_done() {
+        return Ok(());
+    }
+    let allowed = matches!((method.as_str(), path), ("GET", "/api/v1/health") | ("POST", "/api/v1/setup"));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::setup_required())
+    }
+}
+
+fn require_session_unless_public(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
+    if ctx.caller.is_none() && !is_public(method, path) {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(())
+}
+
+async fn api(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiError> {
+    gate_setup(ctx, method, path)?;
+    require_session_unless_public(ctx, method, path)?;
+    if *method != Method::GET && *method != Method::HEAD {
+        ctx.check_csrf()?;
+    }
+    match (method, path) {
+        (&Method::GET, "/api/v1/health") => Ok(http::json(StatusCode::OK, &health(ctx.app))),
+        (&Method::POST, "/api/v1/setup") => api_setup(ctx).await,
+        (&Method::GET, "/api/v1/session") => {
+            let c = ctx.caller()?;
+            Ok(http::json(StatusCode::OK, &json!({"user": UserView::from(&c.user), "csrf_token": c.session.csrf_token})))
+        }
+        (&Method::POST, "/api/v1/session") => api_login(ctx).await,
+        (&Method::DELETE, "/api/v1/session") => {
+            logout(ctx)?;
+            let mut resp = http::json(StatusCode::OK, &json!({"logged_out": true}));
+            resp.headers_mut().insert(SET_COOKIE, http::clear_session_cookie());
+            Ok(resp)
+        }
+        (&Method::GET, "/api/v1/system") => {
+            ctx.caller()?;
+            Ok(http::json(StatusCode::OK, &health(ctx.app)))
+        }
+        (&Method::POST, "/api/v1/system/reboot") => power(ctx, PowerAction::Reboot).map(|_| accepted("reboot")),
+        (&Method::POST, "/api/v1/system/poweroff") => power(ctx, PowerAction::Poweroff).map(|_| accepted("poweroff")),
+        (_, "/api/v1/health" | "/api/v1/setup" | "/api/v1/session" | "/api/v1/system" | "/api/v1/system/reboot" | "/api/v1/system/poweroff") => Err(ApiError::method()),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn accepted(action: &str) -> Resp {
+    http::json(StatusCode::ACCEPTED, &json!({"action": action, "state": "started"}))
+}
+
+/// The health answer, also the start of the system answer.
+fn health(app: &App) -> serde_json::Value {
+    json!({
+        "version": app.identity.version,
+        "board": app.identity.board,
+        "uptime_s": app.started.elapsed().as_secs(),
+        "setup_done": app.accounts.setup_done(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// Creates the first administrator and logs them in; the password work runs off the async threads.
+async fn do_setup(ctx: &Ctx<'_>, req: SetupRequest) -> Result<(Session, String, User), ApiError> {
+    if !is_local_network(ctx.peer) {
+        return Err(ApiError::setup_not_local());
+    }
+    ctx.check_same_origin()?;
+    let accounts = ctx.app.accounts.clone();
+    let client = ctx.client();
+    tokio::task::spawn_blocking(move || {
+        let user = accounts.setup(&req.username, &req.password, &req.email)?;
+        let (session, token) = accounts.open_session(&user.name, &client)?;
+        Ok::<_, cairn_accounts::AccountError>((session, token, user))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)
+}
+
+async fn do_login(ctx: &Ctx<'_>, req: LoginRequest) -> Result<(Session, String, User), ApiError> {
+    ctx.check_same_origin()?;
+    let accounts = ctx.app.accounts.clone();
+    let client = ctx.client();
+    tokio::task::spawn_blocking(move || accounts.login(&req.username, &req.password, &client))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+}
+
+fn session_answer(status: StatusCode, session: &Session, token: &str, user: &User) -> Resp {
+    let mut resp = http::json(status, &json!({"user": UserView::from(user), "csrf_token": session.csrf_token}));
+    resp.headers_mut().insert(SET_COOKIE, http::session_cookie(token, session.max_age_s(SessionPolicy::DASHBOARD), false));
+    resp
+}
+
+async fn api_setup(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+    let req: SetupRequest = http::parse_json(&ctx.body)?;
+    let (session, token, user) = do_setup(ctx, req).await?;
+    Ok(session_answer(StatusCode::CREATED, &session, &token, &user))
+}
+
+async fn api_login(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+    let req: LoginRequest = http::parse_json(&ctx.body)?;
+    let (session, token, user) = do_login(ctx, req).await?;
+    Ok(session_answer(StatusCode::OK, &session, &token, &user))
+}
+
+fn logout(ctx: &Ctx) -> Result<(), ApiError> {
+    ctx.caller()?;
+    if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
+        ctx.app.accounts.logout(&token)?;
+    }
+    Ok(())
+}
+
+enum PowerAction {
+    Reboot,
+    Poweroff,
+}
+
+fn power(ctx: &Ctx, action: PowerAction) -> Result<(), ApiError> {
+    ctx.admin()?;
+    if ctx.app.power != PowerControl::Init {
+        return Err(ApiError::power_unavailable());
+    }
+    ctx.app.store.commit().map_err(ApiError::internal)?;
+    // Answer first, then ask init: it stops this daemon as part of a clean shutdown.
+    let signal = match action {
+        PowerAction::Reboot => nix_signal::REBOOT,
+        PowerAction::Poweroff => nix_signal::POWEROFF,
+    };
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        nix_signal::send_to_init(signal);
+    });
+    Ok(())
+}
+
+/// Signals init the way busybox's `reboot` and `poweroff` do.
+mod nix_signal {
+    pub const REBOOT: i32 = 15; // SIGTERM
+    pub const POWEROFF: i32 = 12; // SIGUSR2
+
+    pub fn send_to_init(signal: i32) {
+        let status = std::process::Command::new("/bin/kill").arg(format!("-{signal}")).arg("1").status();
+        if let Err(e) = status {
+            log::error!("could not signal init: {e}");
+        }
+    }
+}
+
+async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiError> {
+    if (method, path) == (&Method::GET, "/static/cairn.css") {
+        return Ok(http::static_file("text/css; charset=utf-8", CSS));
+    }
+    let setup_done = ctx.app.accounts.setup_done();
+    if !setup_done && path != "/setup" {
+        return Ok(http::redirect("/setup", None));
+    }
+    match (method, path) {
+        (&Method::GET, "/setup") => {
+            if setup_done {
+                return Ok(http::redirect("/login", None));
+            }
+            if !is_local_network(ctx.peer) {
+                return Err(ApiError::setup_not_local());
+            }
+            Ok(http::html(StatusCode::OK, pages::setup(None, "", "")))
+        }
+        (&Method::POST, "/setup") => {
+            if setup_done {
+                return Ok(http::redirect("/login", None));
+            }
+            let form = http::parse_form(&ctx.body);
+            let req = SetupRequest {
+                username: http::form_field(&form, "username").trim().to_string(),
+                password: http::form_field(&form, "password").to_string(),
+                email: http::form_field(&form, "email").trim().to_string(),
+            };
+            let (username, email) = (req.username.clone(), req.email.clone());
+            if req.password != http::form_field(&form, "password_again") {
+                let e = ApiError::new(StatusCode::BAD_REQUEST, "user.password_mismatch", "The two passwords differ.", "Type the same password in both fields.");
+                return Ok(http::html(e.status, pages::setup(Some(&e), &username, &email)));
+            }
+            match do_setup(ctx, req).await {
+                Ok((session, token, _)) => Ok(http::redirect("/", Some(http::session_cookie(&token, session.max_age_s(SessionPolicy::DASHBOARD), false)))),
+                Err(e) if e.status.is_client_error() && e.code != "setup.not_local" && e.code != "request.cross_origin" => {
+                    Ok(http::html(e.status, pages::setup(Some(&e), &username, &email)))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::GET, "/login") => {
+            if ctx.caller.is_some() {
+                return Ok(http::redirect("/", None));
+            }
+            Ok(http::html(StatusCode::OK, pages::login(None, "")))
+        }
+        (&Method::POST, "/login") => {
+            let form = http::parse_form(&ctx.body);
+            let username = http::form_field(&form, "username").trim().to_string();
+            let req = LoginRequest { username: username.clone(), password: http::form_field(&form, "password").to_string() };
+            match do_login(ctx, req).await {
+                Ok((session, token, _)) => Ok(http::redirect("/", Some(http::session_cookie(&token, session.max_age_s(SessionPolicy::DASHBOARD), false)))),
+                Err(e) if e.code == "session.bad_credentials" => Ok(http::html(e.status, pages::login(Some(&e), &username))),
+                Err(e) => Err(e),
+            }
+        }
+        _ => {
+            require_session_unless_public(ctx, method, path)?;
+            if *method != Method::GET && *method != Method::HEAD {
+                ctx.check_csrf()?;
+            }
+            let caller = ctx.caller()?;
+            match (method, path) {
+                (&Method::GET, "/") => Ok(http::html(StatusCode::OK, pages::home(&caller.user, &caller.session, &health(ctx.app)))),
+                (&Method::POST, "/logout") => {
+                    logout(ctx)?;
+                    Ok(http::redirect("/login", Some(http::clear_session_cookie())))
+                }
+                (&Method::POST, "/system/reboot") => {
+                    power(ctx, PowerAction::Reboot)?;
+                    Ok(http::html(StatusCode::ACCEPTED, pages::notice(&caller.user, "Restarting", "The box is restarting. This page will not update by itself: reload it in a minute.")))
+                }
+                (&Method::POST, "/system/poweroff") => {
+                    power(ctx, PowerAction::Poweroff)?;
+                    Ok(http::html(StatusCode::ACCEPTED, pages::notice(&caller.user, "Powering off", "The box is shutting down cleanly. It is safe to unplug it once its lights are off.")))
+                }
+                _ => Err(ApiError::not_found()),
+            }
+        }
+    }
+}

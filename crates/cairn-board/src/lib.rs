@@ -1,0 +1,333 @@
+//! Board descriptions: the one place where boards differ.
+//!
+//! Each board is a `board/<name>/board.toml` in the source tree, copied into the image as
+//! `/etc/cairn/board.toml`. This crate owns its schema and its validation; it never touches hardware.
+//! Init reads it to know which modules, partitions and lines to use, the daemon to report the board,
+//! and the QEMU harness to know how to boot an image. Tested on the host against the real board files.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// Where the board description lives inside the image.
+pub const IMAGE_BOARD_FILE: &str = "/etc/cairn/board.toml";
+
+/// A board, as described by its `board.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    pub name: String,
+    pub description: String,
+    /// Rust target triple the board's binaries are built for.
+    pub target: String,
+    /// Debian architecture whose packages supply the kernel and userland.
+    pub debian_arch: String,
+    pub kernel: Kernel,
+    pub qemu: Option<Qemu>,
+    pub modules: Modules,
+    pub watchdog: Option<Watchdog>,
+    pub network: Network,
+    pub gpio: Gpio,
+    pub storage: Storage,
+    pub partitions: Vec<Partition>,
+}
+
+/// Kernel choice and how it is started.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// Debian kernel flavour (`arm64`, `armmp-lpae`): selects the package in `rootfs/packages.lock`.
+    pub flavour: String,
+    /// File name of the kernel on the boot partition.
+    pub boot_file: String,
+    /// Serial console device, without `/dev/`.
+    pub console: String,
+    pub cmdline: String,
+}
+
+/// How to emulate the board; absent for real hardware.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qemu {
+    pub system: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory_mib: u32,
+    #[serde(default)]
+    pub extra_devices: Vec<String>,
+}
+
+/// Kernel modules, in load order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modules {
+    pub initramfs: Vec<String>,
+    pub boot: Vec<String>,
+}
+
+/// The hardware watchdog that init keeps petting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    pub device: String,
+    pub timeout_s: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The Ethernet interface the LAN is on.
+    pub interface: String,
+}
+
+/// One line on a GPIO chip, addressed through the character device.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GpioLine {
+    pub chip: String,
+    pub line: u32,
+    pub active_low: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpio {
+    pub reset_button: GpioLine,
+    pub status_led: Option<GpioLine>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Kernel name of the boot medium; never offered as a data disk.
+    pub boot_disk: String,
+    /// Glob (`*`, `?`, `[a-z]`) over kernel block device names that are data-disk bays.
+    pub data_disk_pattern: String,
+}
+
+/// Filesystem a partition of the boot medium carries.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionFs {
+    Vfat,
+    Squashfs,
+    Ext4,
+}
+
+/// One partition of the boot medium, in GPT order; its name is the GPT partition name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    pub name: String,
+    pub size_mib: u32,
+    pub fs: PartitionFs,
+}
+
+/// Partition names every board must have: the layout A/B updates and settings rely on.
+pub const REQUIRED_PARTITIONS: [&str; 4] = ["boot", "root-a", "root-b", "config"];
+
+/// Why a board description cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("cannot read board file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("board file {path} is not valid TOML for a board: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("board file {path} has problems: {}", problems.join("; "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+impl Board {
+    /// Reads and validates a board file.
+    pub fn load(path: &Path) -> Result<Board, BoardError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read { path: display.clone(), source })?;
+        Board::parse(&text, &display)
+    }
+
+    /// Parses and validates board text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Board, BoardError> {
+        let board: Board = toml::from_str(text).map_err(|source| BoardError::Parse { path: origin.to_string(), source })?;
+        let problems = board.validate();
+        if problems.is_empty() {
+            Ok(board)
+        } else {
+            Err(BoardError::Invalid { path: origin.to_string(), problems })
+        }
+    }
+
+    /// Every problem at once, so a board author fixes them in one pass.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !is_simple_name(&self.name) {
+            problems.push(format!("name {:?} must be lowercase letters, digits and '-'", self.name));
+        }
+        if !matches!(self.debian_arch.as_str(), "arm64" | "armhf") {
+            problems.push(format!("debian_arch {:?} must be arm64 or armhf", self.debian_arch));
+        }
+        for required in REQUIRED_PARTITIONS {
+            let count = self.partitions.iter().filter(|p| p.name == required).count();
+            if count != 1 {
+                problems.push(format!("partition {required:?} must appear exactly once (found {count})"));
+            }
+        }
+        for p in &self.partitions {
+            if p.size_mib == 0 {
+                problems.push(format!("partition {:?} has size 0", p.name));
+            }
+            if !is_simple_name(&p.name) || p.name.len() > 36 {
+                problems.push(format!("partition name {:?} must be short lowercase letters, digits and '-'", p.name));
+            }
+        }
+        let expect = [("boot", PartitionFs::Vfat), ("root-a", PartitionFs::Squashfs), ("root-b", PartitionFs::Squashfs), ("config", PartitionFs::Ext4)];
+        for (name, fs) in expect {
+            if let Some(p) = self.partition(name) {
+                if p.fs != fs {
+                    problems.push(format!("partition {name:?} must be {fs:?}"));
+                }
+            }
+        }
+        for m in self.modules.initramfs.iter().chain(&self.modules.boot) {
+            if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                problems.push(format!("module name {m:?} is not a kernel module name"));
+            }
+        }
+        if self.storage.boot_disk.contains('/') {
+            problems.push("storage.boot_disk is a kernel name like vda, not a path".to_string());
+        }
+        if glob_match(&self.storage.data_disk_pattern, &self.storage.boot_disk) {
+            problems.push("storage.data_disk_pattern must not match the boot disk".to_string());
+        }
+        problems
+    }
+
+    /// The partition with this GPT name.
+    pub fn partition(&self, name: &str) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.name == name)
+    }
+
+    /// 1-based partition number of a named partition on the boot medium.
+    pub fn partition_number(&self, name: &str) -> Option<usize> {
+        self.partitions.iter().position(|p| p.name == name).map(|i| i + 1)
+    }
+
+    /// Whether a kernel block device name is one of this board's data-disk bays.
+    pub fn is_data_disk(&self, kernel_name: &str) -> bool {
+        kernel_name != self.storage.boot_disk && glob_match(&self.storage.data_disk_pattern, kernel_name)
+    }
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Shell-style glob with `*`, `?` and `[a-z]`/`[abc]` classes; enough for device names.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn class_end(p: &[char], start: usize) -> Option<usize> {
+        p[start..].iter().position(|&c| c == ']').map(|i| start + i)
+    }
+    fn class_matches(class: &[char], c: char) -> bool {
+        let mut i = 0;
+        while i < class.len() {
+            if i + 2 < class.len() && class[i + 1] == '-' {
+                if class[i] <= c && c <= class[i + 2] {
+                    return true;
+                }
+                i += 3;
+            } else {
+                if class[i] == c {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+        false
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') => match class_end(p, 1) {
+                Some(end) => !n.is_empty() && class_matches(&p[1..end], n[0]) && go(&p[end + 1..], &n[1..]),
+                None => n.first() == Some(&'[') && go(&p[1..], &n[1..]),
+            },
+            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board_file(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board").join(name).join("board.toml")
+    }
+
+    #[test]
+    fn every_board_in_the_tree_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path().join("board.toml");
+            let board = Board::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(path.parent().unwrap().file_name().unwrap().to_str().unwrap(), board.name);
+            seen += 1;
+        }
+        assert!(seen >= 2, "expected both QEMU boards, found {seen}");
+    }
+
+    #[test]
+    fn data_disks_never_include_the_boot_disk() {
+        let board = Board::load(&board_file("qemu-aarch64-virt")).unwrap();
+        assert!(board.is_data_disk("vdb"));
+        assert!(board.is_data_disk("vde"));
+        assert!(!board.is_data_disk("vda"));
+        assert!(!board.is_data_disk("vda1"));
+        assert!(!board.is_data_disk("loop0"));
+    }
+
+    #[test]
+    fn partition_numbers_follow_the_layout() {
+        let board = Board::load(&board_file("qemu-armv7-virt")).unwrap();
+        assert_eq!(board.partition_number("boot"), Some(1));
+        assert_eq!(board.partition_number("root-a"), Some(2));
+        assert_eq!(board.partition_number("config"), Some(4));
+        assert_eq!(board.partition_number("nope"), None);
+    }
+
+    #[test]
+    fn validation_reports_every_problem_at_once() {
+        let text = std::fs::read_to_string(board_file("qemu-aarch64-virt")).unwrap();
+        let broken = text
+            .replace("name = \"qemu-aarch64-virt\"", "name = \"Bad Name\"")
+            .replace("name = \"root-b\"", "name = \"spare\"")
+            .replace("data_disk_pattern = \"vd[b-z]\"", "data_disk_pattern = \"vd*\"");
+        match Board::parse(&broken, "test") {
+            Err(BoardError::Invalid { problems, .. }) => {
+                assert_eq!(problems.len(), 3, "{problems:?}");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = std::fs::read_to_string(board_file("qemu-aarch64-virt")).unwrap();
+        let broken = text.replacen("debian_arch = \"arm64\"", "debian_arch = \"arm64\"\nturbo = true", 1);
+        assert!(matches!(Board::parse(&broken, "test"), Err(BoardError::Parse { .. })));
+    }
+
+    #[test]
+    fn glob_classes_and_stars() {
+        assert!(glob_match("sd[a-d]", "sdc"));
+        assert!(!glob_match("sd[a-d]", "sde"));
+        assert!(glob_match("mmcblk*", "mmcblk1"));
+        assert!(glob_match("vd?", "vdb"));
+        assert!(!glob_match("vd?", "vdb1"));
+    }
+}

@@ -1,0 +1,17 @@
+//! `cairn init`: PID 1 of the image.
+//!
+//! Owns bringing the system up and down: virtual filesystems, the board's kernel modules, the config
+//! partition (formatted on first boot only when blank), loopback and the LAN interface, supervising the
+//! services listed in `/etc/cairn/services.toml` (restart with backoff, orphans reaped, output logged to
+//! the console and a bounded log), petting the hardware watchdog, and a clean shutdown that leaves the
+//! config filesystem clean. It never touches data disks and never reads settings records.
+//! Pure parts (module dependency order, partition classification, backoff, service files) are unit
+//! tested on the host; the whole runs under QEMU in the scenario tests.
+
+pub mod config_partition;
+pub mod logring;
+pub mod modules;
+pub mod services;
+mod system;
+
+pub use system::run;

@@ -1,0 +1,337 @@
+//! The PID 1 main loop: bring-up, supervision, watchdog and shutdown. Only runs as PID 1 in the image.
+
+use crate::config_partition::{self, Contents};
+use crate::logring::LogRing;
+use crate::modules;
+use crate::services::{Backoff, ServiceSpec, ServicesFile, SERVICES_FILE};
+use cairn_board::{Board, IMAGE_BOARD_FILE};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the config partition is mounted; the daemon keeps its store below it.
+pub const CONFIG_MOUNT: &str = "/config";
+/// How long services get to stop after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the main loop wakes up without a signal.
+const TICK: Duration = Duration::from_millis(500);
+
+struct Running {
+    spec: ServiceSpec,
+    pid: Option<Pid>,
+    started: Instant,
+    delay: Option<Duration>,
+    restart_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Reboot,
+    Poweroff,
+}
+
+/// Runs PID 1. Never returns: it ends with a reboot or power-off.
+pub fn run() -> ! {
+    let log = Arc::new(LogRing::new(Path::new("/run/log/cairn.log"), true));
+    mount_virtual_filesystems(&log);
+    let _ = std::fs::create_dir_all("/run/log");
+    log.line("init", &format!("Cairn {} starting", env!("CARGO_PKG_VERSION")));
+
+    let board = match Board::load(Path::new(IMAGE_BOARD_FILE)) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log.line("init", &format!("ERROR {e}; continuing without board data"));
+            None
+        }
+    };
+    if let Some(b) = &board {
+        load_modules(&log, &b.modules.boot);
+    }
+    let _ = nix::unistd::sethostname("cairn");
+    mount_config(&log, board.as_ref());
+    bring_up_network(&log, board.as_ref());
+
+    let interface = board.as_ref().map(|b| b.network.interface.clone()).unwrap_or_else(|| "eth0".into());
+    let specs = match std::fs::read_to_string(SERVICES_FILE).map_err(|e| e.to_string()).and_then(|t| ServicesFile::parse(&t).map_err(|e| e.to_string())) {
+        Ok(f) => f.services,
+        Err(e) => {
+            log.line("init", &format!("ERROR services file {SERVICES_FILE}: {e}; starting only the console shell"));
+            vec![ServiceSpec { name: "console".into(), argv: vec!["/bin/sh".into()], console: true, env: vec![] }]
+        }
+    };
+    let mut running: Vec<Running> = specs
+        .into_iter()
+        .map(|mut spec| {
+            spec.argv = spec.argv.iter().map(|a| a.replace("{interface}", &interface)).collect();
+            Running { spec, pid: None, started: Instant::now(), delay: None, restart_at: Some(Instant::now()) }
+        })
+        .collect();
+
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGHUP, Signal::SIGPWR] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+    let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log.line("init", &format!("ERROR signalfd: {e}; rebooting"));
+            final_reboot(Stop::Reboot, None);
+        }
+    };
+
+    let mut watchdog = board.as_ref().and_then(|b| b.watchdog.as_ref()).and_then(|w| match OpenOptions::new().write(true).open(&w.device) {
+        Ok(f) => {
+            log.line("init", &format!("watchdog {} armed", w.device));
+            Some((f, Duration::from_secs(u64::from(w.timeout_s.max(3)) / 3)))
+        }
+        Err(e) => {
+            log.line("init", &format!("watchdog {} unavailable: {e}", w.device));
+            None
+        }
+    });
+    let mut last_pet = Instant::now() - Duration::from_secs(3600);
+
+    let stop = loop {
+        if let Some((dev, every)) = watchdog.as_mut() {
+            if last_pet.elapsed() >= *every {
+                let _ = dev.write_all(b"\0");
+                let _ = dev.flush();
+                last_pet = Instant::now();
+            }
+        }
+        for r in running.iter_mut() {
+            if r.pid.is_none() && r.restart_at.is_some_and(|t| Instant::now() >= t) {
+                r.restart_at = None;
+                r.pid = start(&log, &r.spec);
+                r.started = Instant::now();
+                if r.pid.is_none() {
+                    schedule_restart(&log, r);
+                }
+            }
+        }
+        let mut fds = [nix::poll::PollFd::new(sigfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(TICK.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::NONE));
+        let mut requested = None;
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => requested = Some(Stop::Reboot),
+                Ok(Signal::SIGUSR1) | Ok(Signal::SIGUSR2) | Ok(Signal::SIGPWR) => requested = Some(Stop::Poweroff),
+                _ => {}
+            }
+        }
+        reap(&log, &mut running);
+        if let Some(stop) = requested {
+            break stop;
+        }
+    };
+
+    shutdown(&log, &mut running, stop, watchdog.map(|(f, _)| f));
+}
+
+fn schedule_restart(log: &LogRing, r: &mut Running) {
+    let delay = Backoff::SERVICE.next(r.delay, r.started.elapsed());
+    r.delay = Some(delay);
+    r.restart_at = Some(Instant::now() + delay);
+    log.line("init", &format!("{} will restart in {} ms", r.spec.name, delay.as_millis()));
+}
+
+fn reap(log: &LogRing, running: &mut [Running]) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => {
+                let Some(pid) = status.pid() else { continue };
+                if let Some(r) = running.iter_mut().find(|r| r.pid == Some(pid)) {
+                    r.pid = None;
+                    log.line("init", &format!("{} exited: {status:?}", r.spec.name));
+                    schedule_restart(log, r);
+                }
+                // Anything else was an orphan re-parented to us: reaped, nothing more to do.
+            }
+        }
+    }
+}
+
+fn start(log: &Arc<LogRing>, spec: &ServiceSpec) -> Option<Pid> {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for e in &spec.env {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    if spec.console {
+        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    match cmd.spawn() {
+        Ok(mut child) => {
+            for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+                let log = log.clone();
+                let name = spec.name.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                        log.line(&name, &line);
+                    }
+                });
+            }
+            log.line("init", &format!("started {} (pid {})", spec.name, child.id()));
+            // The child is reaped by waitpid(-1) in the main loop, not through this handle.
+            let pid = Pid::from_raw(child.id() as i32);
+            std::mem::forget(child);
+            Some(pid)
+        }
+        Err(e) => {
+            log.line("init", &format!("ERROR cannot start {}: {e}", spec.name));
+            None
+        }
+    }
+}
+
+fn mount_virtual_filesystems(log: &LogRing) {
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let table: [(&str, &str, &str, MsFlags, Option<&str>); 6] = [
+        ("proc", "/proc", "proc", nodev, None),
+        ("sysfs", "/sys", "sysfs", nodev, None),
+        ("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755")),
+        ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
+        ("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=16m")),
+        ("tmpfs", "/tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777,size=32m")),
+    ];
+    for (source, target, fstype, flags, data) in table {
+        let _ = std::fs::create_dir_all(target);
+        match mount(Some(source), target, Some(fstype), flags, data) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => log.line("init", &format!("mount {target}: {e}")),
+        }
+    }
+    let _ = std::fs::create_dir_all("/run/log");
+    let _ = std::fs::create_dir_all("/run/cairn");
+}
+
+fn load_modules(log: &LogRing, wanted: &[String]) {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = Path::new("/lib/modules").join(release);
+    let started = Instant::now();
+    for problem in modules::load(&dir, wanted) {
+        log.line("init", &format!("module: {problem}"));
+    }
+    log.line("init", &format!("modules loaded in {} ms", started.elapsed().as_millis()));
+}
+
+/// Mounts the config partition, formatting it only when it is blank. On any other trouble the box still
+/// comes up (on a RAM-backed /config) so the owner can see what is wrong instead of a dead box.
+fn mount_config(log: &LogRing, board: Option<&Board>) {
+    let _ = std::fs::create_dir_all(CONFIG_MOUNT);
+    let disk = board.map(|b| b.storage.boot_disk.as_str()).unwrap_or("vda");
+    let state = match config_partition::find_by_partname(Path::new("/sys/class/block"), disk, "config") {
+        None => Err("no partition named config on the boot disk".to_string()),
+        Some(dev) => prepare_and_mount(log, &dev),
+    };
+    let note = match state {
+        Ok(how) => how,
+        Err(e) => {
+            log.line("init", &format!("ERROR config partition: {e}; settings will not survive a restart"));
+            let _ = mount(Some("tmpfs"), CONFIG_MOUNT, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700,size=16m"));
+            format!("unavailable: {e}")
+        }
+    };
+    let _ = std::fs::write("/run/cairn/config-state", note);
+}
+
+fn prepare_and_mount(log: &LogRing, dev: &Path) -> Result<String, String> {
+    let dev_s = dev.to_string_lossy().to_string();
+    let mut how = "mounted".to_string();
+    match config_partition::probe(dev).map_err(|e| format!("cannot read {dev_s}: {e}"))? {
+        Contents::Foreign => return Err(format!("{dev_s} holds data that is not an ext4 filesystem; it was left untouched")),
+        Contents::Blank => {
+            log.line("init", &format!("config partition {dev_s} is blank: formatting (first boot)"));
+            cairn_exec::run("/sbin/mke2fs", &["-q", "-t", "ext4", "-L", "cairn-config", "-E", "lazy_itable_init=0,lazy_journal_init=0", &dev_s], Duration::from_secs(120))
+                .map_err(|e| e.to_string())?;
+            how = "formatted".into();
+        }
+        Contents::Ext4 => {}
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME;
+    if let Err(first) = mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>) {
+        log.line("init", &format!("config partition does not mount ({first}): checking it"));
+        let _ = cairn_exec::run("/sbin/e2fsck", &["-y", &dev_s], Duration::from_secs(300));
+        mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>).map_err(|e| format!("mount {dev_s}: {e}"))?;
+        how = "repaired".into();
+    }
+    log.line("init", &format!("config partition {dev_s} {how} at {CONFIG_MOUNT}"));
+    Ok(how)
+}
+
+fn bring_up_network(log: &LogRing, board: Option<&Board>) {
+    let interface = board.map(|b| b.network.interface.as_str()).unwrap_or("eth0");
+    for args in [vec!["link", "set", "lo", "up"], vec!["link", "set", interface, "up"]] {
+        if let Err(e) = cairn_exec::run("/sbin/ip", &args, Duration::from_secs(5)) {
+            log.line("init", &format!("network: {e}"));
+        }
+    }
+}
+
+fn shutdown(log: &LogRing, running: &mut [Running], stop: Stop, watchdog: Option<std::fs::File>) -> ! {
+    log.line("init", if stop == Stop::Reboot { "reboot requested: stopping services" } else { "power-off requested: stopping services" });
+    for r in running.iter_mut().rev() {
+        r.restart_at = None;
+        if let Some(pid) = r.pid {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while running.iter().any(|r| r.pid.is_some()) && Instant::now() < deadline {
+        reap_quietly(running);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever is left, services that ignored SIGTERM and their children alike.
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    reap_quietly(running);
+    nix::unistd::sync();
+    match umount2(CONFIG_MOUNT, MntFlags::empty()) {
+        Ok(()) => log.line("init", "config partition unmounted cleanly"),
+        Err(e) => {
+            log.line("init", &format!("ERROR unmount {CONFIG_MOUNT}: {e}; remounting read-only"));
+            let _ = mount(None::<&str>, CONFIG_MOUNT, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>);
+        }
+    }
+    nix::unistd::sync();
+    log.line("init", if stop == Stop::Reboot { "restarting" } else { "powering off" });
+    final_reboot(stop, watchdog)
+}
+
+fn reap_quietly(running: &mut [Running]) {
+    while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        let Some(pid) = status.pid() else { break };
+        if let Some(r) = running.iter_mut().find(|r| r.pid == Some(pid)) {
+            r.pid = None;
+        }
+    }
+}
+
+fn final_reboot(stop: Stop, watchdog: Option<std::fs::File>) -> ! {
+    // Magic close: a deliberate shutdown must not look like a hang to the watchdog.
+    if let Some(mut f) = watchdog {
+        let _ = f.write_all(b"V");
+    }
+    nix::unistd::sync();
+    let mode = if stop == Stop::Reboot { nix::sys::reboot::RebootMode::RB_AUTOBOOT } else { nix::sys::reboot::RebootMode::RB_POWER_OFF };
+    let _ = nix::sys::reboot::reboot(mode);
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}

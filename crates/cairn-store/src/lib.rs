@@ -1,0 +1,248 @@
+//! The settings store: every persistent setting of the box, in one sled database on the config partition.
+//!
+//! It owns the database file, its schema version and the migrations between versions, so that an update
+//! never drops a setting. It never interprets the records it holds: the crates that own users, shares or
+//! network settings do that. Every acknowledged change goes through [`Store::commit`], which flushes to disk
+//! before returning, so a change the API acknowledged survives a power cut. Tested on the host with
+//! temporary directories, and with fixture databases for migrations as the schema grows.
+#![forbid(unsafe_code)]
+
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The schema this build reads and writes. Raise it only together with a migration in [`MIGRATIONS`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// sled's cache: its default is sized for servers; a NAS has 256 MiB to 1 GiB for everything.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+const META_TREE: &str = "meta";
+const SCHEMA_KEY: &str = "schema_version";
+
+/// One step from version `from` to `from + 1`, run inside a single transaction-like batch before the store opens.
+pub struct Migration {
+    pub from: u32,
+    pub describe: &'static str,
+    pub run: fn(&sled::Db) -> Result<(), StoreError>,
+}
+
+/// Migrations in order. Each must keep every record it does not understand.
+pub const MIGRATIONS: &[Migration] = &[];
+
+/// Why the store cannot be used or a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the settings database at {path} cannot be opened: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("the settings database has schema version {found}, newer than this firmware's {supported}")]
+    TooNew { found: u32, supported: u32 },
+    #[error("no migration from settings schema version {from}")]
+    NoMigration { from: u32 },
+    #[error("settings database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("record {key:?} in {tree:?} is damaged: {source}")]
+    Corrupt { tree: String, key: String, source: serde_json::Error },
+    #[error("record cannot be encoded: {0}")]
+    Encode(serde_json::Error),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Handle to the settings database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+/// A typed view of one tree (table) holding JSON records keyed by name.
+#[derive(Clone)]
+pub struct Table {
+    tree: sled::Tree,
+    name: String,
+}
+
+impl Store {
+    /// Opens (creating if new) the database in `dir`, migrating it to [`SCHEMA_VERSION`].
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| StoreError::Open { path: dir.to_path_buf(), source })?;
+        let store = Store { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let meta = self.db.open_tree(META_TREE)?;
+        let found = match meta.get(SCHEMA_KEY)? {
+            Some(v) => parse_version(&v),
+            None => {
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                self.db.flush()?;
+                return Ok(());
+            }
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION });
+        }
+        let mut version = found;
+        while version < SCHEMA_VERSION {
+            let step = MIGRATIONS.iter().find(|m| m.from == version).ok_or(StoreError::NoMigration { from: version })?;
+            log::info!("settings: migrating schema {} -> {}: {}", version, version + 1, step.describe);
+            (step.run)(&self.db)?;
+            version += 1;
+            meta.insert(SCHEMA_KEY, version.to_string().as_bytes())?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version on disk.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let meta = self.db.open_tree(META_TREE)?;
+        Ok(meta.get(SCHEMA_KEY)?.map(|v| parse_version(&v)).unwrap_or(0))
+    }
+
+    /// A named table of JSON records.
+    pub fn table(&self, name: &str) -> Result<Table, StoreError> {
+        Ok(Table { tree: self.db.open_tree(name)?, name: name.to_string() })
+    }
+
+    /// Makes every change so far durable. Call before acknowledging a change.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The underlying database, for multi-table transactions in the crates that own the records.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+fn parse_version(bytes: &[u8]) -> u32 {
+    std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+impl Table {
+    /// Reads one record.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(bytes) => Ok(Some(self.decode(key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes one record (not yet durable: see [`Store::commit`]).
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.tree.insert(key, encode(value)?)?;
+        Ok(())
+    }
+
+    /// Writes a record only if none has that key; false if one existed.
+    pub fn insert_new<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, StoreError> {
+        let outcome = self.tree.compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)?))?;
+        Ok(outcome.is_ok())
+    }
+
+    /// Removes one record; true if it existed.
+    pub fn remove(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.tree.remove(key)?.is_some())
+    }
+
+    /// Every record, in key order.
+    pub fn all<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = self.decode(&key, &v)?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True when the table holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// The underlying sled tree, for transactions spanning tables.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: self.name.clone(), key: key.to_string(), source })
+    }
+}
+
+/// Encodes a record the way every table stores it.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(StoreError::Encode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_store_gets_current_schema_and_keeps_records_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+            let t = store.table("things").unwrap();
+            t.put("a", &vec![1, 2, 3]).unwrap();
+            store.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let t = store.table("things").unwrap();
+        assert_eq!(t.get::<Vec<i32>>("a").unwrap(), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn newer_schema_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.db().open_tree(META_TREE).unwrap().insert(SCHEMA_KEY, b"99").unwrap();
+            store.commit().unwrap();
+        }
+        match Store::open(dir.path()) {
+            Err(StoreError::TooNew { found: 99, .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a newer schema must not open"),
+        }
+    }
+
+    #[test]
+    fn insert_new_does_not_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = store.table("t").unwrap();
+        assert!(t.insert_new("k", &1).unwrap());
+        assert!(!t.insert_new("k", &2).unwrap());
+        assert_eq!(t.get::<i32>("k").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn damaged_record_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = store.table("t").unwrap();
+        t.tree().insert("bad", b"{not json".to_vec()).unwrap();
+        match t.get::<i32>("bad") {
+            Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "bad"),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `cairn`: one binary, dispatched busybox-style on `argv[0]` or its first argument, so the image carries
+//! a single copy of the standard library, tokio and the TLS stack. Wiring only; logic lives in the crates.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "usage: cairn <command> [options]
+
+commands:
+  init                 PID 1 of the image (also run as /sbin/init)
+  daemon [options]     the management service: HTTP API and dashboard
+      --listen ADDR      address to listen on (default [::]:80)
+      --state DIR        settings directory (default /config/cairn)
+      --board FILE       board description (default /etc/cairn/board.toml)
+      --power init|none  who carries out reboot and power-off (default none)
+  version              print the firmware version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let (command, rest) = match invoked.as_str() {
+        "init" => ("init".to_string(), &args[1..]),
+        "cairnd" => ("daemon".to_string(), &args[1..]),
+        _ => match args.get(1) {
+            Some(c) => (c.clone(), &args[2..]),
+            None => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match command.as_str() {
+        "init" => {
+            if std::process::id() != 1 {
+                eprintln!("cairn init: must run as PID 1");
+                return ExitCode::from(2);
+            }
+            cairn_init::run()
+        }
+        "daemon" => daemon(rest),
+        "version" | "--version" => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("cairn: unknown command {other:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+struct DaemonOptions {
+    listen: String,
+    state: PathBuf,
+    board: PathBuf,
+    power: cairn_api::PowerControl,
+}
+
+fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
+    let mut o = DaemonOptions {
+        listen: "[::]:80".into(),
+        state: PathBuf::from("/config/cairn"),
+        board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
+        power: cairn_api::PowerControl::None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => o.listen = value()?,
+            "--state" => o.state = PathBuf::from(value()?),
+            "--board" => o.board = PathBuf::from(value()?),
+            "--power" => {
+                o.power = match value()?.as_str() {
+                    "init" => cairn_api::PowerControl::Init,
+                    "none" => cairn_api::PowerControl::None,
+                    v => return Err(format!("--power takes init or none, not {v:?}")),
+                }
+            }
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn daemon(args: &[String]) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
+    let options = match parse_daemon_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cairn daemon: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let board = match cairn_board::Board::load(&options.board) {
+        Ok(b) => b.name,
+        Err(e) => {
+            log::warn!("{e}");
+            "unknown".to_string()
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&options.state) {
+        log::error!("cannot create state directory {}: {e}", options.state.display());
+        return ExitCode::FAILURE;
+    }
+    let store = match cairn_store::Store::open(&options.state.join("settings.db")) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = cairn_api::Identity { version: env!("CARGO_PKG_VERSION").to_string(), board };
+    let app = match cairn_api::App::new(identity, store, options.power) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&options.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("cannot listen on {}: {e}", options.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        log::info!("listening on {}", options.listen);
+        match cairn_api::serve(listener, app).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log::error!("server stopped: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
