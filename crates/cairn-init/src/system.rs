@@ -277,7 +277,7 @@ fn prepare_and_mount(log: &LogRing, dev: &Path) -> Result<String, String> {
 fn bring_up_network(log: &LogRing, board: Option<&Board>) {
     let interface = board.map(|b| b.network.interface.as_str()).unwrap_or("eth0");
     for args in [vec!["link", "set", "lo", "up"], vec!["link", "set", interface, "up"]] {
-        if let Err(e) = cairn_exec::run("/sbin/ip", &args, Duration::from_secs(5)) {
+        if let Err(e) = cairn_exec::run("/bin/ip", &args, Duration::from_secs(5)) {
             log.line("init", &format!("network: {e}"));
         }
     }

@@ -1,0 +1,301 @@
+"""Builds a board's flashable image from the cross-built `cairn` binary, the pinned Debian packages and rootfs/.
+
+    python3 scripts/image/mkimage.py BOARD BINARY OUTDIR
+
+Writes OUTDIR/cairn-BOARD-VERSION.img (GPT: boot (FAT), root-a and root-b (squashfs), config (blank, formatted on
+first boot)), plus the boot files (kernel, initrd) beside it for direct QEMU boots and manifest.json with sizes.
+Runs without root: filesystems are made from directories (mksquashfs, mkfs.vfat + mtools) and placed into the
+disk image at their partition offsets. Every tool gets an argument vector, never a shell string.
+"""
+import gzip
+import json
+import lzma
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import packages  # noqa: E402
+
+ROOT = packages.ROOT
+MIB = 1024 * 1024
+TRIPLETS = {"arm64": "aarch64-linux-gnu", "armhf": "arm-linux-gnueabihf"}
+# GPT type GUIDs: FAT boot data, Linux filesystem.
+TYPE_FAT = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+def run(*argv, **kw):
+    subprocess.run([str(a) for a in argv], check=True, **kw)
+
+
+def version():
+    with open(ROOT / "Cargo.toml", "rb") as f:
+        return tomllib.load(f)["workspace"]["package"]["version"]
+
+
+def extract(debs, into):
+    into.mkdir(parents=True)
+    for name, deb in debs.items():
+        run("dpkg-deb", "-x", deb, into / name)
+
+
+def applets():
+    lines = (ROOT / "rootfs" / "busybox-applets").read_text().splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.startswith("#")]
+
+
+def install_busybox(pkgs, tree):
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pkgs / "busybox-static" / "bin" / "busybox", tree / "bin" / "busybox")
+    for a in applets():
+        link = tree / "bin" / a
+        if not link.exists():
+            link.symlink_to("busybox")
+    (tree / "sbin").mkdir(exist_ok=True)
+
+
+def module_closure(moddir, wanted):
+    """Relative paths of `wanted` modules and their dependencies, from the package's own modules.dep."""
+    deps = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        mod, _, rest = line.partition(":")
+        name = Path(mod).name.split(".ko")[0].replace("-", "_")
+        deps[name] = [mod] + rest.split()
+    builtin = {Path(l).name.split(".ko")[0].replace("-", "_") for l in (moddir / "modules.builtin").read_text().split()}
+    files, missing = [], []
+    for w in wanted:
+        key = w.replace("-", "_")
+        if key in deps:
+            for f in deps[key]:
+                if f not in files:
+                    files.append(f)
+        elif key not in builtin:
+            missing.append(w)
+    if missing:
+        sys.exit(f"mkimage: modules {missing} are neither built into the kernel nor in its package")
+    return files
+
+
+def install_modules(moddir, release, files, tree):
+    """Copies modules (decompressed: busybox modprobe and finit_module both take plain .ko) and runs depmod."""
+    dest = tree / "lib" / "modules" / release
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        src = moddir / f
+        out = dest / (f[:-3] if f.endswith(".xz") else f)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = src.read_bytes()
+        out.write_bytes(lzma.decompress(data) if f.endswith(".xz") else data)
+    for meta in ["modules.builtin", "modules.builtin.modinfo", "modules.order"]:
+        if (moddir / meta).exists():
+            shutil.copy2(moddir / meta, dest / meta)
+    run("depmod", "-b", tree, release)
+
+
+def needed(elf, arch):
+    out = subprocess.run([f"{TRIPLETS[arch]}-readelf", "-d", elf], capture_output=True, text=True, check=True).stdout
+    return [l.split("[")[1].split("]")[0] for l in out.splitlines() if "(NEEDED)" in l]
+
+
+def install_dynamic(pkgs, arch, tree, programs):
+    """Copies dynamically linked programs and, recursively, the libraries they need (found in the packages)."""
+    index = {}
+    for p in pkgs.rglob("*"):
+        if ".so" in p.name and (p.is_file() or p.is_symlink()):
+            index.setdefault(p.name, p)
+    todo = []
+    for pkg, rel in programs:
+        src = pkgs / pkg / rel
+        dst = tree / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        todo.append(src)
+    done = set()
+    while todo:
+        for lib in needed(todo.pop(), arch):
+            if lib in done:
+                continue
+            done.add(lib)
+            src = index.get(lib)
+            if src is None:
+                sys.exit(f"mkimage: no package in the lock provides {lib}; add it to rootfs/packages.toml")
+            real = src.resolve() if src.is_symlink() else src
+            dst = tree / "lib" / TRIPLETS[arch] / lib
+            if lib.startswith("ld-linux"):
+                dst = tree / "lib" / lib
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(real, dst)
+            todo.append(real)
+
+
+def copy_tree(src, dst):
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        target = dst / rel
+        if p.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+
+
+def cpio_newc(tree, out_path, extra_nodes):
+    """A gzip'd newc cpio of `tree`, with device nodes added without needing root to create them."""
+    ino = [1000]
+
+    def header(name, mode, size, rdev=(0, 0), nlink=1):
+        ino[0] += 1
+        fields = [ino[0], mode, 0, 0, nlink, 0, size, 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+        h = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
+        return h + b"\0" * ((4 - len(h) % 4) % 4)
+
+    def pad(data):
+        return data + b"\0" * ((4 - len(data) % 4) % 4)
+
+    buf = bytearray()
+    for p in sorted(tree.rglob("*")):
+        name = str(p.relative_to(tree))
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(p).encode()
+            buf += header(name, stat.S_IFLNK | 0o777, len(target)) + pad(target)
+        elif stat.S_ISDIR(st.st_mode):
+            buf += header(name, stat.S_IFDIR | 0o755, 0, nlink=2)
+        else:
+            data = p.read_bytes()
+            buf += header(name, stat.S_IFREG | (st.st_mode & 0o777), len(data)) + pad(data)
+    for name, mode, rdev in extra_nodes:
+        buf += header(name, mode, 0, rdev)
+    buf += header("TRAILER!!!", 0, 0)
+    with gzip.open(out_path, "wb", compresslevel=9) as f:
+        f.write(bytes(buf))
+
+
+def build(board_name, binary, outdir):
+    with open(ROOT / "board" / board_name / "board.toml", "rb") as f:
+        board = tomllib.load(f)
+    arch = board["debian_arch"]
+    outdir.mkdir(parents=True, exist_ok=True)
+    work = outdir / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    debs = packages.fetch_all(arch)
+    kernels = [n for n in debs if n.startswith("linux-image-") and n.endswith("-" + board["kernel"]["flavour"])]
+    if len(kernels) != 1:
+        sys.exit(f"mkimage: expected one pinned kernel for flavour {board['kernel']['flavour']}, found {kernels}")
+    debs = {n: p for n, p in debs.items() if not n.startswith("linux-image-") or n in kernels}
+    pkgs = work / "pkgs"
+    extract(debs, pkgs)
+    kpkg = pkgs / kernels[0]
+    vmlinuz = next((kpkg / "boot").glob("vmlinuz-*"))
+    release = vmlinuz.name[len("vmlinuz-"):]
+    moddir = kpkg / "lib" / "modules" / release
+    run("depmod", "-b", kpkg, release)
+
+    # Root slot: the system proper.
+    root = work / "root"
+    for d in ["proc", "sys", "dev", "run", "tmp", "config", "data", "root", "etc", "usr/bin", "usr/sbin", "var"]:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    install_busybox(pkgs, root)
+    shutil.copy2(binary, root / "usr" / "bin" / "cairn")
+    (root / "sbin" / "init").symlink_to("../usr/bin/cairn")
+    copy_tree(ROOT / "rootfs" / "files", root)
+    (root / "etc" / "cairn").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "board" / board_name / "board.toml", root / "etc" / "cairn" / "board.toml")
+    (root / "etc" / "resolv.conf").symlink_to("/run/resolv.conf")
+    for name, target in [("run", "/run"), ("tmp", "/tmp"), ("log", "/run/log")]:
+        (root / "var" / name).symlink_to(target)
+    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck")])
+    root_no_modules = work / "root-no-modules.squashfs"
+    squash = ["-noappend", "-all-root", "-comp", "xz", "-quiet", "-no-progress"]
+    run("mksquashfs", root, root_no_modules, *squash)
+    install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"]), root)
+    root_img = work / "root-a.squashfs"
+    run("mksquashfs", root, root_img, *squash)
+
+    # Initramfs: just enough to mount the root slot.
+    initramfs = work / "initramfs"
+    for d in ["dev", "proc", "sys", "newroot", "etc"]:
+        (initramfs / d).mkdir(parents=True, exist_ok=True)
+    install_busybox(pkgs, initramfs)
+    shutil.copy2(ROOT / "rootfs" / "initramfs" / "init", initramfs / "init")
+    (initramfs / "etc" / "modules").write_text("\n".join(board["modules"]["initramfs"]) + "\n")
+    (initramfs / "etc" / "boot-disk").write_text(board["storage"]["boot_disk"] + "\n")
+    install_modules(moddir, release, module_closure(moddir, board["modules"]["initramfs"]), initramfs)
+    initrd = outdir / "initrd.img"
+    cpio_newc(initramfs, initrd, [("dev/console", stat.S_IFCHR | 0o600, (5, 1))])
+    kernel = outdir / board["kernel"]["boot_file"]
+    shutil.copy2(vmlinuz, kernel)
+    cmdline = board["kernel"]["cmdline"] + " cairn.slot=a"
+    (outdir / "cmdline.txt").write_text(cmdline + "\n")
+
+    # Partitions.
+    parts = board["partitions"]
+    sizes = {p["name"]: p["size_mib"] * MIB for p in parts}
+    boot_img = work / "boot.vfat"
+    run("mkfs.vfat", "-n", "CAIRN-BOOT", "-C", boot_img, sizes["boot"] // 1024, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    run("mmd", "-i", boot_img, "::slot-a", "::slot-b", env=env)
+    for src, name in [(kernel, board["kernel"]["boot_file"]), (initrd, "initrd.img"), (outdir / "cmdline.txt", "cmdline.txt")]:
+        run("mcopy", "-i", boot_img, src, f"::slot-a/{name}", env=env)
+    contents = {"boot": boot_img, "root-a": root_img}
+    for name, path in contents.items():
+        if path.stat().st_size > sizes[name]:
+            sys.exit(f"mkimage: {name} needs {path.stat().st_size} bytes but the partition has {sizes[name]}")
+
+    image = outdir / f"cairn-{board_name}-{version()}.img"
+    total = MIB + sum(sizes.values()) + MIB
+    with open(image, "wb") as f:
+        f.truncate(total)
+    script = ["label: gpt", "first-lba: 2048"]
+    for p in parts:
+        kind = TYPE_FAT if p["fs"] == "vfat" else TYPE_LINUX
+        attrs = ', attrs="LegacyBIOSBootable"' if p["name"] == "boot" else ""
+        script.append(f'size={p["size_mib"]}MiB, type={kind}, name="{p["name"]}"{attrs}')
+    run("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", image, input="\n".join(script) + "\n", text=True)
+    offset = MIB
+    with open(image, "r+b") as f:
+        for p in parts:
+            src = contents.get(p["name"])
+            if src is not None:
+                f.seek(offset)
+                with open(src, "rb") as s:
+                    shutil.copyfileobj(s, f, 4 * MIB)
+            offset += sizes[p["name"]]
+
+    manifest = {
+        "board": board_name,
+        "version": version(),
+        "image": image.name,
+        "kernel": kernel.name,
+        "kernel_release": release,
+        "initrd": initrd.name,
+        "cmdline": cmdline,
+        "sizes": {
+            "cairn_binary": Path(binary).stat().st_size,
+            "root_squashfs": root_img.stat().st_size,
+            "root_squashfs_without_modules": root_no_modules.stat().st_size,
+            "initrd": initrd.stat().st_size,
+            "kernel": kernel.stat().st_size,
+            "image": total,
+            "image_allocated": image.stat().st_blocks * 512,
+        },
+    }
+    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(work)
+    print(f"mkimage: {image} ({total // MIB} MiB; root slot {manifest['sizes']['root_squashfs'] // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    try:
+        build(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+    except packages.PackageError as e:
+        sys.exit(f"mkimage: {e}")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"mkimage: {e}")
