@@ -300,7 +300,20 @@ fn shutdown(log: &LogRing, running: &mut [Running], stop: Stop, watchdog: Option
     let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    reap_quietly(running);
+    // A killed process keeps its files open until it has fully exited: wait for every child to be gone,
+    // or the unmount below finds the config filesystem busy.
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Err(nix::errno::Errno::ECHILD) => break,
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(WaitStatus::StillAlive) | Err(_) => {
+                log.line("init", "some processes did not exit in time");
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
     nix::unistd::sync();
     match umount2(CONFIG_MOUNT, MntFlags::empty()) {
         Ok(()) => log.line("init", "config partition unmounted cleanly"),

@@ -1,0 +1,68 @@
+# Cairn: `make run` boots the firmware under QEMU, `make test` runs every test. See README.md.
+BOARD ?= qemu-aarch64-virt
+BOARDS := $(notdir $(wildcard board/*))
+TARGET = $(shell sed -n 's/^target = "\(.*\)"/\1/p' board/$(BOARD)/board.toml)
+OUT = out/$(BOARD)
+BIN = target/$(TARGET)/release/cairn
+IMAGE_INPUTS = $(shell find rootfs board/$(BOARD) scripts/image -type f 2>/dev/null)
+export HTTP_PORT ?= 8080
+export SMB_PORT ?= 1445
+export DISKS ?= 0
+export NET ?= user
+
+.PHONY: all bootstrap build image images run test test-host test-e2e dev bench lint clean clean-box lock-refresh
+
+all: images
+
+bootstrap:
+	@scripts/bootstrap
+
+## The cross-built multi-call binary for $(BOARD).
+build: bootstrap
+	cargo build --release --locked --target $(TARGET) -p cairn
+
+## The flashable image for $(BOARD): out/$(BOARD)/cairn-$(BOARD)-<version>.img
+image: build
+	@$(MAKE) --no-print-directory $(OUT)/manifest.json
+
+$(OUT)/manifest.json: $(BIN) $(IMAGE_INPUTS) Cargo.toml
+	python3 scripts/image/mkimage.py $(BOARD) $(BIN) $(OUT)
+
+images:
+	@for b in $(BOARDS); do $(MAKE) --no-print-directory image BOARD=$$b || exit 1; done
+
+## Boots $(BOARD) with the serial console here and the dashboard on http://127.0.0.1:$(HTTP_PORT).
+run: image
+	BOARD=$(BOARD) cargo run --quiet --release --locked -p cairn-qemu --bin cairn-run
+
+## Every test: host unit and integration tests, then both images booted under QEMU.
+test: bootstrap test-host images test-e2e
+
+test-host:
+	cargo test --locked --workspace --exclude cairn-e2e
+
+test-e2e:
+	cargo test --locked -p cairn-e2e -- --test-threads=2
+
+## The daemon natively on this machine with a throw-away state directory, for work on the pages.
+dev:
+	@state=$$(mktemp -d); echo "state in $$state; dashboard on http://127.0.0.1:$(HTTP_PORT)"; \
+	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --state $$state --board board/$(BOARD)/board.toml --power none
+
+## Prints the figures the issues ask for (boot time against a floor, sizes, memory).
+bench: bootstrap images
+	cargo run --release --locked -p cairn-e2e --bin cairn-bench
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Pins the current Debian versions of rootfs/packages.toml into rootfs/packages.lock.
+lock-refresh: bootstrap
+	python3 scripts/image/packages.py refresh
+
+clean-box:
+	rm -rf out/*/box
+
+clean:
+	rm -rf out target

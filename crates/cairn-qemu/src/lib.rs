@@ -1,0 +1,401 @@
+//! The QEMU harness: boots a board image the way an owner's box would start, and talks to it.
+//!
+//! Owns starting QEMU from the board's data (`board.toml` and the image's `manifest.json`), a copy-on-write
+//! overlay so the built image stays pristine and a "box" keeps its disk across reboots, waiting for
+//! readiness with deadlines (never a fixed sleep), HTTP through QEMU's port forwarding, commands on the
+//! serial console, QMP, and the console log, which is printed when a test fails. Host-only; used by
+//! `tests/` and the benchmarks.
+
+mod http;
+mod qmp;
+
+pub use http::{HttpClient, HttpResponse};
+pub use qmp::Qmp;
+
+use cairn_board::Board;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What went wrong driving a machine. Each says what was awaited.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("timed out after {seconds} s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("http: {0}")]
+    Http(String),
+    #[error("qmp: {0}")]
+    Qmp(String),
+}
+
+pub type Result<T> = std::result::Result<T, HarnessError>;
+
+/// The workspace root, for finding board files and build output.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
+}
+
+/// Where `make image` puts a board's build (overridable with `CAIRN_OUT`).
+pub fn board_out_dir(board: &str) -> PathBuf {
+    let base = std::env::var_os("CAIRN_OUT").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("out"));
+    base.join(board)
+}
+
+/// A built image and its boot files, as `mkimage.py` describes them in `manifest.json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Manifest {
+    pub board: String,
+    pub version: String,
+    pub image: String,
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+    pub sizes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Manifest {
+    pub fn load(board: &str) -> Result<(Manifest, PathBuf)> {
+        let dir = board_out_dir(board);
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| HarnessError::Setup(format!("no built image for {board} ({}: {e}); run `make image BOARD={board}`", path.display())))?;
+        let m = serde_json::from_str(&text).map_err(|e| HarnessError::Setup(format!("{}: {e}", path.display())))?;
+        Ok((m, dir))
+    }
+}
+
+/// A box's boot medium: a copy-on-write overlay of the built image, kept across boots of the same box.
+pub struct BootDisk {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BootDisk {
+    /// A fresh box, as if the image had just been flashed.
+    pub fn flash(manifest: &Manifest, dir: &Path) -> Result<BootDisk> {
+        let tmp = tempfile::Builder::new().prefix("cairn-box-").tempdir()?;
+        let path = tmp.path().join("boot.qcow2");
+        let base = dir.join(&manifest.image).canonicalize()?;
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&path)
+            .output()?;
+        if !out.status.success() {
+            return Err(HarnessError::Setup(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        Ok(BootDisk { path, _dir: tmp })
+    }
+
+    /// Copies `count_mib` MiB at `offset_mib` out of the disk into a raw file (to inspect a partition offline).
+    pub fn extract(&self, offset_mib: u64, count_mib: u64, to: &Path) -> Result<()> {
+        let out = Command::new("qemu-img")
+            .args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M"])
+            .arg(format!("skip={offset_mib}"))
+            // qemu-img dd counts `count` from the start of the input, skipped blocks included.
+            .arg(format!("count={}", offset_mib + count_mib))
+            .arg(format!("if={}", self.path.display()))
+            .arg(format!("of={}", to.display()))
+            .output()?;
+        let written = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        if !out.status.success() || written != count_mib * 1024 * 1024 {
+            return Err(HarnessError::Setup(format!("qemu-img dd wrote {written} bytes: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        Ok(())
+    }
+}
+
+/// The network the box is plugged into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// QEMU user networking with DHCP and a route out (through the host, which itself has no internet here).
+    User,
+    /// The same LAN with no route beyond the host (`restrict=on`): "the internet cable is pulled".
+    Offline,
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    pub network: Network,
+    /// Extra guest TCP ports to forward from loopback (guest port → host port chosen by the harness).
+    pub forward: Vec<u16>,
+    pub memory_mib: Option<u32>,
+    /// Boot with a different initrd (benchmark floors), else the image's.
+    pub initrd_override: Option<PathBuf>,
+    /// Data-disk bays, in order.
+    pub data_disks: Vec<DataDisk>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions { network: Network::User, forward: vec![], memory_mib: None, initrd_override: None, data_disks: vec![] }
+    }
+}
+
+/// A running QEMU machine.
+pub struct Machine {
+    pub board: Board,
+    pub manifest: Manifest,
+    child: Child,
+    stdin: ChildStdin,
+    console: Arc<Mutex<Vec<u8>>>,
+    qmp_path: PathBuf,
+    /// Guest port 80 on the host.
+    pub http_port: u16,
+    /// Other forwarded guest ports: (guest, host).
+    pub forwarded: Vec<(u16, u16)>,
+    pub started: Instant,
+    marker: u32,
+    _runtime_dir: tempfile::TempDir,
+}
+
+/// Host ports forwarded into the guest.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// Guest port 80.
+    pub http: u16,
+    /// (guest, host) pairs.
+    pub forwarded: Vec<(u16, u16)>,
+}
+
+/// A data-disk bay: a raw disk file on its own hot-pluggable PCIe port, with the serial a real disk reports.
+#[derive(Debug, Clone)]
+pub struct DataDisk {
+    pub file: PathBuf,
+    pub serial: String,
+}
+
+/// The QEMU command line for a board, from its board file and built manifest; the caller adds console options.
+pub fn qemu_command(board: &str, disk: &Path, options: &BootOptions, ports: &Ports, qmp: &Path) -> Result<(Board, Manifest, Command)> {
+    let (manifest, dir) = Manifest::load(board)?;
+    let board_file = workspace_root().join("board").join(board).join("board.toml");
+    let board = Board::load(&board_file).map_err(|e| HarnessError::Setup(e.to_string()))?;
+    let qemu = board.qemu.clone().ok_or_else(|| HarnessError::Setup(format!("board {} has no [qemu] section", board.name)))?;
+    let mut netdev = format!("user,id=lan,hostfwd=tcp:127.0.0.1:{}-:80", ports.http);
+    for (guest, host) in &ports.forwarded {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+    }
+    if options.network == Network::Offline {
+        netdev.push_str(",restrict=on");
+    }
+    let format = if disk.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+    let initrd = options.initrd_override.clone().unwrap_or_else(|| dir.join(&manifest.initrd));
+    let mut cmd = Command::new(&qemu.system);
+    cmd.args(["-machine", &qemu.machine, "-cpu", &qemu.cpu])
+        .args(["-m", &options.memory_mib.unwrap_or(qemu.memory_mib).to_string()])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+        .arg("-kernel")
+        .arg(dir.join(&manifest.kernel))
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", &manifest.cmdline])
+        .arg("-drive")
+        .arg(format!("if=none,id=boot,file={},format={format}", disk.display()))
+        .args(["-device", "virtio-blk-device,drive=boot"])
+        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=lan,romfile="]);
+    for dev in &qemu.extra_devices {
+        cmd.args(["-device", dev]);
+    }
+    for (i, d) in options.data_disks.iter().enumerate() {
+        let bay = i + 1;
+        cmd.args(["-device", &format!("pcie-root-port,id=bay{bay},chassis={bay}")])
+            .arg("-drive")
+            .arg(format!("if=none,id=data{bay},file={},format=raw", d.file.display()))
+            .args(["-device", &format!("virtio-blk-pci,drive=data{bay},id=disk{bay},bus=bay{bay},serial={}", d.serial)]);
+    }
+    Ok((board, manifest, cmd))
+}
+
+/// Creates (if missing) `count` blank sparse data disks of `size_mib` in `dir`, named like bays.
+pub fn blank_data_disks(dir: &Path, count: usize, size_mib: u64) -> Result<Vec<DataDisk>> {
+    std::fs::create_dir_all(dir)?;
+    (1..=count)
+        .map(|bay| {
+            let file = dir.join(format!("bay{bay}.img"));
+            if !file.exists() {
+                std::fs::File::create(&file)?.set_len(size_mib * 1024 * 1024)?;
+            }
+            Ok(DataDisk { file, serial: format!("CAIRN-BAY{bay}") })
+        })
+        .collect()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Machine {
+    /// Boots `disk` as board `board` and returns at once; use the `wait_*` methods for readiness.
+    pub fn boot(board: &str, disk: &BootDisk, options: &BootOptions) -> Result<Machine> {
+        let runtime_dir = tempfile::Builder::new().prefix("cairn-qemu-").tempdir()?;
+        let qmp_path = runtime_dir.path().join("qmp.sock");
+        let mut ports = Ports { http: free_port()?, forwarded: vec![] };
+        for guest in &options.forward {
+            ports.forwarded.push((*guest, free_port()?));
+        }
+        let (board, manifest, mut cmd) = qemu_command(board, &disk.path, options, &ports, &qmp_path)?;
+        cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
+        let (http_port, forwarded) = (ports.http, ports.forwarded);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| HarnessError::Setup(format!("cannot start QEMU: {e} (run scripts/bootstrap)")))?;
+        let console = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
+            .into_iter()
+            .flatten()
+        {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    console.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        let stdin = child.stdin.take().expect("piped");
+        Ok(Machine { board, manifest, child, stdin, console, qmp_path, http_port, forwarded, started: Instant::now(), marker: 0, _runtime_dir: runtime_dir })
+    }
+
+    /// Everything the machine printed so far (serial console and QEMU's own messages).
+    pub fn console_log(&self) -> String {
+        String::from_utf8_lossy(&self.console.lock().unwrap()).into_owned()
+    }
+
+    fn console_len(&self) -> usize {
+        self.console.lock().unwrap().len()
+    }
+
+    /// An HTTP client for the dashboard port.
+    pub fn http(&self) -> HttpClient {
+        HttpClient::new(self.http_port)
+    }
+
+    /// The host port a guest port is forwarded to.
+    pub fn host_port(&self, guest: u16) -> Option<u16> {
+        self.forwarded.iter().find(|(g, _)| *g == guest).map(|(_, h)| *h)
+    }
+
+    /// Polls until `GET /api/v1/health` answers 200, returning the time since `since`.
+    pub fn wait_healthy(&mut self, since: Instant, deadline: Duration) -> Result<(Duration, serde_json::Value)> {
+        let until = Instant::now() + deadline;
+        let client = self.http().with_timeout(Duration::from_secs(2));
+        loop {
+            if let Ok(r) = client.get("/api/v1/health") {
+                if r.status == 200 {
+                    return Ok((since.elapsed(), r.json()?));
+                }
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(HarnessError::Setup(format!("QEMU exited ({status}) while waiting for health")));
+            }
+            if Instant::now() >= until {
+                return Err(HarnessError::Timeout { what: "GET /api/v1/health to answer 200".into(), seconds: deadline.as_secs() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls until any HTTP answer arrives on port 80 (for floors that are not Cairn).
+    pub fn wait_http(&mut self, path: &str, since: Instant, deadline: Duration) -> Result<Duration> {
+        let until = Instant::now() + deadline;
+        let client = self.http().with_timeout(Duration::from_secs(2));
+        loop {
+            if let Ok(r) = client.get(path) {
+                if r.status == 200 {
+                    return Ok(since.elapsed());
+                }
+            }
+            if Instant::now() >= until {
+                return Err(HarnessError::Timeout { what: format!("GET {path} to answer 200"), seconds: deadline.as_secs() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the console prints `needle` (after byte `from` of the log).
+    pub fn wait_console(&self, needle: &str, from: usize, deadline: Duration) -> Result<()> {
+        let until = Instant::now() + deadline;
+        loop {
+            {
+                let log = self.console.lock().unwrap();
+                if log.len() > from && String::from_utf8_lossy(&log[from..]).contains(needle) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= until {
+                return Err(HarnessError::Timeout { what: format!("the console to print {needle:?}"), seconds: deadline.as_secs() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a command in the serial console's shell and returns what it printed.
+    pub fn serial(&mut self, command: &str, deadline: Duration) -> Result<String> {
+        self.marker += 1;
+        let n = self.marker;
+        let start = self.console_len();
+        // The markers are assembled by printf, so the echoed command line never contains them.
+        let line = format!("printf '%s_%s\\n' CAIRN_BEGIN {n}; {command}; printf '%s_%s\\n' CAIRN_END {n}\n");
+        self.stdin.write_all(line.as_bytes())?;
+        self.stdin.flush()?;
+        let end = format!("CAIRN_END_{n}");
+        self.wait_console(&end, start, deadline)?;
+        let log = self.console_log();
+        let tail = &log[start.min(log.len())..];
+        let begin = format!("CAIRN_BEGIN_{n}");
+        let body = tail.split_once(&begin).map(|(_, b)| b).unwrap_or(tail);
+        let body = body.split_once(&end).map(|(b, _)| b).unwrap_or(body);
+        Ok(body.trim_matches(|c| c == '\r' || c == '\n').replace('\r', ""))
+    }
+
+    /// Connects to QEMU's machine protocol.
+    pub fn qmp(&self) -> Result<Qmp> {
+        Qmp::connect(&self.qmp_path)
+    }
+
+    /// Waits until QEMU exits (after a power-off), returning its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Result<ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= until {
+                return Err(HarnessError::Timeout { what: "QEMU to exit after power-off".into(), seconds: deadline.as_secs() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Byte length of the console log: pass to [`Machine::wait_console`] to look only at what comes next.
+    pub fn mark(&self) -> usize {
+        self.console_len()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.console_log();
+            let dir = workspace_root().join("target").join("qemu-logs");
+            let _ = std::fs::create_dir_all(&dir);
+            let file = dir.join(format!("{}-{}.log", self.board.name, std::process::id()));
+            let _ = std::fs::write(&file, &log);
+            eprintln!("---- console of {} (also in {}) ----\n{}\n---- end of console ----", self.board.name, file.display(), log);
+        }
+    }
+}
