@@ -13,7 +13,7 @@ mod pages;
 mod routes;
 
 pub use error::{ApiError, ALL_CODES};
-pub use routes::PUBLIC_ROUTES;
+pub use routes::{PUBLIC_ROUTES, ROUTES};
 
 use cairn_accounts::Accounts;
 use cairn_store::Store;

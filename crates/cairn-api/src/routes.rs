@@ -24,6 +24,27 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/cairn.css"),
 ];
 
+/// Every route this server answers, for the tests that walk them all (unauthenticated, CSRF, documented).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/setup"),
+    ("GET", "/api/v1/session"),
+    ("POST", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/system"),
+    ("POST", "/api/v1/system/reboot"),
+    ("POST", "/api/v1/system/poweroff"),
+    ("GET", "/"),
+    ("GET", "/setup"),
+    ("POST", "/setup"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("POST", "/system/reboot"),
+    ("POST", "/system/poweroff"),
+    ("GET", "/static/cairn.css"),
+];
+
 const CSS: &[u8] = include_bytes!("../static/cairn.css");
 
 /// Who is asking, once the cookie checked out.

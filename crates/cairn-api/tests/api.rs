@@ -1,0 +1,184 @@
+//! The real server on a loopback port, driven like a browser and like an API client.
+
+use cairn_api::{App, Identity, PowerControl, PUBLIC_ROUTES, ROUTES};
+use cairn_qemu::HttpClient;
+use serde_json::json;
+use std::sync::Arc;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Server {
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
+    let app = Arc::new(App::new(Identity { version: "test".into(), board: "host".into() }, store, PowerControl::None).unwrap());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            cairn_api::serve(listener, app).await.unwrap();
+        });
+    });
+    Server { port, _dir: dir }
+}
+
+fn set_up(server: &Server) -> (HttpClient, String) {
+    let c = HttpClient::new(server.port);
+    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD}), &[]).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json().unwrap()["csrf_token"].as_str().unwrap().to_string();
+    (c, token)
+}
+
+fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let body = r.json().unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.len() > 10), "{body}");
+    assert!(body["error"]["hint"].as_str().is_some_and(|m| m.len() > 5), "{body}");
+}
+
+#[test]
+fn every_route_outside_the_allow_list_needs_a_session() {
+    let server = start();
+    set_up(&server);
+    let anonymous = HttpClient::new(server.port);
+    for (method, path) in ROUTES {
+        if PUBLIC_ROUTES.contains(&(method, path)) {
+            continue;
+        }
+        let r = anonymous.request(method, path, &[("content-type", "application/json")], b"{}".to_vec()).unwrap();
+        if path.starts_with("/api/") {
+            assert_error(&r, 401, "session.required");
+        } else {
+            assert_eq!((r.status, r.header("location")), (303, Some("/login")), "{method} {path}");
+        }
+    }
+    // Unknown routes reveal nothing without a session either.
+    let r = anonymous.get("/api/v1/secret-thing").unwrap();
+    assert_error(&r, 401, "session.required");
+}
+
+#[test]
+fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
+    assert!(PUBLIC_ROUTES.len() <= 8, "the public allow-list grew: {PUBLIC_ROUTES:?}");
+    for route in PUBLIC_ROUTES {
+        assert!(ROUTES.contains(route), "{route:?} is public but not a route");
+    }
+}
+
+#[test]
+fn every_listed_route_is_answered_with_a_session() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    for (method, path) in ROUTES {
+        if *path == "/api/v1/session" && *method == "DELETE" || *path == "/logout" {
+            continue; // would end the session the walk relies on
+        }
+        let r = c.request(method, path, &[("content-type", "application/json"), ("x-csrf-token", &token)], b"{}".to_vec()).unwrap();
+        assert!(r.status != 404 && r.status != 405, "{method} {path} answered {}: {}", r.status, r.text());
+    }
+    assert_error(&c.get("/api/v1/nope").unwrap(), 404, "request.not_found");
+    assert_error(&c.request("PUT", "/api/v1/health", &[("x-csrf-token", &token)], vec![]).unwrap(), 405, "request.method_not_allowed");
+}
+
+#[test]
+fn changes_without_the_csrf_token_are_refused() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[]).unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[("x-csrf-token", "0000")]).unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+    let r = c.request("DELETE", "/api/v1/session", &[], vec![]).unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+    // With the token the request gets through to the rule behind it (no power control on a host).
+    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[("x-csrf-token", &token)]).unwrap();
+    assert_error(&r, 503, "system.power_unavailable");
+}
+
+#[test]
+fn forged_cookies_open_nothing() {
+    let server = start();
+    let (c, _) = set_up(&server);
+    let real = c.cookie("cairn_session").unwrap();
+    let forged = HttpClient::new(server.port);
+    let mut flipped = real.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'a' { b'b' } else { b'a' };
+    for value in [String::from_utf8(flipped).unwrap(), "x".repeat(64), String::new(), format!("{real}00"), "../../etc".into()] {
+        forged.set_cookie("cairn_session", &value);
+        assert_error(&forged.get("/api/v1/session").unwrap(), 401, "session.required");
+    }
+}
+
+#[test]
+fn setup_happens_once_and_validates_first() {
+    let server = start();
+    let c = HttpClient::new(server.port);
+    let r = c.post_json("/api/v1/setup", &json!({"username": "Root;rm", "password": PASSWORD}), &[]).unwrap();
+    assert_error(&r, 400, "user.name_invalid");
+    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": "short"}), &[]).unwrap();
+    assert_error(&r, 400, "user.password_too_short");
+    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD, "role": "god"}), &[]).unwrap();
+    assert_error(&r, 400, "request.invalid_body");
+    assert_eq!(c.get("/api/v1/health").unwrap().json().unwrap()["setup_done"], false, "refused setups leave nothing");
+    set_up(&server);
+    let r = HttpClient::new(server.port).post_json("/api/v1/setup", &json!({"username": "second", "password": PASSWORD}), &[]).unwrap();
+    assert_error(&r, 409, "setup.already_done");
+}
+
+#[test]
+fn login_from_another_site_is_refused() {
+    let server = start();
+    set_up(&server);
+    let c = HttpClient::new(server.port);
+    let r = c.post_json("/api/v1/session", &json!({"username": "owner", "password": PASSWORD}), &[("origin", "http://evil.example")]).unwrap();
+    assert_error(&r, 403, "request.cross_origin");
+    let own = format!("http://127.0.0.1:{}", server.port);
+    let r = c.post_json("/api/v1/session", &json!({"username": "owner", "password": PASSWORD}), &[("origin", &own)]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn session_cookie_is_httponly_and_strict() {
+    let server = start();
+    let c = HttpClient::new(server.port);
+    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD}), &[]).unwrap();
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
+}
+
+#[test]
+fn oversized_bodies_are_refused() {
+    let server = start();
+    let c = HttpClient::new(server.port);
+    let big = vec![b'a'; 200 * 1024];
+    let r = c.request("POST", "/api/v1/setup", &[("content-type", "application/json")], big).unwrap();
+    assert_error(&r, 413, "request.too_large");
+}
+
+#[test]
+fn wrong_password_and_unknown_user_look_the_same() {
+    let server = start();
+    set_up(&server);
+    let c = HttpClient::new(server.port);
+    let a = c.post_json("/api/v1/session", &json!({"username": "owner", "password": "wrong password"}), &[]).unwrap();
+    let b = c.post_json("/api/v1/session", &json!({"username": "ghost", "password": "wrong password"}), &[]).unwrap();
+    assert_eq!(a.status, b.status);
+    assert_eq!(a.body, b.body);
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md")).unwrap();
+    for code in cairn_api::ALL_CODES {
+        assert!(doc.contains(&format!("`{code}`")), "error code {code} is not in docs/errors.md");
+    }
+}
