@@ -228,6 +228,20 @@ def build(board_name, binary, outdir):
     install_modules(moddir, release, module_closure(moddir, board["modules"]["initramfs"]), initramfs)
     initrd = outdir / "initrd.img"
     cpio_newc(initramfs, initrd, [("dev/console", stat.S_IFCHR | 0o600, (5, 1))])
+
+    # Benchmark floor: same kernel, busybox-only init with httpd (not part of the image).
+    floor = work / "floor"
+    for d in ["dev", "proc", "sys", "etc"]:
+        (floor / d).mkdir(parents=True, exist_ok=True)
+    install_busybox(pkgs, floor)
+    (floor / "bin" / "httpd").symlink_to("busybox")
+    shutil.copy2(ROOT / "rootfs" / "floor" / "init", floor / "init")
+    shutil.copy2(ROOT / "rootfs" / "files" / "usr" / "share" / "udhcpc" / "default.script", floor / "default.script")
+    net_modules = [m for m in board["modules"]["boot"] if m in ("failover", "net_failover", "virtio_net")]
+    (floor / "etc" / "modules").write_text("\n".join(board["modules"]["initramfs"] + net_modules) + "\n")
+    install_modules(moddir, release, module_closure(moddir, board["modules"]["initramfs"] + net_modules), floor)
+    cpio_newc(floor, outdir / "floor-initrd.img", [("dev/console", stat.S_IFCHR | 0o600, (5, 1))])
+
     kernel = outdir / board["kernel"]["boot_file"]
     shutil.copy2(vmlinuz, kernel)
     cmdline = board["kernel"]["cmdline"] + " cairn.slot=a"
@@ -274,6 +288,7 @@ def build(board_name, binary, outdir):
         "kernel": kernel.name,
         "kernel_release": release,
         "initrd": initrd.name,
+        "floor_initrd": "floor-initrd.img",
         "cmdline": cmdline,
         "sizes": {
             "cairn_binary": Path(binary).stat().st_size,

@@ -290,7 +290,8 @@ impl Machine {
     /// Polls until `GET /api/v1/health` answers 200, returning the time since `since`.
     pub fn wait_healthy(&mut self, since: Instant, deadline: Duration) -> Result<(Duration, serde_json::Value)> {
         let until = Instant::now() + deadline;
-        let client = self.http().with_timeout(Duration::from_secs(2));
+        // Short attempts: until the guest has its address, QEMU's forwarder leaves connections hanging.
+        let client = self.http().with_timeout(Duration::from_millis(400));
         loop {
             if let Ok(r) = client.get("/api/v1/health") {
                 if r.status == 200 {
@@ -310,7 +311,8 @@ impl Machine {
     /// Polls until any HTTP answer arrives on port 80 (for floors that are not Cairn).
     pub fn wait_http(&mut self, path: &str, since: Instant, deadline: Duration) -> Result<Duration> {
         let until = Instant::now() + deadline;
-        let client = self.http().with_timeout(Duration::from_secs(2));
+        // Short attempts: until the guest has its address, QEMU's forwarder leaves connections hanging.
+        let client = self.http().with_timeout(Duration::from_millis(400));
         loop {
             if let Ok(r) = client.get(path) {
                 if r.status == 200 {

@@ -68,6 +68,8 @@ impl Store {
             .path(dir)
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::LowSpace)
+            // Every acknowledged change is flushed by `commit`; a background flusher would only add wake-ups.
+            .flush_every_ms(None)
             .open()
             .map_err(|source| StoreError::Open { path: dir.to_path_buf(), source })?;
         let store = Store { db };
