@@ -92,3 +92,10 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
+
+/// The NT hash SMB authenticates with: MD4 over the UTF-16LE password, as hex.
+pub fn nt_hash_hex(password: &str) -> String {
+    use md4::Digest;
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    hex(&md4::Md4::digest(&utf16))
+}

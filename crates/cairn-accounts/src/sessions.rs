@@ -2,7 +2,7 @@
 
 use crate::password::hex;
 use crate::{now_s, AccountError};
-use cairn_store::Table;
+use crate::records::{Kind, Records};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ impl Session {
         (self.created_s + policy.absolute_s).saturating_sub(now_s())
     }
 
-    fn expired(&self, policy: SessionPolicy, now: u64) -> bool {
+    pub(crate) fn expired(&self, policy: SessionPolicy, now: u64) -> bool {
         now >= self.created_s + policy.absolute_s || now >= self.last_used_s + policy.idle_s
     }
 }
@@ -57,7 +57,7 @@ fn token_id(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
 }
 
-pub(crate) fn open(table: &Table, user: &str, client: &str, _policy: SessionPolicy) -> Result<(Session, String), AccountError> {
+pub(crate) fn open(records: &Records, user: &str, client: &str) -> Result<(Session, String), AccountError> {
     let token = random_hex(TOKEN_BYTES)?;
     let now = now_s();
     let session = Session {
@@ -68,29 +68,35 @@ pub(crate) fn open(table: &Table, user: &str, client: &str, _policy: SessionPoli
         last_used_s: now,
         client: client.chars().take(64).collect(),
     };
-    table.put(&session.id, &session)?;
+    records.change(|tx| tx.put(Kind::Session, &session.id, &session))?;
     Ok((session, token))
 }
 
-pub(crate) fn find(table: &Table, token: &str, policy: SessionPolicy) -> Result<Option<Session>, AccountError> {
+pub(crate) fn find(records: &Records, token: &str, policy: SessionPolicy) -> Result<Option<Session>, AccountError> {
     if token.len() != TOKEN_BYTES * 2 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
     let id = token_id(token);
-    let Some(mut session) = table.get::<Session>(&id)? else { return Ok(None) };
+    let Some(mut session) = records.get::<Session>(Kind::Session, &id)? else { return Ok(None) };
     let now = now_s();
     if session.expired(policy, now) {
-        table.remove(&id)?;
+        records.change(|tx| {
+            tx.remove(Kind::Session, &id);
+            Ok(())
+        })?;
         return Ok(None);
     }
     if now >= session.last_used_s + policy.touch_every_s {
         session.last_used_s = now;
-        table.put(&id, &session)?;
+        // Written under the change lock, and only if the session still exists (a logout may have raced us).
+        records.change(|tx| if tx.exists(Kind::Session, &id)? { tx.put(Kind::Session, &id, &session) } else { Ok(()) })?;
     }
     Ok(Some(session))
 }
 
-pub(crate) fn remove(table: &Table, token: &str) -> Result<(), AccountError> {
-    table.remove(&token_id(token))?;
-    Ok(())
+pub(crate) fn remove(records: &Records, token: &str) -> Result<(), AccountError> {
+    records.change(|tx| {
+        tx.remove(Kind::Session, &token_id(token));
+        Ok(())
+    })
 }

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The schema this build reads and writes. Raise it only together with a migration in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// sled's cache: its default is sized for servers; a NAS has 256 MiB to 1 GiB for everything.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -27,7 +27,36 @@ pub struct Migration {
 }
 
 /// Migrations in order. Each must keep every record it does not understand.
-pub const MIGRATIONS: &[Migration] = &[];
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    describe: "users and sessions move into the one accounts tree (u/NAME, x/ID), so changes spanning them are atomic",
+    run: v1_accounts_tree,
+}];
+
+fn v1_accounts_tree(db: &sled::Db) -> Result<(), StoreError> {
+    let accounts = db.open_tree("accounts")?;
+    let mut batch = sled::Batch::default();
+    for (old, prefix) in [("users", "u/"), ("sessions", "x/")] {
+        let tree = db.open_tree(old)?;
+        for item in tree.iter() {
+            let (k, v) = item?;
+            if k.first() == Some(&0) {
+                // v1 kept a "\0setup_lock" marker among the users; v2 keeps it as m/setup_done.
+                batch.insert(b"m/setup_done".as_slice(), b"0".as_slice());
+                continue;
+            }
+            let mut key = prefix.as_bytes().to_vec();
+            key.extend_from_slice(&k);
+            batch.insert(key, v);
+        }
+    }
+    accounts.apply_batch(batch)?;
+    db.flush()?;
+    // Only once the new tree is durable do the old ones go; a power cut before this re-runs the step harmlessly.
+    db.drop_tree("users")?;
+    db.drop_tree("sessions")?;
+    Ok(())
+}
 
 /// Why the store cannot be used or a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +253,28 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("a newer schema must not open"),
         }
+    }
+
+    #[test]
+    fn v1_accounts_migrate_into_the_accounts_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree(META_TREE).unwrap().insert(SCHEMA_KEY, b"1").unwrap();
+            let users = db.open_tree("users").unwrap();
+            users.insert("owner", br#"{"name":"owner","email":"o@example.org"}"#.to_vec()).unwrap();
+            users.insert("\u{0}setup_lock", b"1".to_vec()).unwrap();
+            db.open_tree("sessions").unwrap().insert("abc", br#"{"id":"abc","user":"owner"}"#.to_vec()).unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        let accounts = store.db().open_tree("accounts").unwrap();
+        let owner: serde_json::Value = serde_json::from_slice(&accounts.get("u/owner").unwrap().unwrap()).unwrap();
+        assert_eq!(owner["email"], "o@example.org", "no field may be dropped");
+        assert!(accounts.get("x/abc").unwrap().is_some());
+        assert!(accounts.get("m/setup_done").unwrap().is_some());
+        assert!(!store.db().tree_names().iter().any(|n| n.as_ref() == b"users"));
     }
 
     #[test]
