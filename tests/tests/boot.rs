@@ -21,15 +21,37 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
     // Before setup: only the setup page is served.
     for path in ["/", "/login", "/anything"] {
         let r = browser.get(path).unwrap();
-        assert_eq!((r.status, r.header("location")), (303, Some("/setup")), "GET {path} before setup");
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/setup")),
+            "GET {path} before setup"
+        );
     }
     let r = browser.get("/setup").unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.text().contains("Create administrator"), "setup page: {}", r.text());
-    let prefilled = r.text().lines().any(|l| l.contains("type=\"password\"") && l.contains("value="));
+    assert!(
+        r.text().contains("Create administrator"),
+        "setup page: {}",
+        r.text()
+    );
+    let prefilled = r
+        .text()
+        .lines()
+        .any(|l| l.contains("type=\"password\"") && l.contains("value="));
     assert!(!prefilled, "the setup page must not offer a password");
-    for (method, path) in [("GET", "/api/v1/session"), ("POST", "/api/v1/session"), ("GET", "/api/v1/system")] {
-        let r = browser.request(method, path, &[("content-type", "application/json")], b"{}".to_vec()).unwrap();
+    for (method, path) in [
+        ("GET", "/api/v1/session"),
+        ("POST", "/api/v1/session"),
+        ("GET", "/api/v1/system"),
+    ] {
+        let r = browser
+            .request(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                b"{}".to_vec(),
+            )
+            .unwrap();
         assert_eq!(r.status, 409, "{method} {path} before setup: {}", r.text());
         assert_eq!(r.json().unwrap()["error"]["code"], "setup.required");
     }
@@ -39,44 +61,96 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
     let home = browser.get("/").unwrap();
     assert_eq!(home.status, 200);
     assert!(home.text().contains("Hello, owner"), "{}", home.text());
-    let again = browser.fresh().post_json("/api/v1/setup", &serde_json::json!({"username": "intruder", "password": "another password"}), &[]).unwrap();
+    let again = browser
+        .fresh()
+        .post_json(
+            "/api/v1/setup",
+            &serde_json::json!({"username": "intruder", "password": "another password"}),
+            &[],
+        )
+        .unwrap();
     assert_eq!(again.status, 409);
     assert_eq!(again.json().unwrap()["error"]["code"], "setup.already_done");
 
     // Logout through the page's form, with its CSRF token; a missing token is refused.
-    let token = browser.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let token = browser.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let refused = browser.post_form("/logout", &[]).unwrap();
     assert_eq!(refused.status, 403, "logout without CSRF token");
-    let out = browser.post_form("/logout", &[("csrf_token", &token)]).unwrap();
+    let out = browser
+        .post_form("/logout", &[("csrf_token", &token)])
+        .unwrap();
     assert_eq!((out.status, out.header("location")), (303, Some("/login")));
     assert_eq!(browser.get("/api/v1/session").unwrap().status, 401);
     assert_eq!(browser.get("/").unwrap().header("location"), Some("/login"));
 
     // Login: wrong password refused with a code, right one works.
-    let wrong = browser.post_json("/api/v1/session", &serde_json::json!({"username": ADMIN, "password": "wrong password"}), &[]).unwrap();
+    let wrong = browser
+        .post_json(
+            "/api/v1/session",
+            &serde_json::json!({"username": ADMIN, "password": "wrong password"}),
+            &[],
+        )
+        .unwrap();
     assert_eq!(wrong.status, 401);
-    assert_eq!(wrong.json().unwrap()["error"]["code"], "session.bad_credentials");
+    assert_eq!(
+        wrong.json().unwrap()["error"]["code"],
+        "session.bad_credentials"
+    );
     let csrf = login_api(&browser, ADMIN, ADMIN_PASSWORD);
 
     // Reboot through the API: the administrator and the session survive.
-    let no_token = browser.post_json("/api/v1/system/reboot", &serde_json::json!({}), &[]).unwrap();
+    let no_token = browser
+        .post_json("/api/v1/system/reboot", &serde_json::json!({}), &[])
+        .unwrap();
     assert_eq!(no_token.status, 403);
     let mark = m.mark();
-    let r = browser.post_json("/api/v1/system/reboot", &serde_json::json!({}), &[("x-csrf-token", &csrf)]).unwrap();
+    let r = browser
+        .post_json(
+            "/api/v1/system/reboot",
+            &serde_json::json!({}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-    m.wait_console("config partition unmounted cleanly", mark, Duration::from_secs(60)).unwrap();
-    m.wait_console("Cairn 0.1.0 starting", mark, boot_deadline).unwrap();
+    m.wait_console(
+        "config partition unmounted cleanly",
+        mark,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    m.wait_console("Cairn 0.1.0 starting", mark, boot_deadline)
+        .unwrap();
     let (_, health) = m.wait_healthy(Instant::now(), boot_deadline).unwrap();
-    assert_eq!(health["setup_done"], true, "the administrator must survive a reboot");
+    assert_eq!(
+        health["setup_done"], true,
+        "the administrator must survive a reboot"
+    );
     let session = browser.get("/api/v1/session").unwrap();
-    assert_eq!(session.status, 200, "the session must survive a reboot: {}", session.text());
+    assert_eq!(
+        session.status,
+        200,
+        "the session must survive a reboot: {}",
+        session.text()
+    );
     assert_eq!(session.json().unwrap()["user"]["name"], ADMIN);
     let second = browser.fresh();
     login_api(&second, ADMIN, ADMIN_PASSWORD);
 
     // Power-off: QEMU exits and the config filesystem is clean.
-    let csrf = browser.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"].as_str().unwrap().to_string();
-    let r = browser.post_json("/api/v1/system/poweroff", &serde_json::json!({}), &[("x-csrf-token", &csrf)]).unwrap();
+    let csrf = browser.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .post_json(
+            "/api/v1/system/poweroff",
+            &serde_json::json!({}),
+            &[("x-csrf-token", &csrf)],
+        )
+        .unwrap();
     assert_eq!(r.status, 202);
     m.wait_exit(Duration::from_secs(60)).unwrap();
     let config = tempfile_path(board);

@@ -11,9 +11,9 @@
 
 mod names;
 mod password;
+mod records;
 mod sessions;
 mod shares;
-mod records;
 
 pub use names::{validate_user_name, NameError};
 pub use password::{nt_hash_hex, PasswordHash, PasswordPolicy};
@@ -21,10 +21,10 @@ pub use sessions::{Session, SessionPolicy};
 pub use shares::{validate_share_path, Access, Level, NewShare, Share, SharePatch, SYSTEM_VOLUME};
 
 use cairn_store::{Store, StoreError};
+use records::{Change, Kind, Records};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
-use records::{Change, Kind, Records};
 
 /// What an account may do.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,7 +69,13 @@ pub struct UserView {
 
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {
-        UserView { name: u.name.clone(), full_name: u.full_name.clone(), email: u.email.clone(), role: u.role, enabled: u.enabled }
+        UserView {
+            name: u.name.clone(),
+            full_name: u.full_name.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            enabled: u.enabled,
+        }
     }
 }
 
@@ -172,7 +178,10 @@ impl From<sled::Error> for AccountError {
 
 /// Seconds since the epoch, the unit of every stored time.
 pub fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Accounts, groups, shares and sessions over the settings store.
@@ -197,7 +206,9 @@ fn validate_email(email: &str) -> Result<(), AccountError> {
     }
     let ok = email.len() <= EMAIL_MAX
         && email.chars().all(|c| c.is_ascii_graphic())
-        && !email.contains(['<', '>', '"', '\'', ';', ',', '\\', '[', ']', '(', ')', '/', '#'])
+        && !email.contains([
+            '<', '>', '"', '\'', ';', ',', '\\', '[', ']', '(', ')', '/', '#',
+        ])
         && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
     if ok {
         Ok(())
@@ -221,7 +232,12 @@ impl Accounts {
     /// Opens the account tables in the store.
     pub fn new(store: Store) -> Result<Accounts, AccountError> {
         Ok(Accounts {
-            records: Records::new(store.db().open_tree(records::TREE).map_err(StoreError::Db)?),
+            records: Records::new(
+                store
+                    .db()
+                    .open_tree(records::TREE)
+                    .map_err(StoreError::Db)?,
+            ),
             store,
             password_policy: PasswordPolicy::OWASP_2023,
             session_policy: SessionPolicy::DASHBOARD,
@@ -229,7 +245,10 @@ impl Accounts {
     }
 
     /// One all-or-nothing change, durable before it returns.
-    fn tx<R>(&self, f: impl FnOnce(&mut Change) -> Result<R, AccountError>) -> Result<R, AccountError> {
+    fn tx<R>(
+        &self,
+        f: impl FnOnce(&mut Change) -> Result<R, AccountError>,
+    ) -> Result<R, AccountError> {
         let r = self.records.change(f)?;
         self.store.commit()?;
         Ok(r)
@@ -243,7 +262,11 @@ impl Accounts {
     }
 
     fn hash(&self, password: &str) -> Result<(PasswordHash, String), AccountError> {
-        Ok((PasswordHash::new(password, self.password_policy.iterations).map_err(|_| AccountError::Random)?, nt_hash_hex(password)))
+        Ok((
+            PasswordHash::new(password, self.password_policy.iterations)
+                .map_err(|_| AccountError::Random)?,
+            nt_hash_hex(password),
+        ))
     }
 
     fn next_id(&self) -> Result<u32, AccountError> {
@@ -278,7 +301,9 @@ impl Accounts {
         };
         // Two setup requests racing: the lock key lets exactly one create the first account.
         self.tx(|tx| {
-            if tx.exists(Kind::Meta, SETUP_DONE)? || tx.list::<serde_json::Value>(Kind::User)?.first().is_some() {
+            if tx.exists(Kind::Meta, SETUP_DONE)?
+                || tx.list::<serde_json::Value>(Kind::User)?.first().is_some()
+            {
                 return Err(AccountError::SetupDone);
             }
             tx.put(Kind::Meta, SETUP_DONE, &now_s())?;
@@ -347,7 +372,9 @@ impl Accounts {
             None => None,
         };
         self.tx(|tx| {
-            let mut user: User = tx.get(Kind::User, name)?.ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
+            let mut user: User = tx
+                .get(Kind::User, name)?
+                .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
             let was_admin = user.role == Role::Admin && user.enabled;
             if let Some(f) = &patch.full_name {
                 user.full_name = f.clone();
@@ -381,8 +408,11 @@ impl Accounts {
     /// Removes an account with its group memberships, share access and sessions, all at once.
     pub fn delete_user(&self, name: &str) -> Result<(), AccountError> {
         self.tx(|tx| {
-            let user: User = tx.get(Kind::User, name)?.ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
-            if user.role == Role::Admin && user.enabled && enabled_admins_other_than(tx, name)? == 0 {
+            let user: User = tx
+                .get(Kind::User, name)?
+                .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
+            if user.role == Role::Admin && user.enabled && enabled_admins_other_than(tx, name)? == 0
+            {
                 return Err(AccountError::LastAdmin(name.to_string()));
             }
             tx.remove(Kind::User, name);
@@ -402,15 +432,25 @@ impl Accounts {
     }
 
     /// A user changing their own password must know the current one; their other sessions end.
-    pub fn change_own_password(&self, name: &str, current: &str, new: &str, keep_session: &str) -> Result<(), AccountError> {
-        let user = self.user(name)?.ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
+    pub fn change_own_password(
+        &self,
+        name: &str,
+        current: &str,
+        new: &str,
+        keep_session: &str,
+    ) -> Result<(), AccountError> {
+        let user = self
+            .user(name)?
+            .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
         if !user.password.verify(current) {
             return Err(AccountError::WrongCurrentPassword);
         }
         self.check_password(new)?;
         let (hash, nt) = self.hash(new)?;
         self.tx(|tx| {
-            let mut user: User = tx.get(Kind::User, name)?.ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
+            let mut user: User = tx
+                .get(Kind::User, name)?
+                .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
             user.password = hash.clone();
             user.nt_hash_hex = nt.clone();
             tx.put(Kind::User, name, &user)?;
@@ -458,7 +498,11 @@ impl Accounts {
                     return Err(AccountError::NoSuchUser(m.clone()));
                 }
             }
-            let group = Group { name: name.to_string(), members: members.clone(), gid };
+            let group = Group {
+                name: name.to_string(),
+                members: members.clone(),
+                gid,
+            };
             tx.put(Kind::Group, name, &group)?;
             Ok(group)
         })
@@ -468,7 +512,9 @@ impl Accounts {
     pub fn update_group(&self, name: &str, members: &[String]) -> Result<Group, AccountError> {
         let members = Self::clean_members(members)?;
         self.tx(|tx| {
-            let mut group: Group = tx.get(Kind::Group, name)?.ok_or_else(|| AccountError::NoSuchGroup(name.to_string()))?;
+            let mut group: Group = tx
+                .get(Kind::Group, name)?
+                .ok_or_else(|| AccountError::NoSuchGroup(name.to_string()))?;
             for m in &members {
                 if !tx.exists(Kind::User, m)? {
                     return Err(AccountError::NoSuchUser(m.clone()));
@@ -524,7 +570,9 @@ impl Accounts {
     pub fn update_share(&self, name: &str, patch: SharePatch) -> Result<Share, AccountError> {
         patch.validate()?;
         self.tx(|tx| {
-            let mut share: Share = tx.get(Kind::Share, name)?.ok_or_else(|| AccountError::NoSuchShare(name.to_string()))?;
+            let mut share: Share = tx
+                .get(Kind::Share, name)?
+                .ok_or_else(|| AccountError::NoSuchShare(name.to_string()))?;
             patch.apply(&mut share);
             check_access(tx, &share.access)?;
             tx.put(Kind::Share, name, &share)?;
@@ -534,7 +582,9 @@ impl Accounts {
 
     pub fn delete_share(&self, name: &str) -> Result<Share, AccountError> {
         self.tx(|tx| {
-            let share: Share = tx.get(Kind::Share, name)?.ok_or_else(|| AccountError::NoSuchShare(name.to_string()))?;
+            let share: Share = tx
+                .get(Kind::Share, name)?
+                .ok_or_else(|| AccountError::NoSuchShare(name.to_string()))?;
             tx.remove(Kind::Share, name);
             Ok(share)
         })
@@ -542,7 +592,12 @@ impl Accounts {
 
     /// What a user may do on each share: directly or through a group, the stronger level wins.
     pub fn access_of(&self, user: &str) -> Result<BTreeMap<String, Level>, AccountError> {
-        let groups: Vec<String> = self.groups()?.into_iter().filter(|g| g.members.iter().any(|m| m == user)).map(|g| g.name).collect();
+        let groups: Vec<String> = self
+            .groups()?
+            .into_iter()
+            .filter(|g| g.members.iter().any(|m| m == user))
+            .map(|g| g.name)
+            .collect();
         let mut out = BTreeMap::new();
         for share in self.shares()? {
             if let Some(level) = share.level_for(user, &groups) {
@@ -554,7 +609,12 @@ impl Accounts {
 
     /// Checks a password and opens a session. The same error whether the account is unknown, disabled or the
     /// password is wrong, and the same work in each case, so a login never reveals which accounts exist.
-    pub fn login(&self, name: &str, password: &str, client: &str) -> Result<(Session, String, User), AccountError> {
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<(Session, String, User), AccountError> {
         let user = self.user(name)?;
         let ok = match &user {
             Some(u) => u.password.verify(password) && u.enabled,
@@ -574,7 +634,11 @@ impl Accounts {
     }
 
     /// Opens a session for an account whose identity was just established (first-boot setup).
-    pub fn open_session(&self, user: &str, client: &str) -> Result<(Session, String), AccountError> {
+    pub fn open_session(
+        &self,
+        user: &str,
+        client: &str,
+    ) -> Result<(Session, String), AccountError> {
         let opened = sessions::open(&self.records, user, client)?;
         self.store.commit()?;
         Ok(opened)
@@ -582,7 +646,8 @@ impl Accounts {
 
     /// The live session behind a cookie token, with its enabled account.
     pub fn session(&self, token: &str) -> Result<(Session, User), AccountError> {
-        let session = sessions::find(&self.records, token, self.session_policy)?.ok_or(AccountError::NoSession)?;
+        let session = sessions::find(&self.records, token, self.session_policy)?
+            .ok_or(AccountError::NoSession)?;
         match self.user(&session.user)? {
             Some(user) if user.enabled => Ok((session, user)),
             _ => Err(AccountError::NoSession),
@@ -598,7 +663,12 @@ impl Accounts {
 
     /// A user's live sessions, newest first.
     pub fn sessions_of(&self, user: &str) -> Result<Vec<Session>, AccountError> {
-        let mut out: Vec<Session> = self.records.list::<Session>(Kind::Session)?.into_iter().filter(|s| s.user == user).collect();
+        let mut out: Vec<Session> = self
+            .records
+            .list::<Session>(Kind::Session)?
+            .into_iter()
+            .filter(|s| s.user == user)
+            .collect();
         out.retain(|s| !s.expired(self.session_policy, now_s()));
         out.sort_by(|a, b| b.created_s.cmp(&a.created_s));
         Ok(out)
@@ -606,21 +676,23 @@ impl Accounts {
 
     /// Ends one of a user's own sessions by its id; false when the user has no such session.
     pub fn revoke_session(&self, user: &str, id: &str) -> Result<bool, AccountError> {
-        self.tx(|tx| {
-            match tx.get::<Session>(Kind::Session, id)? {
-                Some(s) if s.user == user => {
-                    tx.remove(Kind::Session, id);
-                    Ok(true)
-                }
-                _ => Ok(false),
+        self.tx(|tx| match tx.get::<Session>(Kind::Session, id)? {
+            Some(s) if s.user == user => {
+                tx.remove(Kind::Session, id);
+                Ok(true)
             }
+            _ => Ok(false),
         })
     }
 }
 
 /// Enabled administrators other than `name`: the last one may not be removed, disabled or demoted.
 fn enabled_admins_other_than(tx: &Change, name: &str) -> Result<usize, AccountError> {
-    Ok(tx.list::<User>(Kind::User)?.iter().filter(|(k, u)| k != name && u.role == Role::Admin && u.enabled).count())
+    Ok(tx
+        .list::<User>(Kind::User)?
+        .iter()
+        .filter(|(k, u)| k != name && u.role == Role::Admin && u.enabled)
+        .count())
 }
 
 fn remove_sessions_of(tx: &mut Change, user: &str, keep: Option<&str>) -> Result<(), AccountError> {

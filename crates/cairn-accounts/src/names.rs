@@ -5,9 +5,36 @@ pub const NAME_MAX: usize = 32;
 
 /// Names the system itself uses; an account with one of these names would be confused with it.
 const RESERVED: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
-    "backup", "list", "irc", "gnats", "nobody", "nogroup", "guest", "ksmbd", "cairn", "everyone", "users",
-    "admins", "administrator", "system", "sshd", "messagebus", "systemd-network",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "guest",
+    "ksmbd",
+    "cairn",
+    "everyone",
+    "users",
+    "admins",
+    "administrator",
+    "system",
+    "sshd",
+    "messagebus",
+    "systemd-network",
 ];
 
 /// Why a name is not allowed.
@@ -34,7 +61,10 @@ pub fn validate_user_name(name: &str) -> Result<(), NameError> {
     if !first.is_ascii_lowercase() {
         return Err(NameError::BadStart);
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
         return Err(NameError::BadCharacter);
     }
     if RESERVED.contains(&name) {

@@ -14,7 +14,11 @@ pub struct PasswordPolicy {
 
 impl PasswordPolicy {
     /// OWASP Password Storage Cheat Sheet (2023): PBKDF2-HMAC-SHA256 with 600,000 iterations.
-    pub const OWASP_2023: PasswordPolicy = PasswordPolicy { min_chars: 8, max_bytes: 1024, iterations: 600_000 };
+    pub const OWASP_2023: PasswordPolicy = PasswordPolicy {
+        min_chars: 8,
+        max_bytes: 1024,
+        iterations: 600_000,
+    };
 
     pub(crate) fn check(&self, password: &str) -> Result<(), PolicyError> {
         if password.chars().count() < self.min_chars {
@@ -56,13 +60,29 @@ impl PasswordHash {
     fn derive(password: &str, salt: &[u8], iterations: u32) -> PasswordHash {
         let mut out = [0u8; HASH_LEN];
         let rounds = NonZeroU32::new(iterations.max(1)).expect("max(1) is non-zero");
-        ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, password.as_bytes(), &mut out);
-        PasswordHash { algorithm: ALGORITHM.into(), iterations, salt_hex: hex(salt), hash_hex: hex(&out) }
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            rounds,
+            salt,
+            password.as_bytes(),
+            &mut out,
+        );
+        PasswordHash {
+            algorithm: ALGORITHM.into(),
+            iterations,
+            salt_hex: hex(salt),
+            hash_hex: hex(&out),
+        }
     }
 
     /// A hash no password matches, verified against unknown accounts so they cost the same time as known ones.
     pub fn dummy(iterations: u32) -> PasswordHash {
-        PasswordHash { algorithm: ALGORITHM.into(), iterations, salt_hex: "00".repeat(SALT_LEN), hash_hex: String::new() }
+        PasswordHash {
+            algorithm: ALGORITHM.into(),
+            iterations,
+            salt_hex: "00".repeat(SALT_LEN),
+            hash_hex: String::new(),
+        }
     }
 
     /// Constant-time check of a password against this hash.
@@ -70,12 +90,25 @@ impl PasswordHash {
         let (Some(salt), Some(expected)) = (unhex(&self.salt_hex), unhex(&self.hash_hex)) else {
             return false;
         };
-        let Some(rounds) = NonZeroU32::new(self.iterations) else { return false };
+        let Some(rounds) = NonZeroU32::new(self.iterations) else {
+            return false;
+        };
         if self.algorithm != ALGORITHM {
             return false;
         }
-        let expected = if expected.len() == HASH_LEN { expected } else { vec![0u8; HASH_LEN] };
-        let ok = ring::pbkdf2::verify(ring::pbkdf2::PBKDF2_HMAC_SHA256, rounds, &salt, password.as_bytes(), &expected).is_ok();
+        let expected = if expected.len() == HASH_LEN {
+            expected
+        } else {
+            vec![0u8; HASH_LEN]
+        };
+        let ok = ring::pbkdf2::verify(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            rounds,
+            &salt,
+            password.as_bytes(),
+            &expected,
+        )
+        .is_ok();
         ok && !self.hash_hex.is_empty()
     }
 }
@@ -90,12 +123,18 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The NT hash SMB authenticates with: MD4 over the UTF-16LE password, as hex.
 pub fn nt_hash_hex(password: &str) -> String {
     use md4::Digest;
-    let utf16: Vec<u8> = password.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let utf16: Vec<u8> = password
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     hex(&md4::Md4::digest(&utf16))
 }

@@ -46,15 +46,28 @@ pub(crate) struct Records {
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AccountError> {
-    serde_json::from_slice(bytes).map_err(|source| AccountError::Store(StoreError::Corrupt { tree: TREE.into(), key: String::from_utf8_lossy(key).into_owned(), source }))
+    serde_json::from_slice(bytes).map_err(|source| {
+        AccountError::Store(StoreError::Corrupt {
+            tree: TREE.into(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            source,
+        })
+    })
 }
 
 impl Records {
     pub fn new(tree: sled::Tree) -> Records {
-        Records { tree, writer: Arc::new(Mutex::new(())) }
+        Records {
+            tree,
+            writer: Arc::new(Mutex::new(())),
+        }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, AccountError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<T>, AccountError> {
         let key = kind.key(name);
         match self.tree.get(&key)? {
             Some(v) => Ok(Some(decode(&key, &v)?)),
@@ -77,9 +90,18 @@ impl Records {
 
     /// Runs `f` with exclusive write access; what it stages is applied atomically only if it returns Ok.
     /// The caller flushes (Store::commit) before acknowledging.
-    pub fn change<R>(&self, f: impl FnOnce(&mut Change) -> Result<R, AccountError>) -> Result<R, AccountError> {
-        let _guard = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut change = Change { records: self, staged: BTreeMap::new() };
+    pub fn change<R>(
+        &self,
+        f: impl FnOnce(&mut Change) -> Result<R, AccountError>,
+    ) -> Result<R, AccountError> {
+        let _guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut change = Change {
+            records: self,
+            staged: BTreeMap::new(),
+        };
         let result = f(&mut change)?;
         let mut batch = sled::Batch::default();
         for (k, v) in change.staged {
@@ -100,7 +122,11 @@ pub(crate) struct Change<'a> {
 }
 
 impl Change<'_> {
-    pub fn get<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, AccountError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<T>, AccountError> {
         let key = kind.key(name);
         match self.staged.get(&key) {
             Some(Some(v)) => Ok(Some(decode(&key, v)?)),
@@ -142,8 +168,14 @@ impl Change<'_> {
             .collect()
     }
 
-    pub fn put<T: Serialize>(&mut self, kind: Kind, name: &str, value: &T) -> Result<(), AccountError> {
-        self.staged.insert(kind.key(name), Some(cairn_store::encode(value)?));
+    pub fn put<T: Serialize>(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        value: &T,
+    ) -> Result<(), AccountError> {
+        self.staged
+            .insert(kind.key(name), Some(cairn_store::encode(value)?));
         Ok(())
     }
 

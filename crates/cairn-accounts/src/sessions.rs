@@ -1,8 +1,8 @@
 //! Login sessions: random tokens, stored only as their SHA-256 so a copied database opens no session.
 
 use crate::password::hex;
-use crate::{now_s, AccountError};
 use crate::records::{Kind, Records};
+use crate::{now_s, AccountError};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,11 @@ pub struct SessionPolicy {
 
 impl SessionPolicy {
     /// The LAN dashboard: a working day idle, two weeks at most.
-    pub const DASHBOARD: SessionPolicy = SessionPolicy { idle_s: 12 * 3600, absolute_s: 14 * 24 * 3600, touch_every_s: 60 };
+    pub const DASHBOARD: SessionPolicy = SessionPolicy {
+        idle_s: 12 * 3600,
+        absolute_s: 14 * 24 * 3600,
+        touch_every_s: 60,
+    };
 }
 
 /// A stored session. Its id is the hash of the cookie token; the token itself is never stored.
@@ -49,7 +53,9 @@ const TOKEN_BYTES: usize = 32;
 
 fn random_hex(len: usize) -> Result<String, AccountError> {
     let mut buf = vec![0u8; len];
-    SystemRandom::new().fill(&mut buf).map_err(|_| AccountError::Random)?;
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| AccountError::Random)?;
     Ok(hex(&buf))
 }
 
@@ -57,7 +63,11 @@ fn token_id(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
 }
 
-pub(crate) fn open(records: &Records, user: &str, client: &str) -> Result<(Session, String), AccountError> {
+pub(crate) fn open(
+    records: &Records,
+    user: &str,
+    client: &str,
+) -> Result<(Session, String), AccountError> {
     let token = random_hex(TOKEN_BYTES)?;
     let now = now_s();
     let session = Session {
@@ -72,12 +82,18 @@ pub(crate) fn open(records: &Records, user: &str, client: &str) -> Result<(Sessi
     Ok((session, token))
 }
 
-pub(crate) fn find(records: &Records, token: &str, policy: SessionPolicy) -> Result<Option<Session>, AccountError> {
+pub(crate) fn find(
+    records: &Records,
+    token: &str,
+    policy: SessionPolicy,
+) -> Result<Option<Session>, AccountError> {
     if token.len() != TOKEN_BYTES * 2 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
     let id = token_id(token);
-    let Some(mut session) = records.get::<Session>(Kind::Session, &id)? else { return Ok(None) };
+    let Some(mut session) = records.get::<Session>(Kind::Session, &id)? else {
+        return Ok(None);
+    };
     let now = now_s();
     if session.expired(policy, now) {
         records.change(|tx| {
@@ -89,7 +105,13 @@ pub(crate) fn find(records: &Records, token: &str, policy: SessionPolicy) -> Res
     if now >= session.last_used_s + policy.touch_every_s {
         session.last_used_s = now;
         // Written under the change lock, and only if the session still exists (a logout may have raced us).
-        records.change(|tx| if tx.exists(Kind::Session, &id)? { tx.put(Kind::Session, &id, &session) } else { Ok(()) })?;
+        records.change(|tx| {
+            if tx.exists(Kind::Session, &id)? {
+                tx.put(Kind::Session, &id, &session)
+            } else {
+                Ok(())
+            }
+        })?;
     }
     Ok(Some(session))
 }

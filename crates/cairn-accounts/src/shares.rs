@@ -48,7 +48,10 @@ impl Share {
     /// The level `user` (a member of `groups`) has; the stronger of the direct and group grants.
     pub fn level_for(&self, user: &str, groups: &[String]) -> Option<Level> {
         let direct = self.access.users.get(user).copied();
-        let via_groups = groups.iter().filter_map(|g| self.access.groups.get(g).copied()).max();
+        let via_groups = groups
+            .iter()
+            .filter_map(|g| self.access.groups.get(g).copied())
+            .max();
         direct.max(via_groups)
     }
 }
@@ -110,13 +113,22 @@ pub fn validate_share_path(path: &str) -> Result<(), String> {
             return Err("the path may not contain empty, '.' or '..' parts".into());
         }
         if p.starts_with('-') || p.starts_with('.') {
-            return Err(format!("the folder name {p:?} may not start with '-' or '.'"));
+            return Err(format!(
+                "the folder name {p:?} may not start with '-' or '.'"
+            ));
         }
         if p.len() > PATH_COMPONENT_MAX {
-            return Err(format!("the folder name {p:?} is longer than {PATH_COMPONENT_MAX} characters"));
+            return Err(format!(
+                "the folder name {p:?} is longer than {PATH_COMPONENT_MAX} characters"
+            ));
         }
-        if !p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ')) {
-            return Err(format!("the folder name {p:?} may only contain letters, digits, spaces, '_', '-' and '.'"));
+        if !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '))
+        {
+            return Err(format!(
+                "the folder name {p:?} may only contain letters, digits, spaces, '_', '-' and '.'"
+            ));
         }
     }
     Ok(())
@@ -132,7 +144,8 @@ fn validate_access(access: &Access) -> Result<(), AccountError> {
 impl NewShare {
     pub(crate) fn into_share(self) -> Result<Share, AccountError> {
         validate_share_name(&self.name)?;
-        validate_text(&self.description, DESCRIPTION_MAX).map_err(AccountError::InvalidDescription)?;
+        validate_text(&self.description, DESCRIPTION_MAX)
+            .map_err(AccountError::InvalidDescription)?;
         let volume = self.volume.unwrap_or_else(|| SYSTEM_VOLUME.to_string());
         if volume != SYSTEM_VOLUME {
             return Err(AccountError::NoSuchVolume(volume));
@@ -140,7 +153,14 @@ impl NewShare {
         let path = self.path.unwrap_or_else(|| self.name.clone());
         validate_share_path(&path).map_err(AccountError::InvalidSharePath)?;
         validate_access(&self.access)?;
-        Ok(Share { name: self.name, description: self.description, volume, path, guest: self.guest, access: self.access })
+        Ok(Share {
+            name: self.name,
+            description: self.description,
+            volume,
+            path,
+            guest: self.guest,
+            access: self.access,
+        })
     }
 }
 

@@ -18,21 +18,41 @@ fn production_policy_is_owasp_strength() {
 fn setup_creates_one_admin_and_then_refuses() {
     let (_d, a) = accounts();
     assert!(!a.setup_done());
-    let admin = a.setup("owner", "correct horse", "owner@example.org").unwrap();
+    let admin = a
+        .setup("owner", "correct horse", "owner@example.org")
+        .unwrap();
     assert_eq!(admin.role, Role::Admin);
     assert!(a.setup_done());
-    assert!(matches!(a.setup("intruder", "another one", ""), Err(AccountError::SetupDone)));
+    assert!(matches!(
+        a.setup("intruder", "another one", ""),
+        Err(AccountError::SetupDone)
+    ));
     assert_eq!(a.users().unwrap().len(), 1);
 }
 
 #[test]
 fn setup_validates_before_writing() {
     let (_d, a) = accounts();
-    assert!(matches!(a.setup("Root", "correct horse", ""), Err(AccountError::Name(_))));
-    assert!(matches!(a.setup("root", "correct horse", ""), Err(AccountError::Name(NameError::Reserved(_)))));
-    assert!(matches!(a.setup("owner", "short", ""), Err(AccountError::PasswordTooShort { .. })));
-    assert!(matches!(a.setup("owner", "correct horse", "not-an-email"), Err(AccountError::InvalidEmail(_))));
-    assert!(matches!(a.setup("owner", "correct horse", "a@b.c\nBcc: x@y.z"), Err(AccountError::InvalidEmail(_))));
+    assert!(matches!(
+        a.setup("Root", "correct horse", ""),
+        Err(AccountError::Name(_))
+    ));
+    assert!(matches!(
+        a.setup("root", "correct horse", ""),
+        Err(AccountError::Name(NameError::Reserved(_)))
+    ));
+    assert!(matches!(
+        a.setup("owner", "short", ""),
+        Err(AccountError::PasswordTooShort { .. })
+    ));
+    assert!(matches!(
+        a.setup("owner", "correct horse", "not-an-email"),
+        Err(AccountError::InvalidEmail(_))
+    ));
+    assert!(matches!(
+        a.setup("owner", "correct horse", "a@b.c\nBcc: x@y.z"),
+        Err(AccountError::InvalidEmail(_))
+    ));
     assert!(!a.setup_done(), "a refused setup must leave nothing behind");
 }
 
@@ -40,8 +60,14 @@ fn setup_validates_before_writing() {
 fn login_checks_password_and_session_round_trips() {
     let (_d, a) = accounts();
     a.setup("owner", "correct horse", "").unwrap();
-    assert!(matches!(a.login("owner", "wrong horse", "test"), Err(AccountError::BadCredentials)));
-    assert!(matches!(a.login("nobody-here", "correct horse", "test"), Err(AccountError::BadCredentials)));
+    assert!(matches!(
+        a.login("owner", "wrong horse", "test"),
+        Err(AccountError::BadCredentials)
+    ));
+    assert!(matches!(
+        a.login("nobody-here", "correct horse", "test"),
+        Err(AccountError::BadCredentials)
+    ));
     let (session, token, _) = a.login("owner", "correct horse", "test").unwrap();
     let (found, user) = a.session(&token).unwrap();
     assert_eq!(found.id, session.id);
@@ -57,8 +83,17 @@ fn forged_and_malformed_tokens_find_nothing() {
     let (_, token, _) = a.login("owner", "correct horse", "test").unwrap();
     let mut forged = token.clone();
     forged.replace_range(0..1, if token.starts_with('a') { "b" } else { "a" });
-    for bad in [forged.as_str(), "", "../../etc/passwd", &token[..10], &format!("{token}00")] {
-        assert!(matches!(a.session(bad), Err(AccountError::NoSession)), "{bad:?}");
+    for bad in [
+        forged.as_str(),
+        "",
+        "../../etc/passwd",
+        &token[..10],
+        &format!("{token}00"),
+    ] {
+        assert!(
+            matches!(a.session(bad), Err(AccountError::NoSession)),
+            "{bad:?}"
+        );
     }
 }
 
@@ -80,10 +115,17 @@ fn expired_sessions_are_refused_and_removed() {
     let (_d, mut a) = accounts();
     a.setup("owner", "correct horse", "").unwrap();
     let (_, token, _) = a.login("owner", "correct horse", "test").unwrap();
-    a.session_policy = SessionPolicy { idle_s: 0, absolute_s: 0, touch_every_s: 0 };
+    a.session_policy = SessionPolicy {
+        idle_s: 0,
+        absolute_s: 0,
+        touch_every_s: 0,
+    };
     assert!(matches!(a.session(&token), Err(AccountError::NoSession)));
     a.session_policy = SessionPolicy::DASHBOARD;
-    assert!(matches!(a.session(&token), Err(AccountError::NoSession)), "an expired session must be gone for good");
+    assert!(
+        matches!(a.session(&token), Err(AccountError::NoSession)),
+        "an expired session must be gone for good"
+    );
 }
 
 #[test]
@@ -91,7 +133,21 @@ fn names_follow_the_grammar() {
     for ok in ["alice", "a", "bob_2", "x-y", &"a".repeat(32)] {
         assert_eq!(validate_user_name(ok), Ok(()), "{ok}");
     }
-    for bad in ["", "Alice", "1abc", "-x", "a b", "a/b", "a\nb", "a[b]", "a;b", "ä", &"a".repeat(33), "root", "nobody"] {
+    for bad in [
+        "",
+        "Alice",
+        "1abc",
+        "-x",
+        "a b",
+        "a/b",
+        "a\nb",
+        "a[b]",
+        "a;b",
+        "ä",
+        &"a".repeat(33),
+        "root",
+        "nobody",
+    ] {
         assert!(validate_user_name(bad).is_err(), "{bad:?}");
     }
 }
@@ -114,7 +170,14 @@ fn with_admin() -> (tempfile::TempDir, Accounts) {
 }
 
 fn new_user(name: &str, role: Role) -> NewUser {
-    NewUser { name: name.into(), full_name: String::new(), email: String::new(), role, enabled: true, password: "password one".into() }
+    NewUser {
+        name: name.into(),
+        full_name: String::new(),
+        email: String::new(),
+        role,
+        enabled: true,
+        password: "password one".into(),
+    }
 }
 
 #[test]
@@ -129,7 +192,15 @@ fn one_record_carries_both_hashes_and_a_password_change_updates_both() {
     let u = a.create_user(new_user("alice", Role::User)).unwrap();
     assert_eq!(u.nt_hash_hex, nt_hash_hex("password one"));
     assert!(u.uid >= FIRST_UID);
-    let u = a.update_user("alice", UserPatch { password: Some("password two".into()), ..Default::default() }).unwrap();
+    let u = a
+        .update_user(
+            "alice",
+            UserPatch {
+                password: Some("password two".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(u.nt_hash_hex, nt_hash_hex("password two"));
     assert!(u.password.verify("password two") && !u.password.verify("password one"));
 }
@@ -137,30 +208,84 @@ fn one_record_carries_both_hashes_and_a_password_change_updates_both() {
 #[test]
 fn the_last_enabled_admin_cannot_be_removed_disabled_or_demoted() {
     let (_d, a) = with_admin();
-    assert!(matches!(a.delete_user("owner"), Err(AccountError::LastAdmin(_))));
-    assert!(matches!(a.update_user("owner", UserPatch { enabled: Some(false), ..Default::default() }), Err(AccountError::LastAdmin(_))));
-    assert!(matches!(a.update_user("owner", UserPatch { role: Some(Role::User), ..Default::default() }), Err(AccountError::LastAdmin(_))));
+    assert!(matches!(
+        a.delete_user("owner"),
+        Err(AccountError::LastAdmin(_))
+    ));
+    assert!(matches!(
+        a.update_user(
+            "owner",
+            UserPatch {
+                enabled: Some(false),
+                ..Default::default()
+            }
+        ),
+        Err(AccountError::LastAdmin(_))
+    ));
+    assert!(matches!(
+        a.update_user(
+            "owner",
+            UserPatch {
+                role: Some(Role::User),
+                ..Default::default()
+            }
+        ),
+        Err(AccountError::LastAdmin(_))
+    ));
     a.create_user(new_user("second", Role::Admin)).unwrap();
-    a.update_user("owner", UserPatch { role: Some(Role::User), ..Default::default() }).unwrap();
-    assert!(matches!(a.delete_user("second"), Err(AccountError::LastAdmin(_))));
+    a.update_user(
+        "owner",
+        UserPatch {
+            role: Some(Role::User),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        a.delete_user("second"),
+        Err(AccountError::LastAdmin(_))
+    ));
     // A disabled administrator does not count.
-    a.update_user("owner", UserPatch { role: Some(Role::Admin), enabled: Some(false), ..Default::default() }).unwrap();
-    assert!(matches!(a.delete_user("second"), Err(AccountError::LastAdmin(_))));
+    a.update_user(
+        "owner",
+        UserPatch {
+            role: Some(Role::Admin),
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        a.delete_user("second"),
+        Err(AccountError::LastAdmin(_))
+    ));
 }
 
 #[test]
 fn deleting_a_user_drops_memberships_access_and_sessions_at_once() {
     let (_d, a) = with_admin();
     a.create_user(new_user("alice", Role::User)).unwrap();
-    a.create_group("family", &["alice".into(), "owner".into()]).unwrap();
+    a.create_group("family", &["alice".into(), "owner".into()])
+        .unwrap();
     let mut access = Access::default();
     access.users.insert("alice".into(), Level::Write);
     access.groups.insert("family".into(), Level::Read);
-    a.create_share(NewShare { name: "photos".into(), description: String::new(), volume: None, path: None, guest: false, access }).unwrap();
+    a.create_share(NewShare {
+        name: "photos".into(),
+        description: String::new(),
+        volume: None,
+        path: None,
+        guest: false,
+        access,
+    })
+    .unwrap();
     let (_, token, _) = a.login("alice", "password one", "test").unwrap();
     a.delete_user("alice").unwrap();
     assert!(a.user("alice").unwrap().is_none());
-    assert_eq!(a.group("family").unwrap().unwrap().members, vec!["owner".to_string()]);
+    assert_eq!(
+        a.group("family").unwrap().unwrap().members,
+        vec!["owner".to_string()]
+    );
     let share = a.share("photos").unwrap().unwrap();
     assert!(share.access.users.is_empty());
     assert_eq!(share.access.groups.len(), 1);
@@ -172,9 +297,19 @@ fn share_access_names_only_existing_users_and_groups() {
     let (_d, a) = with_admin();
     let mut access = Access::default();
     access.users.insert("ghost".into(), Level::Read);
-    let r = a.create_share(NewShare { name: "docs".into(), description: String::new(), volume: None, path: None, guest: false, access });
+    let r = a.create_share(NewShare {
+        name: "docs".into(),
+        description: String::new(),
+        volume: None,
+        path: None,
+        guest: false,
+        access,
+    });
     assert!(matches!(r, Err(AccountError::NoSuchUser(_))));
-    assert!(a.shares().unwrap().is_empty(), "a refused share leaves nothing behind");
+    assert!(
+        a.shares().unwrap().is_empty(),
+        "a refused share leaves nothing behind"
+    );
 }
 
 #[test]
@@ -188,24 +323,67 @@ fn hostile_share_fields_are_refused() {
         guest: false,
         access: Access::default(),
     };
-    for bad in ["docs]\n[global", "a;b", "a#b", "a/b", "../x", "global", "homes", "-x", "", "Docs"] {
-        assert!(a.create_share(share(bad, None, "")).is_err(), "name {bad:?}");
+    for bad in [
+        "docs]\n[global",
+        "a;b",
+        "a#b",
+        "a/b",
+        "../x",
+        "global",
+        "homes",
+        "-x",
+        "",
+        "Docs",
+    ] {
+        assert!(
+            a.create_share(share(bad, None, "")).is_err(),
+            "name {bad:?}"
+        );
     }
-    for bad in ["/etc", "../../etc", "a/../b", "-rf", ".ssh", "a\nb", "a//b", "x/./y", "a;b"] {
-        assert!(a.create_share(share("docs", Some(bad), "")).is_err(), "path {bad:?}");
+    for bad in [
+        "/etc",
+        "../../etc",
+        "a/../b",
+        "-rf",
+        ".ssh",
+        "a\nb",
+        "a//b",
+        "x/./y",
+        "a;b",
+    ] {
+        assert!(
+            a.create_share(share("docs", Some(bad), "")).is_err(),
+            "path {bad:?}"
+        );
     }
-    assert!(a.create_share(share("docs", None, "line\n[global]")).is_err());
+    assert!(a
+        .create_share(share("docs", None, "line\n[global]"))
+        .is_err());
     assert!(a.shares().unwrap().is_empty());
-    a.create_share(share("docs", Some("Family Photos/2024"), "Our photos; all of them")).unwrap();
+    a.create_share(share(
+        "docs",
+        Some("Family Photos/2024"),
+        "Our photos; all of them",
+    ))
+    .unwrap();
 }
 
 #[test]
 fn users_and_groups_share_one_namespace() {
     let (_d, a) = with_admin();
     a.create_group("family", &[]).unwrap();
-    assert!(matches!(a.create_user(new_user("family", Role::User)), Err(AccountError::GroupExists(_))));
-    assert!(matches!(a.create_group("owner", &[]), Err(AccountError::UserExists(_))));
-    assert!(matches!(a.create_group("kids", &["nobody-here".into()]), Err(AccountError::NoSuchUser(_))));
+    assert!(matches!(
+        a.create_user(new_user("family", Role::User)),
+        Err(AccountError::GroupExists(_))
+    ));
+    assert!(matches!(
+        a.create_group("owner", &[]),
+        Err(AccountError::UserExists(_))
+    ));
+    assert!(matches!(
+        a.create_group("kids", &["nobody-here".into()]),
+        Err(AccountError::NoSuchUser(_))
+    ));
 }
 
 #[test]
@@ -216,8 +394,19 @@ fn access_through_groups_takes_the_stronger_level() {
     let mut access = Access::default();
     access.users.insert("alice".into(), Level::Read);
     access.groups.insert("family".into(), Level::Write);
-    a.create_share(NewShare { name: "photos".into(), description: String::new(), volume: None, path: None, guest: false, access }).unwrap();
-    assert_eq!(a.access_of("alice").unwrap().get("photos"), Some(&Level::Write));
+    a.create_share(NewShare {
+        name: "photos".into(),
+        description: String::new(),
+        volume: None,
+        path: None,
+        guest: false,
+        access,
+    })
+    .unwrap();
+    assert_eq!(
+        a.access_of("alice").unwrap().get("photos"),
+        Some(&Level::Write)
+    );
     assert_eq!(a.access_of("owner").unwrap().get("photos"), None);
 }
 
@@ -227,10 +416,17 @@ fn own_password_change_needs_the_current_one_and_ends_other_sessions() {
     a.create_user(new_user("alice", Role::User)).unwrap();
     let (mine, my_token, _) = a.login("alice", "password one", "laptop").unwrap();
     let (_, other_token, _) = a.login("alice", "password one", "phone").unwrap();
-    assert!(matches!(a.change_own_password("alice", "wrong", "password two", &mine.id), Err(AccountError::WrongCurrentPassword)));
-    a.change_own_password("alice", "password one", "password two", &mine.id).unwrap();
+    assert!(matches!(
+        a.change_own_password("alice", "wrong", "password two", &mine.id),
+        Err(AccountError::WrongCurrentPassword)
+    ));
+    a.change_own_password("alice", "password one", "password two", &mine.id)
+        .unwrap();
     assert!(a.session(&my_token).is_ok());
-    assert!(matches!(a.session(&other_token), Err(AccountError::NoSession)));
+    assert!(matches!(
+        a.session(&other_token),
+        Err(AccountError::NoSession)
+    ));
     assert!(a.login("alice", "password two", "x").is_ok());
     assert!(a.login("alice", "password one", "x").is_err());
 }
@@ -241,7 +437,10 @@ fn sessions_are_listed_and_revoked_only_by_their_owner() {
     a.create_user(new_user("alice", Role::User)).unwrap();
     let (s, token, _) = a.login("alice", "password one", "laptop").unwrap();
     assert_eq!(a.sessions_of("alice").unwrap().len(), 1);
-    assert!(!a.revoke_session("owner", &s.id).unwrap(), "another user cannot revoke it");
+    assert!(
+        !a.revoke_session("owner", &s.id).unwrap(),
+        "another user cannot revoke it"
+    );
     assert!(a.session(&token).is_ok());
     assert!(a.revoke_session("alice", &s.id).unwrap());
     assert!(a.session(&token).is_err());
@@ -252,7 +451,17 @@ fn disabling_a_user_ends_their_sessions_and_logins() {
     let (_d, a) = with_admin();
     a.create_user(new_user("alice", Role::User)).unwrap();
     let (_, token, _) = a.login("alice", "password one", "x").unwrap();
-    a.update_user("alice", UserPatch { enabled: Some(false), ..Default::default() }).unwrap();
+    a.update_user(
+        "alice",
+        UserPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(a.session(&token).is_err());
-    assert!(matches!(a.login("alice", "password one", "x"), Err(AccountError::BadCredentials)));
+    assert!(matches!(
+        a.login("alice", "password one", "x"),
+        Err(AccountError::BadCredentials)
+    ));
 }

@@ -13,11 +13,24 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub hint: &'static str,
+    /// Seconds before a retry can succeed (429), sent as `Retry-After`.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, hint: &'static str) -> ApiError {
-        ApiError { status, code, message: message.into(), hint }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        hint: &'static str,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            hint,
+            retry_after_s: None,
+        }
     }
 
     /// The JSON body every error has.
@@ -26,66 +39,150 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "session.required", "You are not logged in, or your session has ended.", "Log in again.")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "session.required",
+            "You are not logged in, or your session has ended.",
+            "Log in again.",
+        )
     }
     pub fn csrf() -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "session.csrf_missing", "This change was sent without the page's security token.", "Reload the page and try again; API clients send the csrf_token from the session in the X-CSRF-Token header.")
     }
     pub fn cross_origin() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "request.cross_origin", "This request came from another web site.", "Open the dashboard directly at the box's own address.")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "request.cross_origin",
+            "This request came from another web site.",
+            "Open the dashboard directly at the box's own address.",
+        )
     }
     pub fn not_found() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "request.not_found", "There is nothing at this address.", "Check the address; the API's routes are listed at /api/v1/openapi.json.")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "request.not_found",
+            "There is nothing at this address.",
+            "Check the address; the API's routes are listed at /api/v1/openapi.json.",
+        )
     }
     pub fn method() -> ApiError {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "request.method_not_allowed", "This address does not accept that method.", "Check the API documentation for the methods each route takes.")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "request.method_not_allowed",
+            "This address does not accept that method.",
+            "Check the API documentation for the methods each route takes.",
+        )
     }
     pub fn body_too_large(limit: usize) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request.too_large", format!("The request body is larger than {limit} bytes."), "Send a smaller request.")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.too_large",
+            format!("The request body is larger than {limit} bytes."),
+            "Send a smaller request.",
+        )
     }
     pub fn bad_body(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "request.invalid_body", detail, "Send a JSON object (or a form) with the fields this route documents.")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.invalid_body",
+            detail,
+            "Send a JSON object (or a form) with the fields this route documents.",
+        )
+    }
+    pub fn rate_limited(seconds: u64) -> ApiError {
+        ApiError { retry_after_s: Some(seconds), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "session.rate_limited", format!("Too many failed logins; wait {seconds} s before trying again."), "Wait, then check the user name and password; an administrator can set a new password.") }
+    }
+    pub fn bad_host() -> ApiError {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "request.bad_host",
+            "This request names a host that is not this box.",
+            "Open the dashboard by the box's address or its name (NAME or NAME.local).",
+        )
     }
     pub fn setup_required() -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "setup.required", "This box has no administrator yet.", "Open the dashboard and create the first administrator on the setup page.")
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "setup.required",
+            "This box has no administrator yet.",
+            "Open the dashboard and create the first administrator on the setup page.",
+        )
     }
     pub fn setup_not_local() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "setup.not_local", "Setup is only offered to computers on the box's local network.", "Open the dashboard from a computer on the same network as the box.")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "setup.not_local",
+            "Setup is only offered to computers on the box's local network.",
+            "Open the dashboard from a computer on the same network as the box.",
+        )
     }
     pub fn admin_only() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "session.admin_required", "Only an administrator can do this.", "Ask an administrator of this box.")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session.admin_required",
+            "Only an administrator can do this.",
+            "Ask an administrator of this box.",
+        )
     }
     pub fn power_unavailable() -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "system.power_unavailable", "This daemon does not control the machine's power.", "Restart or power off the machine itself.")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "system.power_unavailable",
+            "This daemon does not control the machine's power.",
+            "Restart or power off the machine itself.",
+        )
     }
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         log::error!("internal error: {detail}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "system.internal", "Something went wrong inside the box; nothing was changed.", "Try again; if it keeps happening, the system log names the cause.")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "system.internal",
+            "Something went wrong inside the box; nothing was changed.",
+            "Try again; if it keeps happening, the system log names the cause.",
+        )
     }
 }
 
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> ApiError {
-        let msg = e.to_string();
-        match e {
-            AccountError::Name(NameError::Reserved(_)) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "user.name_reserved", msg, "Choose another name; system names such as root are reserved."),
-            AccountError::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "user.name_invalid", capitalise(&msg), "Use 1 to 32 characters: a lowercase letter first, then lowercase letters, digits, '_' or '-'."),
-            AccountError::PasswordTooShort { .. } => ApiError::new(StatusCode::BAD_REQUEST, "user.password_too_short", capitalise(&msg), "Choose a longer password; a few unrelated words make a strong one."),
-            AccountError::PasswordTooLong { .. } => ApiError::new(StatusCode::BAD_REQUEST, "user.password_too_long", capitalise(&msg), "Choose a shorter password."),
-            AccountError::InvalidEmail(_) => ApiError::new(StatusCode::BAD_REQUEST, "user.email_invalid", capitalise(&msg), "Enter an address like name@example.org, or leave it empty."),
-            AccountError::SetupDone => ApiError::new(StatusCode::CONFLICT, "setup.already_done", "This box already has an administrator.", "Log in with an existing account."),
-            AccountError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "session.bad_credentials", "The user name or password is wrong.", "Check both and try again; an administrator can reset a forgotten password."),
-            AccountError::NoSession => ApiError::unauthenticated(),
-            AccountError::Store(e) => ApiError::internal(e),
-            AccountError::Random => ApiError::internal("random number generator failed"),
-        }
+        use StatusCode as S;
+        let msg = capitalise(&e.to_string());
+        let (status, code, hint) = match e {
+            AccountError::Name(NameError::Reserved(_)) => (S::UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),
+            AccountError::Name(_) => (S::BAD_REQUEST, "name.invalid", "Use 1 to 32 characters: a lowercase letter first, then lowercase letters, digits, '_' or '-'."),
+            AccountError::PasswordTooShort { .. } => (S::BAD_REQUEST, "user.password_too_short", "Choose a longer password; a few unrelated words make a strong one."),
+            AccountError::PasswordTooLong { .. } => (S::BAD_REQUEST, "user.password_too_long", "Choose a shorter password."),
+            AccountError::InvalidEmail(_) => (S::BAD_REQUEST, "user.email_invalid", "Enter an address like name@example.org, or leave it empty."),
+            AccountError::InvalidFullName(_) => (S::BAD_REQUEST, "user.full_name_invalid", "Use at most 128 characters on one line."),
+            AccountError::SetupDone => return ApiError::new(S::CONFLICT, "setup.already_done", "This box already has an administrator.", "Log in with an existing account."),
+            AccountError::BadCredentials => return ApiError::new(S::UNAUTHORIZED, "session.bad_credentials", "The user name or password is wrong.", "Check both and try again; an administrator can set a new password for you."),
+            AccountError::WrongCurrentPassword => (S::FORBIDDEN, "user.current_password_wrong", "Type your current password to confirm the change."),
+            AccountError::NoSession => return ApiError::unauthenticated(),
+            AccountError::NoSuchUser(_) => (S::NOT_FOUND, "user.not_found", "Check the name; the user list shows every account."),
+            AccountError::UserExists(_) => (S::CONFLICT, "user.name_taken", "Choose another name; users and groups share one set of names."),
+            AccountError::NoSuchGroup(_) => (S::NOT_FOUND, "group.not_found", "Check the name; the group list shows every group."),
+            AccountError::GroupExists(_) => (S::CONFLICT, "group.name_taken", "Choose another name; users and groups share one set of names."),
+            AccountError::NoSuchShare(_) => (S::NOT_FOUND, "share.not_found", "Check the name; the share list shows every share."),
+            AccountError::ShareExists(_) => (S::CONFLICT, "share.name_taken", "Choose another name, or edit the existing share."),
+            AccountError::LastAdmin(_) => (S::UNPROCESSABLE_ENTITY, "user.last_admin", "Make another account an enabled administrator first; a box always keeps one."),
+            AccountError::InvalidSharePath(_) => (S::BAD_REQUEST, "share.path_invalid", "Give a folder relative to the volume, like Photos/2024: letters, digits, spaces, '_', '-' and '.', no '..'."),
+            AccountError::NoSuchVolume(_) => (S::UNPROCESSABLE_ENTITY, "share.volume_not_found", "Choose one of the volumes the storage page lists."),
+            AccountError::InvalidDescription(_) => (S::BAD_REQUEST, "share.description_invalid", "Use at most 256 characters on one line."),
+            AccountError::Store(e) => return ApiError::internal(e),
+            AccountError::Random => return ApiError::internal("random number generator failed"),
+        };
+        ApiError::new(status, code, msg, hint)
     }
 }
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str() + if s.ends_with('.') { "" } else { "." },
+        Some(f) => {
+            f.to_uppercase().collect::<String>()
+                + c.as_str()
+                + if s.ends_with('.') { "" } else { "." }
+        }
         None => String::new(),
     }
 }
@@ -104,8 +201,24 @@ pub const ALL_CODES: &[&str] = &[
     "setup.required",
     "setup.not_local",
     "setup.already_done",
-    "user.name_reserved",
-    "user.name_invalid",
+    "name.reserved",
+    "name.invalid",
+    "user.full_name_invalid",
+    "user.current_password_wrong",
+    "user.not_found",
+    "user.name_taken",
+    "user.last_admin",
+    "group.not_found",
+    "group.name_taken",
+    "share.not_found",
+    "share.name_taken",
+    "share.path_invalid",
+    "share.volume_not_found",
+    "share.description_invalid",
+    "session.rate_limited",
+    "session.not_found",
+    "request.bad_host",
+    "system.hostname_invalid",
     "user.password_too_short",
     "user.password_too_long",
     "user.email_invalid",

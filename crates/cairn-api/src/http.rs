@@ -18,14 +18,25 @@ pub const SESSION_COOKIE: &str = "cairn_session";
 pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::body_too_large(BODY_LIMIT)),
-        Err(e) => Err(ApiError::bad_body(format!("The request body could not be read: {e}."))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::body_too_large(BODY_LIMIT))
+        }
+        Err(e) => Err(ApiError::bad_body(format!(
+            "The request body could not be read: {e}."
+        ))),
     }
 }
 
 /// Parses a JSON object body into `T`, with a message that names what was wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_body(format!("The request body is not the JSON this route takes: {e}.")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_body(format!(
+            "The request body is not the JSON this route takes: {e}."
+        ))
+    })
 }
 
 /// Parses an `application/x-www-form-urlencoded` body into pairs.
@@ -34,11 +45,17 @@ pub fn parse_form(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 pub fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 pub fn is_form(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
 /// The value of one cookie from the request's `Cookie` headers.
@@ -56,8 +73,10 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A session cookie: script cannot read it, other sites cannot send it.
 pub fn session_cookie(token: &str, max_age_s: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"))
-        .expect("token is hex")
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("token is hex")
 }
 
 pub fn clear_session_cookie() -> HeaderValue {
@@ -70,18 +89,30 @@ fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
-    base(status, "application/json", serde_json::to_vec(value).expect("a Value always serialises"))
+    base(
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("a Value always serialises"),
+    )
 }
 
 pub fn error_json(e: &ApiError) -> Resp {
-    json(e.status, &e.body())
+    let mut resp = json(e.status, &e.body());
+    if let Some(s) = e.retry_after_s {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
 }
 
 pub fn html(status: StatusCode, page: String) -> Resp {
@@ -95,14 +126,16 @@ pub fn html(status: StatusCode, page: String) -> Resp {
 
 pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
     let mut resp = base(StatusCode::OK, content_type, Bytes::from_static(body));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
     resp
 }
 
 /// A 303 to another page, optionally setting or clearing the session cookie.
 pub fn redirect(to: &'static str, cookie: Option<HeaderValue>) -> Resp {
     let mut resp = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
-    resp.headers_mut().insert(LOCATION, HeaderValue::from_static(to));
+    resp.headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(to));
     if let Some(c) = cookie {
         resp.headers_mut().insert(SET_COOKIE, c);
     }
@@ -111,7 +144,11 @@ pub fn redirect(to: &'static str, cookie: Option<HeaderValue>) -> Resp {
 
 /// Compares secrets in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Escapes text for HTML element content and quoted attributes.

@@ -10,7 +10,10 @@
 mod error;
 mod http;
 mod pages;
+mod resources;
 mod routes;
+pub mod system;
+mod throttle;
 
 pub use error::{ApiError, ALL_CODES};
 pub use routes::{PUBLIC_ROUTES, ROUTES};
@@ -41,6 +44,9 @@ pub struct Identity {
     pub board: String,
 }
 
+/// Called after every acknowledged change to accounts or shares, so servers' files follow (SMB).
+pub type ChangeHook = Box<dyn Fn(&Accounts) + Send + Sync>;
+
 /// Everything a request handler needs.
 pub struct App {
     pub identity: Identity,
@@ -48,11 +54,47 @@ pub struct App {
     pub store: Store,
     pub power: PowerControl,
     pub started: Instant,
+    throttle: throttle::Throttle,
+    on_change: Option<ChangeHook>,
 }
 
 impl App {
-    pub fn new(identity: Identity, store: Store, power: PowerControl) -> Result<App, cairn_accounts::AccountError> {
-        Ok(App { identity, accounts: Accounts::new(store.clone())?, store, power, started: Instant::now() })
+    pub fn new(
+        identity: Identity,
+        store: Store,
+        power: PowerControl,
+    ) -> Result<App, cairn_accounts::AccountError> {
+        Ok(App {
+            identity,
+            accounts: Accounts::new(store.clone())?,
+            store,
+            power,
+            started: Instant::now(),
+            throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
+            on_change: None,
+        })
+    }
+
+    /// Registers what runs after each change (the SMB renderer on the box).
+    pub fn with_change_hook(mut self, hook: ChangeHook) -> App {
+        self.on_change = Some(hook);
+        self
+    }
+
+    pub(crate) fn changed(&self) {
+        if let Some(hook) = &self.on_change {
+            hook(&self.accounts);
+        }
+    }
+
+    /// The names this box answers to, for the Host check; IP literals are always accepted.
+    pub(crate) fn own_names(&self) -> Vec<String> {
+        let name = system::hostname(self);
+        vec![
+            name.clone(),
+            format!("{name}.local"),
+            "localhost".to_string(),
+        ]
     }
 }
 

@@ -9,7 +9,11 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> S
         (Some(u), Some(token)) => format!(
             r#"<nav><span class="who">{name} · {role}</span><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}"><button class="link">Log out</button></form></nav>"#,
             name = esc(&u.name),
-            role = if u.role == Role::Admin { "administrator" } else { "user" },
+            role = if u.role == Role::Admin {
+                "administrator"
+            } else {
+                "user"
+            },
             token = esc(token),
         ),
         _ => String::new(),
@@ -124,7 +128,11 @@ pub fn home(user: &User, session: &Session, health: &serde_json::Value) -> Strin
 </dl>
 </section>
 {admin_tools}"#,
-        name = esc(if user.full_name.is_empty() { &user.name } else { &user.full_name }),
+        name = esc(if user.full_name.is_empty() {
+            &user.name
+        } else {
+            &user.full_name
+        }),
         board = esc(health["board"].as_str().unwrap_or("")),
         version = esc(health["version"].as_str().unwrap_or("")),
         uptime = duration(health["uptime_s"].as_u64().unwrap_or(0)),
@@ -134,12 +142,19 @@ pub fn home(user: &User, session: &Session, health: &serde_json::Value) -> Strin
 
 /// A message after an action, with a way back.
 pub fn notice(user: &User, title: &str, text: &str) -> String {
-    let body = format!(r#"<section class="card"><h1>{}</h1><p>{}</p></section>"#, esc(title), esc(text));
+    let body = format!(
+        r#"<section class="card"><h1>{}</h1><p>{}</p></section>"#,
+        esc(title),
+        esc(text)
+    );
     layout(title, Some(user), None, &body)
 }
 
 /// An error page: the message, what to do, and the stable code for searching.
 pub fn error(e: &ApiError, user: Option<&User>) -> String {
-    let body = format!(r#"<section class="card">{}<p><a href="/">Back to the dashboard</a></p></section>"#, problem(Some(e)));
+    let body = format!(
+        r#"<section class="card">{}<p><a href="/">Back to the dashboard</a></p></section>"#,
+        problem(Some(e))
+    );
     layout("Problem", user, None, &body)
 }

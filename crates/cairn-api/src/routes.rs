@@ -32,8 +32,29 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/system"),
+    ("PATCH", "/api/v1/system"),
     ("POST", "/api/v1/system/reboot"),
     ("POST", "/api/v1/system/poweroff"),
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/users"),
+    ("GET", "/api/v1/users/{name}"),
+    ("PATCH", "/api/v1/users/{name}"),
+    ("DELETE", "/api/v1/users/{name}"),
+    ("GET", "/api/v1/me"),
+    ("PATCH", "/api/v1/me"),
+    ("GET", "/api/v1/me/sessions"),
+    ("DELETE", "/api/v1/me/sessions/{id}"),
+    ("GET", "/api/v1/groups"),
+    ("POST", "/api/v1/groups"),
+    ("GET", "/api/v1/groups/{name}"),
+    ("PATCH", "/api/v1/groups/{name}"),
+    ("DELETE", "/api/v1/groups/{name}"),
+    ("GET", "/api/v1/shares"),
+    ("POST", "/api/v1/shares"),
+    ("GET", "/api/v1/shares/{name}"),
+    ("PATCH", "/api/v1/shares/{name}"),
+    ("DELETE", "/api/v1/shares/{name}"),
+    ("GET", "/api/v1/openapi.json"),
     ("GET", "/"),
     ("GET", "/setup"),
     ("POST", "/setup"),
@@ -45,34 +66,41 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/cairn.css"),
 ];
 
+/// The OpenAPI description the box serves; a test checks it against [`ROUTES`].
+pub(crate) const OPENAPI: &[u8] = include_bytes!("../static/openapi.json");
+
 const CSS: &[u8] = include_bytes!("../static/cairn.css");
 
 /// Who is asking, once the cookie checked out.
-struct Caller {
-    session: Session,
-    user: User,
+pub(crate) struct Caller {
+    pub session: Session,
+    pub user: User,
 }
 
-struct Ctx<'a> {
-    app: &'a App,
-    headers: HeaderMap,
-    peer: SocketAddr,
-    caller: Option<Caller>,
+pub(crate) struct Ctx<'a> {
+    pub app: &'a App,
+    pub headers: HeaderMap,
+    pub peer: SocketAddr,
+    pub caller: Option<Caller>,
     /// Form or JSON body, read once for state-changing requests.
-    body: hyper::body::Bytes,
+    pub body: hyper::body::Bytes,
 }
 
 impl Ctx<'_> {
     fn client(&self) -> String {
-        let agent = self.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown client");
+        let agent = self
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown client");
         format!("{} ({})", self.peer.ip(), agent)
     }
 
-    fn caller(&self) -> Result<&Caller, ApiError> {
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
         self.caller.as_ref().ok_or_else(ApiError::unauthenticated)
     }
 
-    fn admin(&self) -> Result<&Caller, ApiError> {
+    pub fn admin(&self) -> Result<&Caller, ApiError> {
         let c = self.caller()?;
         if c.user.role == Role::Admin {
             Ok(c)
@@ -82,11 +110,19 @@ impl Ctx<'_> {
     }
 
     /// A change made with a session carries its CSRF token (header for the API, hidden field for forms).
-    fn check_csrf(&self) -> Result<(), ApiError> {
-        let Some(caller) = &self.caller else { return Ok(()) };
-        let sent = match self.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+    pub fn check_csrf(&self) -> Result<(), ApiError> {
+        let Some(caller) = &self.caller else {
+            return Ok(());
+        };
+        let sent = match self
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(t) => t.to_string(),
-            None if http::is_form(&self.headers) => http::form_field(&http::parse_form(&self.body), "csrf_token").to_string(),
+            None if http::is_form(&self.headers) => {
+                http::form_field(&http::parse_form(&self.body), "csrf_token").to_string()
+            }
             None => String::new(),
         };
         if !sent.is_empty() && http::same_secret(&sent, &caller.session.csrf_token) {
@@ -98,8 +134,14 @@ impl Ctx<'_> {
 
     /// Requests without a session that change state (login, setup) must not come from another site.
     fn check_same_origin(&self) -> Result<(), ApiError> {
-        let Some(origin) = self.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else { return Ok(()) };
-        let host = self.headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(origin) = self.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return Ok(());
+        };
+        let host = self
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
         if origin != "null" && origin_host.eq_ignore_ascii_case(host) {
             Ok(())
@@ -109,8 +151,41 @@ impl Ctx<'_> {
     }
 }
 
+/// DNS rebinding defence: a browser tricked into sending our cookies to an attacker's name sends that name
+/// as Host. IP literals cannot be rebound, so any is fine; names must be the box's own.
+fn host_is_ours(app: &App, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, port)) => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty()
+                        || port
+                            .strip_prefix(':')
+                            .is_some_and(|p| p.parse::<u16>().is_ok()))
+            }
+            None => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.parse::<u16>().is_ok() => n,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    app.own_names().iter().any(|own| *own == name)
+}
+
 fn is_public(method: &Method, path: &str) -> bool {
-    PUBLIC_ROUTES.iter().any(|(m, p)| *m == method.as_str() && *p == path)
+    PUBLIC_ROUTES
+        .iter()
+        .any(|(m, p)| *m == method.as_str() && *p == path)
 }
 
 /// Answers one request.
@@ -119,7 +194,16 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
     let is_api = path.starts_with("/api/");
-    let mut ctx = Ctx { app, headers: parts.headers, peer, caller: None, body: Default::default() };
+    let mut ctx = Ctx {
+        app,
+        headers: parts.headers,
+        peer,
+        caller: None,
+        body: Default::default(),
+    };
+    if !host_is_ours(app, &ctx.headers) {
+        return answer_error(is_api, &ApiError::bad_host(), &ctx);
+    }
     if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
         match app.accounts.session(&token) {
             Ok((session, user)) => ctx.caller = Some(Caller { session, user }),
@@ -133,7 +217,11 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             Err(e) => return answer_error(is_api, &e, &ctx),
         }
     }
-    let result = if is_api { api(&ctx, &method, &path).await } else { page(&ctx, &method, &path).await };
+    let result = if is_api {
+        api(&ctx, &method, &path).await
+    } else {
+        page(&ctx, &method, &path).await
+    };
     match result {
         Ok(resp) => resp,
         Err(e) => answer_error(is_api, &e, &ctx),
@@ -146,7 +234,10 @@ fn answer_error(is_api: bool, e: &ApiError, ctx: &Ctx) -> Resp {
     } else if e.code == "session.required" {
         http::redirect("/login", None)
     } else {
-        http::html(e.status, pages::error(e, ctx.caller.as_ref().map(|c| &c.user)))
+        http::html(
+            e.status,
+            pages::error(e, ctx.caller.as_ref().map(|c| &c.user)),
+        )
     }
 }
 
@@ -155,7 +246,10 @@ fn gate_setup(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
     if ctx.app.accounts.setup_done() {
         return Ok(());
     }
-    let allowed = matches!((method.as_str(), path), ("GET", "/api/v1/health") | ("POST", "/api/v1/setup"));
+    let allowed = matches!(
+        (method.as_str(), path),
+        ("GET", "/api/v1/health") | ("POST", "/api/v1/setup")
+    );
     if allowed {
         Ok(())
     } else {
@@ -181,28 +275,56 @@ async fn api(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErro
         (&Method::POST, "/api/v1/setup") => api_setup(ctx).await,
         (&Method::GET, "/api/v1/session") => {
             let c = ctx.caller()?;
-            Ok(http::json(StatusCode::OK, &json!({"user": UserView::from(&c.user), "csrf_token": c.session.csrf_token})))
+            Ok(http::json(
+                StatusCode::OK,
+                &json!({"user": UserView::from(&c.user), "csrf_token": c.session.csrf_token}),
+            ))
         }
         (&Method::POST, "/api/v1/session") => api_login(ctx).await,
         (&Method::DELETE, "/api/v1/session") => {
             logout(ctx)?;
             let mut resp = http::json(StatusCode::OK, &json!({"logged_out": true}));
-            resp.headers_mut().insert(SET_COOKIE, http::clear_session_cookie());
+            resp.headers_mut()
+                .insert(SET_COOKIE, http::clear_session_cookie());
             Ok(resp)
         }
-        (&Method::GET, "/api/v1/system") => {
-            ctx.caller()?;
-            Ok(http::json(StatusCode::OK, &health(ctx.app)))
+        (&Method::POST, "/api/v1/system/reboot") => {
+            power(ctx, PowerAction::Reboot).map(|_| accepted("reboot"))
         }
-        (&Method::POST, "/api/v1/system/reboot") => power(ctx, PowerAction::Reboot).map(|_| accepted("reboot")),
-        (&Method::POST, "/api/v1/system/poweroff") => power(ctx, PowerAction::Poweroff).map(|_| accepted("poweroff")),
-        (_, "/api/v1/health" | "/api/v1/setup" | "/api/v1/session" | "/api/v1/system" | "/api/v1/system/reboot" | "/api/v1/system/poweroff") => Err(ApiError::method()),
-        _ => Err(ApiError::not_found()),
+        (&Method::POST, "/api/v1/system/poweroff") => {
+            power(ctx, PowerAction::Poweroff).map(|_| accepted("poweroff"))
+        }
+        (&Method::GET, "/api/v1/openapi.json") => {
+            ctx.caller()?;
+            Ok(http::static_file(
+                "application/json",
+                crate::routes::OPENAPI,
+            ))
+        }
+        (
+            _,
+            "/api/v1/health"
+            | "/api/v1/setup"
+            | "/api/v1/session"
+            | "/api/v1/system/reboot"
+            | "/api/v1/system/poweroff"
+            | "/api/v1/openapi.json",
+        ) => Err(ApiError::method()),
+        _ => match path.strip_prefix("/api/v1/") {
+            Some(rest) => {
+                let segs: Vec<&str> = rest.split('/').collect();
+                crate::resources::route(ctx, method, &segs).await
+            }
+            None => Err(ApiError::not_found()),
+        },
     }
 }
 
 fn accepted(action: &str) -> Resp {
-    http::json(StatusCode::ACCEPTED, &json!({"action": action, "state": "started"}))
+    http::json(
+        StatusCode::ACCEPTED,
+        &json!({"action": action, "state": "started"}),
+    )
 }
 
 /// The health answer, also the start of the system answer.
@@ -251,17 +373,35 @@ async fn do_setup(ctx: &Ctx<'_>, req: SetupRequest) -> Result<(Session, String, 
 
 async fn do_login(ctx: &Ctx<'_>, req: LoginRequest) -> Result<(Session, String, User), ApiError> {
     ctx.check_same_origin()?;
+    let source = ctx.peer.ip();
+    if let Some(wait) = ctx.app.throttle.check(&req.username, source) {
+        return Err(ApiError::rate_limited(wait.as_secs().max(1)));
+    }
     let accounts = ctx.app.accounts.clone();
     let client = ctx.client();
-    tokio::task::spawn_blocking(move || accounts.login(&req.username, &req.password, &client))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
+    let name = req.username.clone();
+    let result =
+        tokio::task::spawn_blocking(move || accounts.login(&req.username, &req.password, &client))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from);
+    match &result {
+        Ok(_) => ctx.app.throttle.succeeded(&name, source),
+        Err(e) if e.code == "session.bad_credentials" => ctx.app.throttle.failed(&name, source),
+        Err(_) => {}
+    }
+    result
 }
 
 fn session_answer(status: StatusCode, session: &Session, token: &str, user: &User) -> Resp {
-    let mut resp = http::json(status, &json!({"user": UserView::from(user), "csrf_token": session.csrf_token}));
-    resp.headers_mut().insert(SET_COOKIE, http::session_cookie(token, session.max_age_s(SessionPolicy::DASHBOARD), false));
+    let mut resp = http::json(
+        status,
+        &json!({"user": UserView::from(user), "csrf_token": session.csrf_token}),
+    );
+    resp.headers_mut().insert(
+        SET_COOKIE,
+        http::session_cookie(token, session.max_age_s(SessionPolicy::DASHBOARD), false),
+    );
     resp
 }
 
@@ -314,7 +454,10 @@ mod nix_signal {
     pub const POWEROFF: i32 = 12; // SIGUSR2
 
     pub fn send_to_init(signal: i32) {
-        let status = std::process::Command::new("/bin/kill").arg(format!("-{signal}")).arg("1").status();
+        let status = std::process::Command::new("/bin/kill")
+            .arg(format!("-{signal}"))
+            .arg("1")
+            .status();
         if let Err(e) = status {
             log::error!("could not signal init: {e}");
         }
@@ -351,13 +494,35 @@ async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErr
             };
             let (username, email) = (req.username.clone(), req.email.clone());
             if req.password != http::form_field(&form, "password_again") {
-                let e = ApiError::new(StatusCode::BAD_REQUEST, "user.password_mismatch", "The two passwords differ.", "Type the same password in both fields.");
-                return Ok(http::html(e.status, pages::setup(Some(&e), &username, &email)));
+                let e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "user.password_mismatch",
+                    "The two passwords differ.",
+                    "Type the same password in both fields.",
+                );
+                return Ok(http::html(
+                    e.status,
+                    pages::setup(Some(&e), &username, &email),
+                ));
             }
             match do_setup(ctx, req).await {
-                Ok((session, token, _)) => Ok(http::redirect("/", Some(http::session_cookie(&token, session.max_age_s(SessionPolicy::DASHBOARD), false)))),
-                Err(e) if e.status.is_client_error() && e.code != "setup.not_local" && e.code != "request.cross_origin" => {
-                    Ok(http::html(e.status, pages::setup(Some(&e), &username, &email)))
+                Ok((session, token, _)) => Ok(http::redirect(
+                    "/",
+                    Some(http::session_cookie(
+                        &token,
+                        session.max_age_s(SessionPolicy::DASHBOARD),
+                        false,
+                    )),
+                )),
+                Err(e)
+                    if e.status.is_client_error()
+                        && e.code != "setup.not_local"
+                        && e.code != "request.cross_origin" =>
+                {
+                    Ok(http::html(
+                        e.status,
+                        pages::setup(Some(&e), &username, &email),
+                    ))
                 }
                 Err(e) => Err(e),
             }
@@ -371,10 +536,22 @@ async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErr
         (&Method::POST, "/login") => {
             let form = http::parse_form(&ctx.body);
             let username = http::form_field(&form, "username").trim().to_string();
-            let req = LoginRequest { username: username.clone(), password: http::form_field(&form, "password").to_string() };
+            let req = LoginRequest {
+                username: username.clone(),
+                password: http::form_field(&form, "password").to_string(),
+            };
             match do_login(ctx, req).await {
-                Ok((session, token, _)) => Ok(http::redirect("/", Some(http::session_cookie(&token, session.max_age_s(SessionPolicy::DASHBOARD), false)))),
-                Err(e) if e.code == "session.bad_credentials" => Ok(http::html(e.status, pages::login(Some(&e), &username))),
+                Ok((session, token, _)) => Ok(http::redirect(
+                    "/",
+                    Some(http::session_cookie(
+                        &token,
+                        session.max_age_s(SessionPolicy::DASHBOARD),
+                        false,
+                    )),
+                )),
+                Err(e) if e.code == "session.bad_credentials" => {
+                    Ok(http::html(e.status, pages::login(Some(&e), &username)))
+                }
                 Err(e) => Err(e),
             }
         }
@@ -385,7 +562,10 @@ async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErr
             }
             let caller = ctx.caller()?;
             match (method, path) {
-                (&Method::GET, "/") => Ok(http::html(StatusCode::OK, pages::home(&caller.user, &caller.session, &health(ctx.app)))),
+                (&Method::GET, "/") => Ok(http::html(
+                    StatusCode::OK,
+                    pages::home(&caller.user, &caller.session, &health(ctx.app)),
+                )),
                 (&Method::POST, "/logout") => {
                     logout(ctx)?;
                     Ok(http::redirect("/login", Some(http::clear_session_cookie())))

@@ -15,12 +15,25 @@ struct Server {
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
-    let app = Arc::new(App::new(Identity { version: "test".into(), board: "host".into() }, store, PowerControl::None).unwrap());
+    let app = Arc::new(
+        App::new(
+            Identity {
+                version: "test".into(),
+                board: "host".into(),
+            },
+            store,
+            PowerControl::None,
+        )
+        .unwrap(),
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             cairn_api::serve(listener, app).await.unwrap();
@@ -31,9 +44,18 @@ fn start() -> Server {
 
 fn set_up(server: &Server) -> (HttpClient, String) {
     let c = HttpClient::new(server.port);
-    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD}), &[]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
-    let token = r.json().unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let token = r.json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (c, token)
 }
 
@@ -41,8 +63,16 @@ fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     let body = r.json().unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| m.len() > 10), "{body}");
-    assert!(body["error"]["hint"].as_str().is_some_and(|m| m.len() > 5), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.len() > 10),
+        "{body}"
+    );
+    assert!(
+        body["error"]["hint"].as_str().is_some_and(|m| m.len() > 5),
+        "{body}"
+    );
 }
 
 #[test]
@@ -54,11 +84,22 @@ fn every_route_outside_the_allow_list_needs_a_session() {
         if PUBLIC_ROUTES.contains(&(method, path)) {
             continue;
         }
-        let r = anonymous.request(method, path, &[("content-type", "application/json")], b"{}".to_vec()).unwrap();
+        let r = anonymous
+            .request(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                b"{}".to_vec(),
+            )
+            .unwrap();
         if path.starts_with("/api/") {
             assert_error(&r, 401, "session.required");
         } else {
-            assert_eq!((r.status, r.header("location")), (303, Some("/login")), "{method} {path}");
+            assert_eq!(
+                (r.status, r.header("location")),
+                (303, Some("/login")),
+                "{method} {path}"
+            );
         }
     }
     // Unknown routes reveal nothing without a session either.
@@ -68,9 +109,15 @@ fn every_route_outside_the_allow_list_needs_a_session() {
 
 #[test]
 fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
-    assert!(PUBLIC_ROUTES.len() <= 8, "the public allow-list grew: {PUBLIC_ROUTES:?}");
+    assert!(
+        PUBLIC_ROUTES.len() <= 8,
+        "the public allow-list grew: {PUBLIC_ROUTES:?}"
+    );
     for route in PUBLIC_ROUTES {
-        assert!(ROUTES.contains(route), "{route:?} is public but not a route");
+        assert!(
+            ROUTES.contains(route),
+            "{route:?} is public but not a route"
+        );
     }
 }
 
@@ -82,25 +129,61 @@ fn every_listed_route_is_answered_with_a_session() {
         if *path == "/api/v1/session" && *method == "DELETE" || *path == "/logout" {
             continue; // would end the session the walk relies on
         }
-        let r = c.request(method, path, &[("content-type", "application/json"), ("x-csrf-token", &token)], b"{}".to_vec()).unwrap();
-        assert!(r.status != 404 && r.status != 405, "{method} {path} answered {}: {}", r.status, r.text());
+        let r = c
+            .request(
+                method,
+                path,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-csrf-token", &token),
+                ],
+                b"{}".to_vec(),
+            )
+            .unwrap();
+        let unrouted =
+            r.status == 405 || (r.status == 404 && r.text().contains("request.not_found"));
+        assert!(
+            !unrouted,
+            "{method} {path} answered {}: {}",
+            r.status,
+            r.text()
+        );
     }
     assert_error(&c.get("/api/v1/nope").unwrap(), 404, "request.not_found");
-    assert_error(&c.request("PUT", "/api/v1/health", &[("x-csrf-token", &token)], vec![]).unwrap(), 405, "request.method_not_allowed");
+    assert_error(
+        &c.request("PUT", "/api/v1/health", &[("x-csrf-token", &token)], vec![])
+            .unwrap(),
+        405,
+        "request.method_not_allowed",
+    );
 }
 
 #[test]
 fn changes_without_the_csrf_token_are_refused() {
     let server = start();
     let (c, token) = set_up(&server);
-    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[]).unwrap();
+    let r = c
+        .post_json("/api/v1/system/reboot", &json!({}), &[])
+        .unwrap();
     assert_error(&r, 403, "session.csrf_missing");
-    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[("x-csrf-token", "0000")]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/system/reboot",
+            &json!({}),
+            &[("x-csrf-token", "0000")],
+        )
+        .unwrap();
     assert_error(&r, 403, "session.csrf_missing");
     let r = c.request("DELETE", "/api/v1/session", &[], vec![]).unwrap();
     assert_error(&r, 403, "session.csrf_missing");
     // With the token the request gets through to the rule behind it (no power control on a host).
-    let r = c.post_json("/api/v1/system/reboot", &json!({}), &[("x-csrf-token", &token)]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/system/reboot",
+            &json!({}),
+            &[("x-csrf-token", &token)],
+        )
+        .unwrap();
     assert_error(&r, 503, "system.power_unavailable");
 }
 
@@ -112,9 +195,19 @@ fn forged_cookies_open_nothing() {
     let forged = HttpClient::new(server.port);
     let mut flipped = real.clone().into_bytes();
     flipped[0] = if flipped[0] == b'a' { b'b' } else { b'a' };
-    for value in [String::from_utf8(flipped).unwrap(), "x".repeat(64), String::new(), format!("{real}00"), "../../etc".into()] {
+    for value in [
+        String::from_utf8(flipped).unwrap(),
+        "x".repeat(64),
+        String::new(),
+        format!("{real}00"),
+        "../../etc".into(),
+    ] {
         forged.set_cookie("cairn_session", &value);
-        assert_error(&forged.get("/api/v1/session").unwrap(), 401, "session.required");
+        assert_error(
+            &forged.get("/api/v1/session").unwrap(),
+            401,
+            "session.required",
+        );
     }
 }
 
@@ -122,15 +215,43 @@ fn forged_cookies_open_nothing() {
 fn setup_happens_once_and_validates_first() {
     let server = start();
     let c = HttpClient::new(server.port);
-    let r = c.post_json("/api/v1/setup", &json!({"username": "Root;rm", "password": PASSWORD}), &[]).unwrap();
-    assert_error(&r, 400, "user.name_invalid");
-    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": "short"}), &[]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "Root;rm", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
+    assert_error(&r, 400, "name.invalid");
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "owner", "password": "short"}),
+            &[],
+        )
+        .unwrap();
     assert_error(&r, 400, "user.password_too_short");
-    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD, "role": "god"}), &[]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "owner", "password": PASSWORD, "role": "god"}),
+            &[],
+        )
+        .unwrap();
     assert_error(&r, 400, "request.invalid_body");
-    assert_eq!(c.get("/api/v1/health").unwrap().json().unwrap()["setup_done"], false, "refused setups leave nothing");
+    assert_eq!(
+        c.get("/api/v1/health").unwrap().json().unwrap()["setup_done"],
+        false,
+        "refused setups leave nothing"
+    );
     set_up(&server);
-    let r = HttpClient::new(server.port).post_json("/api/v1/setup", &json!({"username": "second", "password": PASSWORD}), &[]).unwrap();
+    let r = HttpClient::new(server.port)
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "second", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
     assert_error(&r, 409, "setup.already_done");
 }
 
@@ -139,10 +260,22 @@ fn login_from_another_site_is_refused() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    let r = c.post_json("/api/v1/session", &json!({"username": "owner", "password": PASSWORD}), &[("origin", "http://evil.example")]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[("origin", "http://evil.example")],
+        )
+        .unwrap();
     assert_error(&r, 403, "request.cross_origin");
     let own = format!("http://127.0.0.1:{}", server.port);
-    let r = c.post_json("/api/v1/session", &json!({"username": "owner", "password": PASSWORD}), &[("origin", &own)]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[("origin", &own)],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -150,9 +283,20 @@ fn login_from_another_site_is_refused() {
 fn session_cookie_is_httponly_and_strict() {
     let server = start();
     let c = HttpClient::new(server.port);
-    let r = c.post_json("/api/v1/setup", &json!({"username": "owner", "password": PASSWORD}), &[]).unwrap();
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
     let cookie = r.header("set-cookie").unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/"),
+        "{cookie}"
+    );
 }
 
 #[test]
@@ -160,7 +304,14 @@ fn oversized_bodies_are_refused() {
     let server = start();
     let c = HttpClient::new(server.port);
     let big = vec![b'a'; 200 * 1024];
-    let r = c.request("POST", "/api/v1/setup", &[("content-type", "application/json")], big).unwrap();
+    let r = c
+        .request(
+            "POST",
+            "/api/v1/setup",
+            &[("content-type", "application/json")],
+            big,
+        )
+        .unwrap();
     assert_error(&r, 413, "request.too_large");
 }
 
@@ -169,16 +320,199 @@ fn wrong_password_and_unknown_user_look_the_same() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    let a = c.post_json("/api/v1/session", &json!({"username": "owner", "password": "wrong password"}), &[]).unwrap();
-    let b = c.post_json("/api/v1/session", &json!({"username": "ghost", "password": "wrong password"}), &[]).unwrap();
+    let a = c
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "owner", "password": "wrong password"}),
+            &[],
+        )
+        .unwrap();
+    let b = c
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "ghost", "password": "wrong password"}),
+            &[],
+        )
+        .unwrap();
     assert_eq!(a.status, b.status);
     assert_eq!(a.body, b.body);
 }
 
 #[test]
 fn every_error_code_is_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md"))
+        .unwrap();
     for code in cairn_api::ALL_CODES {
-        assert!(doc.contains(&format!("`{code}`")), "error code {code} is not in docs/errors.md");
+        assert!(
+            doc.contains(&format!("`{code}`")),
+            "error code {code} is not in docs/errors.md"
+        );
     }
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_api_routes() {
+    let doc: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../static/openapi.json")).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            if method != "parameters" {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut routed: Vec<(String, String)> = ROUTES
+        .iter()
+        .filter(|(_, p)| p.starts_with("/api/"))
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routed.sort();
+    assert_eq!(documented, routed);
+}
+
+#[test]
+fn foreign_host_names_are_refused_but_ip_literals_and_own_names_pass() {
+    let server = start();
+    let base = HttpClient::new(server.port);
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "cairn.evil.example",
+        "127.0.0.1:80:80",
+        "",
+    ] {
+        let r = base.clone().with_host(host).get("/api/v1/health").unwrap();
+        assert_error(&r, 421, "request.bad_host");
+    }
+    for host in [
+        "127.0.0.1",
+        "10.0.2.15:8080",
+        "[::1]:80",
+        "cairn",
+        "CAIRN.local",
+        "localhost:8080",
+    ] {
+        let r = base.clone().with_host(host).get("/api/v1/health").unwrap();
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+    }
+}
+
+#[test]
+fn repeated_login_failures_slow_down_without_revealing_accounts() {
+    let server = start();
+    set_up(&server);
+    let c = HttpClient::new(server.port);
+    for _ in 0..6 {
+        let r = c
+            .post_json(
+                "/api/v1/session",
+                &json!({"username": "owner", "password": "wrong password"}),
+                &[],
+            )
+            .unwrap();
+        assert_error(&r, 401, "session.bad_credentials");
+    }
+    let r = c
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
+    assert_error(&r, 429, "session.rate_limited");
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn users_groups_and_shares_round_trip_through_the_api() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let h = [("x-csrf-token", token.as_str())];
+    let r = c
+        .post_json(
+            "/api/v1/users",
+            &json!({"name": "alice", "password": "alice password", "email": "alice@example.org"}),
+            &h,
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        r.json().unwrap().get("password").is_none(),
+        "hashes never leave the box"
+    );
+    assert!(!r.text().contains("hash"), "{}", r.text());
+    let r = c
+        .post_json(
+            "/api/v1/users",
+            &json!({"name": "alice", "password": "alice password"}),
+            &h,
+        )
+        .unwrap();
+    assert_error(&r, 409, "user.name_taken");
+    let r = c
+        .post_json(
+            "/api/v1/groups",
+            &json!({"name": "family", "members": ["alice"]}),
+            &h,
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = c.post_json("/api/v1/shares", &json!({"name": "photos", "description": "Family photos", "access": {"users": {"alice": "write"}, "groups": {"family": "read"}}}), &h).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json().unwrap()["path"], "photos");
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/users/owner",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            br#"{"role":"user"}"#.to_vec(),
+        )
+        .unwrap();
+    assert_error(&r, 422, "user.last_admin");
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/users/owner",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            br#"{"email":"new@example.org","full_name":"The Owner"}"#.to_vec(),
+        )
+        .unwrap();
+    assert_eq!(r.json().unwrap()["email"], "new@example.org");
+    // Alice sees her own record and shares, and nothing an administrator manages.
+    let alice = HttpClient::new(server.port);
+    let r = alice
+        .post_json(
+            "/api/v1/session",
+            &json!({"username": "alice", "password": "alice password"}),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let me = alice.get("/api/v1/me").unwrap().json().unwrap();
+    assert_eq!(me["shares"]["photos"], "write");
+    assert_error(
+        &alice.get("/api/v1/users").unwrap(),
+        403,
+        "session.admin_required",
+    );
+    assert_error(
+        &alice.get("/api/v1/users/owner").unwrap(),
+        403,
+        "session.admin_required",
+    );
+    let r = c
+        .request("DELETE", "/api/v1/users/alice", &h, vec![])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_error(&alice.get("/api/v1/me").unwrap(), 401, "session.required");
+    let share = c.get("/api/v1/shares/photos").unwrap().json().unwrap();
+    assert_eq!(share["access"]["users"], json!({}));
 }

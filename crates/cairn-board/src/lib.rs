@@ -130,9 +130,15 @@ pub const REQUIRED_PARTITIONS: [&str; 4] = ["boot", "root-a", "root-b", "config"
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
     #[error("cannot read board file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("board file {path} is not valid TOML for a board: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("board file {path} has problems: {}", problems.join("; "))]
     Invalid { path: String, problems: Vec<String> },
 }
@@ -141,18 +147,27 @@ impl Board {
     /// Reads and validates a board file.
     pub fn load(path: &Path) -> Result<Board, BoardError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read { path: display.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
+            path: display.clone(),
+            source,
+        })?;
         Board::parse(&text, &display)
     }
 
     /// Parses and validates board text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Board, BoardError> {
-        let board: Board = toml::from_str(text).map_err(|source| BoardError::Parse { path: origin.to_string(), source })?;
+        let board: Board = toml::from_str(text).map_err(|source| BoardError::Parse {
+            path: origin.to_string(),
+            source,
+        })?;
         let problems = board.validate();
         if problems.is_empty() {
             Ok(board)
         } else {
-            Err(BoardError::Invalid { path: origin.to_string(), problems })
+            Err(BoardError::Invalid {
+                path: origin.to_string(),
+                problems,
+            })
         }
     }
 
@@ -160,15 +175,27 @@ impl Board {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !is_simple_name(&self.name) {
-            problems.push(format!("name {:?} must be lowercase letters, digits and '-'", self.name));
+            problems.push(format!(
+                "name {:?} must be lowercase letters, digits and '-'",
+                self.name
+            ));
         }
         if !matches!(self.debian_arch.as_str(), "arm64" | "armhf") {
-            problems.push(format!("debian_arch {:?} must be arm64 or armhf", self.debian_arch));
+            problems.push(format!(
+                "debian_arch {:?} must be arm64 or armhf",
+                self.debian_arch
+            ));
         }
         for required in REQUIRED_PARTITIONS {
-            let count = self.partitions.iter().filter(|p| p.name == required).count();
+            let count = self
+                .partitions
+                .iter()
+                .filter(|p| p.name == required)
+                .count();
             if count != 1 {
-                problems.push(format!("partition {required:?} must appear exactly once (found {count})"));
+                problems.push(format!(
+                    "partition {required:?} must appear exactly once (found {count})"
+                ));
             }
         }
         for p in &self.partitions {
@@ -176,10 +203,18 @@ impl Board {
                 problems.push(format!("partition {:?} has size 0", p.name));
             }
             if !is_simple_name(&p.name) || p.name.len() > 36 {
-                problems.push(format!("partition name {:?} must be short lowercase letters, digits and '-'", p.name));
+                problems.push(format!(
+                    "partition name {:?} must be short lowercase letters, digits and '-'",
+                    p.name
+                ));
             }
         }
-        let expect = [("boot", PartitionFs::Vfat), ("root-a", PartitionFs::Squashfs), ("root-b", PartitionFs::Squashfs), ("config", PartitionFs::Ext4)];
+        let expect = [
+            ("boot", PartitionFs::Vfat),
+            ("root-a", PartitionFs::Squashfs),
+            ("root-b", PartitionFs::Squashfs),
+            ("config", PartitionFs::Ext4),
+        ];
         for (name, fs) in expect {
             if let Some(p) = self.partition(name) {
                 if p.fs != fs {
@@ -188,7 +223,11 @@ impl Board {
             }
         }
         for m in self.modules.initramfs.iter().chain(&self.modules.boot) {
-            if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if m.is_empty()
+                || !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 problems.push(format!("module name {m:?} is not a kernel module name"));
             }
         }
@@ -208,17 +247,23 @@ impl Board {
 
     /// 1-based partition number of a named partition on the boot medium.
     pub fn partition_number(&self, name: &str) -> Option<usize> {
-        self.partitions.iter().position(|p| p.name == name).map(|i| i + 1)
+        self.partitions
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i + 1)
     }
 
     /// Whether a kernel block device name is one of this board's data-disk bays.
     pub fn is_data_disk(&self, kernel_name: &str) -> bool {
-        kernel_name != self.storage.boot_disk && glob_match(&self.storage.data_disk_pattern, kernel_name)
+        kernel_name != self.storage.boot_disk
+            && glob_match(&self.storage.data_disk_pattern, kernel_name)
     }
 }
 
 fn is_simple_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Shell-style glob with `*`, `?` and `[a-z]`/`[abc]` classes; enough for device names.
@@ -249,7 +294,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
             Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
             Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
             Some('[') => match class_end(p, 1) {
-                Some(end) => !n.is_empty() && class_matches(&p[1..end], n[0]) && go(&p[end + 1..], &n[1..]),
+                Some(end) => {
+                    !n.is_empty() && class_matches(&p[1..end], n[0]) && go(&p[end + 1..], &n[1..])
+                }
                 None => n.first() == Some(&'[') && go(&p[1..], &n[1..]),
             },
             Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
@@ -265,7 +312,10 @@ mod tests {
     use super::*;
 
     fn board_file(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board").join(name).join("board.toml")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../board")
+            .join(name)
+            .join("board.toml")
     }
 
     #[test]
@@ -275,7 +325,15 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path().join("board.toml");
             let board = Board::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(path.parent().unwrap().file_name().unwrap().to_str().unwrap(), board.name);
+            assert_eq!(
+                path.parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                board.name
+            );
             seen += 1;
         }
         assert!(seen >= 2, "expected both QEMU boards, found {seen}");
@@ -306,7 +364,10 @@ mod tests {
         let broken = text
             .replace("name = \"qemu-aarch64-virt\"", "name = \"Bad Name\"")
             .replace("name = \"root-b\"", "name = \"spare\"")
-            .replace("data_disk_pattern = \"vd[b-z]\"", "data_disk_pattern = \"vd*\"");
+            .replace(
+                "data_disk_pattern = \"vd[b-z]\"",
+                "data_disk_pattern = \"vd*\"",
+            );
         match Board::parse(&broken, "test") {
             Err(BoardError::Invalid { problems, .. }) => {
                 assert_eq!(problems.len(), 3, "{problems:?}");
@@ -318,8 +379,15 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         let text = std::fs::read_to_string(board_file("qemu-aarch64-virt")).unwrap();
-        let broken = text.replacen("debian_arch = \"arm64\"", "debian_arch = \"arm64\"\nturbo = true", 1);
-        assert!(matches!(Board::parse(&broken, "test"), Err(BoardError::Parse { .. })));
+        let broken = text.replacen(
+            "debian_arch = \"arm64\"",
+            "debian_arch = \"arm64\"\nturbo = true",
+            1,
+        );
+        assert!(matches!(
+            Board::parse(&broken, "test"),
+            Err(BoardError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -19,11 +19,19 @@ pub struct Output {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program} did not finish within {seconds} s and was stopped")]
     Timeout { program: String, seconds: u64 },
     #[error("{program} failed with exit status {code:?}: {stderr}")]
-    Failed { program: String, code: Option<i32>, stdout: String, stderr: String },
+    Failed {
+        program: String,
+        code: Option<i32>,
+        stdout: String,
+        stderr: String,
+    },
 }
 
 /// Runs `program` with `args`, bounded by `timeout`; success only on exit status 0.
@@ -35,7 +43,10 @@ pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, Ex
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| ExecError::Spawn { program: program.to_string(), source })?;
+        .map_err(|source| ExecError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
     // Drain both pipes on threads so a chatty tool cannot block on a full pipe while we wait.
     let mut out_pipe = child.stdout.take().expect("piped");
     let mut err_pipe = child.stderr.take().expect("piped");
@@ -56,10 +67,18 @@ pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, Ex
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(ExecError::Timeout { program: program.to_string(), seconds: timeout.as_secs() });
+                return Err(ExecError::Timeout {
+                    program: program.to_string(),
+                    seconds: timeout.as_secs(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(source) => return Err(ExecError::Spawn { program: program.to_string(), source }),
+            Err(source) => {
+                return Err(ExecError::Spawn {
+                    program: program.to_string(),
+                    source,
+                })
+            }
         }
     };
     let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
@@ -67,7 +86,12 @@ pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, Ex
     if status.success() {
         Ok(Output { stdout, stderr })
     } else {
-        Err(ExecError::Failed { program: program.to_string(), code: status.code(), stdout, stderr: stderr.trim().to_string() })
+        Err(ExecError::Failed {
+            program: program.to_string(),
+            code: status.code(),
+            stdout,
+            stderr: stderr.trim().to_string(),
+        })
     }
 }
 
@@ -77,7 +101,12 @@ mod tests {
 
     #[test]
     fn arguments_are_never_interpreted_by_a_shell() {
-        let out = run("/bin/echo", &["$(touch /tmp/cairn-pwned)", ";", "|"], Duration::from_secs(5)).unwrap();
+        let out = run(
+            "/bin/echo",
+            &["$(touch /tmp/cairn-pwned)", ";", "|"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(out.stdout.trim(), "$(touch /tmp/cairn-pwned) ; |");
         assert!(!std::path::Path::new("/tmp/cairn-pwned").exists());
     }
@@ -85,7 +114,11 @@ mod tests {
     #[test]
     fn failure_keeps_stderr_and_code() {
         match run("/bin/ls", &["/definitely/not/here"], Duration::from_secs(5)) {
-            Err(ExecError::Failed { code: Some(c), stderr, .. }) => {
+            Err(ExecError::Failed {
+                code: Some(c),
+                stderr,
+                ..
+            }) => {
                 assert_ne!(c, 0);
                 assert!(stderr.contains("/definitely/not/here"), "{stderr}");
             }
@@ -96,12 +129,18 @@ mod tests {
     #[test]
     fn slow_tools_are_stopped_at_the_deadline() {
         let started = Instant::now();
-        assert!(matches!(run("/bin/sleep", &["30"], Duration::from_millis(200)), Err(ExecError::Timeout { .. })));
+        assert!(matches!(
+            run("/bin/sleep", &["30"], Duration::from_millis(200)),
+            Err(ExecError::Timeout { .. })
+        ));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        assert!(matches!(run("/no/such/tool", &[], Duration::from_secs(1)), Err(ExecError::Spawn { .. })));
+        assert!(matches!(
+            run("/no/such/tool", &[], Duration::from_secs(1)),
+            Err(ExecError::Spawn { .. })
+        ));
     }
 }

@@ -20,7 +20,10 @@ const EXT_MAGIC_OFFSET: usize = 1024 + 0x38;
 
 /// Classifies the first bytes of a partition.
 pub fn classify(head: &[u8]) -> Contents {
-    if head.len() >= EXT_MAGIC_OFFSET + 2 && head[EXT_MAGIC_OFFSET] == 0x53 && head[EXT_MAGIC_OFFSET + 1] == 0xEF {
+    if head.len() >= EXT_MAGIC_OFFSET + 2
+        && head[EXT_MAGIC_OFFSET] == 0x53
+        && head[EXT_MAGIC_OFFSET + 1] == 0xEF
+    {
         Contents::Ext4
     } else if head.iter().all(|&b| b == 0) {
         Contents::Blank
@@ -94,7 +97,13 @@ mod tests {
     #[test]
     fn partitions_are_found_by_gpt_name() {
         let dir = tempfile::tempdir().unwrap();
-        for (dev, part) in [("vda1", "boot"), ("vda4", "config"), ("vdb", ""), ("vdb4", "config"), ("vdaa1", "config")] {
+        for (dev, part) in [
+            ("vda1", "boot"),
+            ("vda4", "config"),
+            ("vdb", ""),
+            ("vdb4", "config"),
+            ("vdaa1", "config"),
+        ] {
             std::fs::create_dir(dir.path().join(dev)).unwrap();
             let mut uevent = format!("MAJOR=254\nDEVNAME={dev}\nDEVTYPE=partition\n");
             if !part.is_empty() {
@@ -102,8 +111,14 @@ mod tests {
             }
             std::fs::write(dir.path().join(dev).join("uevent"), uevent).unwrap();
         }
-        assert_eq!(find_by_partname(dir.path(), "vda", "config"), Some(PathBuf::from("/dev/vda4")));
-        assert_eq!(find_by_partname(dir.path(), "vdb", "config"), Some(PathBuf::from("/dev/vdb4")));
+        assert_eq!(
+            find_by_partname(dir.path(), "vda", "config"),
+            Some(PathBuf::from("/dev/vda4"))
+        );
+        assert_eq!(
+            find_by_partname(dir.path(), "vdb", "config"),
+            Some(PathBuf::from("/dev/vdb4"))
+        );
         assert_eq!(find_by_partname(dir.path(), "vda", "root-b"), None);
     }
 }

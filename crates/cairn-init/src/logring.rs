@@ -19,7 +19,11 @@ pub struct LogRing {
 impl LogRing {
     /// A ring at `path` (and `path.0`); `console` also copies every line to stderr.
     pub fn new(path: &Path, console: bool) -> LogRing {
-        LogRing { path: path.to_path_buf(), inner: Mutex::new(None), console }
+        LogRing {
+            path: path.to_path_buf(),
+            inner: Mutex::new(None),
+            console,
+        }
     }
 
     /// Appends one line.
@@ -28,9 +32,15 @@ impl LogRing {
         if self.console {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
-        let Ok(mut guard) = self.inner.lock() else { return };
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
         if guard.is_none() {
-            if let Ok(f) = OpenOptions::new().create(true).append(true).open(&self.path) {
+            if let Ok(f) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);
                 *guard = Some((f, len));
             }
@@ -62,7 +72,10 @@ mod tests {
         for _ in 0..(3 * ROTATE_BYTES / 1000) {
             ring.line("test", &text);
         }
-        let total: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let total: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
         assert!(total <= 2 * ROTATE_BYTES + 2000, "{total}");
         assert!(dir.path().join("cairn.log.0").exists());
     }

@@ -24,7 +24,9 @@ impl DepTable {
     pub fn parse(text: &str) -> DepTable {
         let mut entries = HashMap::new();
         for line in text.lines() {
-            let Some((module, deps)) = line.split_once(':') else { continue };
+            let Some((module, deps)) = line.split_once(':') else {
+                continue;
+            };
             let deps = deps.split_whitespace().map(str::to_string).collect();
             entries.insert(name_of(module), (module.trim().to_string(), deps));
         }
@@ -61,9 +63,15 @@ impl DepTable {
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("module {module} failed to load: {errno}")]
-    Load { module: String, errno: nix::errno::Errno },
+    Load {
+        module: String,
+        errno: nix::errno::Errno,
+    },
     #[error("module {0} is neither built in nor present in modules.dep")]
     Missing(String),
 }
@@ -74,7 +82,12 @@ pub fn load(dir: &Path, wanted: &[String]) -> Vec<ModuleError> {
     let dep_path = dir.join("modules.dep");
     let deps = match std::fs::read_to_string(&dep_path) {
         Ok(t) => DepTable::parse(&t),
-        Err(source) => return vec![ModuleError::Read { path: dep_path, source }],
+        Err(source) => {
+            return vec![ModuleError::Read {
+                path: dep_path,
+                source,
+            }]
+        }
     };
     let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
     let builtin: Vec<String> = builtin.lines().map(name_of).collect();
@@ -95,7 +108,10 @@ pub fn load(dir: &Path, wanted: &[String]) -> Vec<ModuleError> {
         };
         match nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(errno) => problems.push(ModuleError::Load { module: name_of(&rel), errno }),
+            Err(errno) => problems.push(ModuleError::Load {
+                module: name_of(&rel),
+                errno,
+            }),
         }
     }
     problems
@@ -105,7 +121,8 @@ pub fn load(dir: &Path, wanted: &[String]) -> Vec<ModuleError> {
 mod tests {
     use super::*;
 
-    const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+    const DEP: &str =
+        "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
 kernel/fs/jbd2/jbd2.ko:\n\
 kernel/lib/crc16.ko:\n\
 kernel/fs/mbcache.ko:\n\
@@ -117,7 +134,8 @@ kernel/crypto/crc32c_generic.ko:\n";
     #[test]
     fn dependencies_load_before_their_users_and_once() {
         let t = DepTable::parse(DEP);
-        let (order, unknown) = t.load_order(&["virtio_net".into(), "ext4".into(), "net-failover".into()]);
+        let (order, unknown) =
+            t.load_order(&["virtio_net".into(), "ext4".into(), "net-failover".into()]);
         assert!(unknown.is_empty());
         let pos = |f: &str| order.iter().position(|o| o.ends_with(f)).unwrap();
         assert!(pos("failover.ko") < pos("net_failover.ko"));

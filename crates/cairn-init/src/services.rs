@@ -42,7 +42,12 @@ impl ServicesFile {
         let file: ServicesFile = toml::from_str(text)?;
         let mut problems = Vec::new();
         for (i, s) in file.services.iter().enumerate() {
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
                 problems.push(format!("service {i} has a bad name {:?}", s.name));
             }
             if file.services[..i].iter().any(|o| o.name == s.name) {
@@ -74,7 +79,11 @@ pub struct Backoff {
 
 impl Backoff {
     /// Services: retry fast once, then slow down to twice a minute so a broken one cannot hog the CPU.
-    pub const SERVICE: Backoff = Backoff { first: Duration::from_millis(500), max: Duration::from_secs(30), healthy_after: Duration::from_secs(60) };
+    pub const SERVICE: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+        healthy_after: Duration::from_secs(60),
+    };
 
     /// Delay before the next start, given the previous delay and how long the last run lasted.
     pub fn next(&self, previous: Option<Duration>, ran_for: Duration) -> Duration {
@@ -99,7 +108,10 @@ mod tests {
             d = b.next(Some(d), Duration::from_secs(1));
         }
         assert_eq!(d, Duration::from_secs(30));
-        assert_eq!(b.next(Some(d), Duration::from_secs(120)), Duration::from_millis(500));
+        assert_eq!(
+            b.next(Some(d), Duration::from_secs(120)),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

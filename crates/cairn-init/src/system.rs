@@ -44,7 +44,10 @@ pub fn run() -> ! {
     let log = Arc::new(LogRing::new(Path::new("/run/log/cairn.log"), true));
     mount_virtual_filesystems(&log);
     let _ = std::fs::create_dir_all("/run/log");
-    log.line("init", &format!("Cairn {} starting", env!("CARGO_PKG_VERSION")));
+    log.line(
+        "init",
+        &format!("Cairn {} starting", env!("CARGO_PKG_VERSION")),
+    );
 
     let board = match Board::load(Path::new(IMAGE_BOARD_FILE)) {
         Ok(b) => Some(b),
@@ -60,24 +63,58 @@ pub fn run() -> ! {
     mount_config(&log, board.as_ref());
     bring_up_network(&log, board.as_ref());
 
-    let interface = board.as_ref().map(|b| b.network.interface.clone()).unwrap_or_else(|| "eth0".into());
-    let specs = match std::fs::read_to_string(SERVICES_FILE).map_err(|e| e.to_string()).and_then(|t| ServicesFile::parse(&t).map_err(|e| e.to_string())) {
+    let interface = board
+        .as_ref()
+        .map(|b| b.network.interface.clone())
+        .unwrap_or_else(|| "eth0".into());
+    let specs = match std::fs::read_to_string(SERVICES_FILE)
+        .map_err(|e| e.to_string())
+        .and_then(|t| ServicesFile::parse(&t).map_err(|e| e.to_string()))
+    {
         Ok(f) => f.services,
         Err(e) => {
-            log.line("init", &format!("ERROR services file {SERVICES_FILE}: {e}; starting only the console shell"));
-            vec![ServiceSpec { name: "console".into(), argv: vec!["/bin/sh".into()], console: true, env: vec![] }]
+            log.line(
+                "init",
+                &format!(
+                    "ERROR services file {SERVICES_FILE}: {e}; starting only the console shell"
+                ),
+            );
+            vec![ServiceSpec {
+                name: "console".into(),
+                argv: vec!["/bin/sh".into()],
+                console: true,
+                env: vec![],
+            }]
         }
     };
     let mut running: Vec<Running> = specs
         .into_iter()
         .map(|mut spec| {
-            spec.argv = spec.argv.iter().map(|a| a.replace("{interface}", &interface)).collect();
-            Running { spec, pid: None, started: Instant::now(), delay: None, restart_at: Some(Instant::now()) }
+            spec.argv = spec
+                .argv
+                .iter()
+                .map(|a| a.replace("{interface}", &interface))
+                .collect();
+            Running {
+                spec,
+                pid: None,
+                started: Instant::now(),
+                delay: None,
+                restart_at: Some(Instant::now()),
+            }
         })
         .collect();
 
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGHUP, Signal::SIGPWR] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGHUP,
+        Signal::SIGPWR,
+    ] {
         mask.add(s);
     }
     let _ = mask.thread_block();
@@ -89,16 +126,19 @@ pub fn run() -> ! {
         }
     };
 
-    let mut watchdog = board.as_ref().and_then(|b| b.watchdog.as_ref()).and_then(|w| match OpenOptions::new().write(true).open(&w.device) {
-        Ok(f) => {
-            log.line("init", &format!("watchdog {} armed", w.device));
-            Some((f, Duration::from_secs(u64::from(w.timeout_s.max(3)) / 3)))
-        }
-        Err(e) => {
-            log.line("init", &format!("watchdog {} unavailable: {e}", w.device));
-            None
-        }
-    });
+    let mut watchdog = board
+        .as_ref()
+        .and_then(|b| b.watchdog.as_ref())
+        .and_then(|w| match OpenOptions::new().write(true).open(&w.device) {
+            Ok(f) => {
+                log.line("init", &format!("watchdog {} armed", w.device));
+                Some((f, Duration::from_secs(u64::from(w.timeout_s.max(3)) / 3)))
+            }
+            Err(e) => {
+                log.line("init", &format!("watchdog {} unavailable: {e}", w.device));
+                None
+            }
+        });
     let mut last_pet = Instant::now() - Duration::from_secs(3600);
 
     let stop = loop {
@@ -119,13 +159,22 @@ pub fn run() -> ! {
                 }
             }
         }
-        let mut fds = [nix::poll::PollFd::new(sigfd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(TICK.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::NONE));
+        let mut fds = [nix::poll::PollFd::new(
+            sigfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::try_from(TICK.as_millis() as i32)
+                .unwrap_or(nix::poll::PollTimeout::NONE),
+        );
         let mut requested = None;
         while let Ok(Some(info)) = sigfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => requested = Some(Stop::Reboot),
-                Ok(Signal::SIGUSR1) | Ok(Signal::SIGUSR2) | Ok(Signal::SIGPWR) => requested = Some(Stop::Poweroff),
+                Ok(Signal::SIGUSR1) | Ok(Signal::SIGUSR2) | Ok(Signal::SIGPWR) => {
+                    requested = Some(Stop::Poweroff)
+                }
                 _ => {}
             }
         }
@@ -142,7 +191,10 @@ fn schedule_restart(log: &LogRing, r: &mut Running) {
     let delay = Backoff::SERVICE.next(r.delay, r.started.elapsed());
     r.delay = Some(delay);
     r.restart_at = Some(Instant::now() + delay);
-    log.line("init", &format!("{} will restart in {} ms", r.spec.name, delay.as_millis()));
+    log.line(
+        "init",
+        &format!("{} will restart in {} ms", r.spec.name, delay.as_millis()),
+    );
 }
 
 fn reap(log: &LogRing, running: &mut [Running]) {
@@ -164,20 +216,37 @@ fn reap(log: &LogRing, running: &mut [Running]) {
 
 fn start(log: &Arc<LogRing>, spec: &ServiceSpec) -> Option<Pid> {
     let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.args(&spec.argv[1..])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     for e in &spec.env {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);
         }
     }
     if spec.console {
-        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
     } else {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
     }
     match cmd.spawn() {
         Ok(mut child) => {
-            for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 let log = log.clone();
                 let name = spec.name.clone();
                 std::thread::spawn(move || {
@@ -186,7 +255,10 @@ fn start(log: &Arc<LogRing>, spec: &ServiceSpec) -> Option<Pid> {
                     }
                 });
             }
-            log.line("init", &format!("started {} (pid {})", spec.name, child.id()));
+            log.line(
+                "init",
+                &format!("started {} (pid {})", spec.name, child.id()),
+            );
             // The child is reaped by waitpid(-1) in the main loop, not through this handle.
             let pid = Pid::from_raw(child.id() as i32);
             std::mem::forget(child);
@@ -204,10 +276,34 @@ fn mount_virtual_filesystems(log: &LogRing) {
     let table: [(&str, &str, &str, MsFlags, Option<&str>); 6] = [
         ("proc", "/proc", "proc", nodev, None),
         ("sysfs", "/sys", "sysfs", nodev, None),
-        ("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755")),
-        ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
-        ("tmpfs", "/run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=16m")),
-        ("tmpfs", "/tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777,size=32m")),
+        (
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        ),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("gid=5,mode=620,ptmxmode=666"),
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755,size=16m"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777,size=32m"),
+        ),
     ];
     for (source, target, fstype, flags, data) in table {
         let _ = std::fs::create_dir_all(target);
@@ -221,13 +317,18 @@ fn mount_virtual_filesystems(log: &LogRing) {
 }
 
 fn load_modules(log: &LogRing, wanted: &[String]) {
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let dir = Path::new("/lib/modules").join(release);
     let started = Instant::now();
     for problem in modules::load(&dir, wanted) {
         log.line("init", &format!("module: {problem}"));
     }
-    log.line("init", &format!("modules loaded in {} ms", started.elapsed().as_millis()));
+    log.line(
+        "init",
+        &format!("modules loaded in {} ms", started.elapsed().as_millis()),
+    );
 }
 
 /// Mounts the config partition, formatting it only when it is blank. On any other trouble the box still
@@ -235,15 +336,25 @@ fn load_modules(log: &LogRing, wanted: &[String]) {
 fn mount_config(log: &LogRing, board: Option<&Board>) {
     let _ = std::fs::create_dir_all(CONFIG_MOUNT);
     let disk = board.map(|b| b.storage.boot_disk.as_str()).unwrap_or("vda");
-    let state = match config_partition::find_by_partname(Path::new("/sys/class/block"), disk, "config") {
-        None => Err("no partition named config on the boot disk".to_string()),
-        Some(dev) => prepare_and_mount(log, &dev),
-    };
+    let state =
+        match config_partition::find_by_partname(Path::new("/sys/class/block"), disk, "config") {
+            None => Err("no partition named config on the boot disk".to_string()),
+            Some(dev) => prepare_and_mount(log, &dev),
+        };
     let note = match state {
         Ok(how) => how,
         Err(e) => {
-            log.line("init", &format!("ERROR config partition: {e}; settings will not survive a restart"));
-            let _ = mount(Some("tmpfs"), CONFIG_MOUNT, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700,size=16m"));
+            log.line(
+                "init",
+                &format!("ERROR config partition: {e}; settings will not survive a restart"),
+            );
+            let _ = mount(
+                Some("tmpfs"),
+                CONFIG_MOUNT,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0700,size=16m"),
+            );
             format!("unavailable: {e}")
         }
     };
@@ -254,37 +365,81 @@ fn prepare_and_mount(log: &LogRing, dev: &Path) -> Result<String, String> {
     let dev_s = dev.to_string_lossy().to_string();
     let mut how = "mounted".to_string();
     match config_partition::probe(dev).map_err(|e| format!("cannot read {dev_s}: {e}"))? {
-        Contents::Foreign => return Err(format!("{dev_s} holds data that is not an ext4 filesystem; it was left untouched")),
+        Contents::Foreign => {
+            return Err(format!(
+                "{dev_s} holds data that is not an ext4 filesystem; it was left untouched"
+            ))
+        }
         Contents::Blank => {
-            log.line("init", &format!("config partition {dev_s} is blank: formatting (first boot)"));
-            cairn_exec::run("/sbin/mke2fs", &["-q", "-t", "ext4", "-L", "cairn-config", "-E", "lazy_itable_init=0,lazy_journal_init=0", &dev_s], Duration::from_secs(120))
-                .map_err(|e| e.to_string())?;
+            log.line(
+                "init",
+                &format!("config partition {dev_s} is blank: formatting (first boot)"),
+            );
+            cairn_exec::run(
+                "/sbin/mke2fs",
+                &[
+                    "-q",
+                    "-t",
+                    "ext4",
+                    "-L",
+                    "cairn-config",
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0",
+                    &dev_s,
+                ],
+                Duration::from_secs(120),
+            )
+            .map_err(|e| e.to_string())?;
             how = "formatted".into();
         }
         Contents::Ext4 => {}
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME;
     if let Err(first) = mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>) {
-        log.line("init", &format!("config partition does not mount ({first}): checking it"));
+        log.line(
+            "init",
+            &format!("config partition does not mount ({first}): checking it"),
+        );
         let _ = cairn_exec::run("/sbin/e2fsck", &["-y", &dev_s], Duration::from_secs(300));
-        mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>).map_err(|e| format!("mount {dev_s}: {e}"))?;
+        mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>)
+            .map_err(|e| format!("mount {dev_s}: {e}"))?;
         how = "repaired".into();
     }
-    log.line("init", &format!("config partition {dev_s} {how} at {CONFIG_MOUNT}"));
+    log.line(
+        "init",
+        &format!("config partition {dev_s} {how} at {CONFIG_MOUNT}"),
+    );
     Ok(how)
 }
 
 fn bring_up_network(log: &LogRing, board: Option<&Board>) {
-    let interface = board.map(|b| b.network.interface.as_str()).unwrap_or("eth0");
-    for args in [vec!["link", "set", "lo", "up"], vec!["link", "set", interface, "up"]] {
+    let interface = board
+        .map(|b| b.network.interface.as_str())
+        .unwrap_or("eth0");
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec!["link", "set", interface, "up"],
+    ] {
         if let Err(e) = cairn_exec::run("/bin/ip", &args, Duration::from_secs(5)) {
             log.line("init", &format!("network: {e}"));
         }
     }
 }
 
-fn shutdown(log: &LogRing, running: &mut [Running], stop: Stop, watchdog: Option<std::fs::File>) -> ! {
-    log.line("init", if stop == Stop::Reboot { "reboot requested: stopping services" } else { "power-off requested: stopping services" });
+fn shutdown(
+    log: &LogRing,
+    running: &mut [Running],
+    stop: Stop,
+    watchdog: Option<std::fs::File>,
+) -> ! {
+    log.line(
+        "init",
+        if stop == Stop::Reboot {
+            "reboot requested: stopping services"
+        } else {
+            "power-off requested: stopping services"
+        },
+    );
     for r in running.iter_mut().rev() {
         r.restart_at = None;
         if let Some(pid) = r.pid {
@@ -306,7 +461,9 @@ fn shutdown(log: &LogRing, running: &mut [Running], stop: Stop, watchdog: Option
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Err(nix::errno::Errno::ECHILD) => break,
-            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Ok(WaitStatus::StillAlive) | Err(_) => {
                 log.line("init", "some processes did not exit in time");
                 break;
@@ -318,12 +475,28 @@ fn shutdown(log: &LogRing, running: &mut [Running], stop: Stop, watchdog: Option
     match umount2(CONFIG_MOUNT, MntFlags::empty()) {
         Ok(()) => log.line("init", "config partition unmounted cleanly"),
         Err(e) => {
-            log.line("init", &format!("ERROR unmount {CONFIG_MOUNT}: {e}; remounting read-only"));
-            let _ = mount(None::<&str>, CONFIG_MOUNT, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>);
+            log.line(
+                "init",
+                &format!("ERROR unmount {CONFIG_MOUNT}: {e}; remounting read-only"),
+            );
+            let _ = mount(
+                None::<&str>,
+                CONFIG_MOUNT,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            );
         }
     }
     nix::unistd::sync();
-    log.line("init", if stop == Stop::Reboot { "restarting" } else { "powering off" });
+    log.line(
+        "init",
+        if stop == Stop::Reboot {
+            "restarting"
+        } else {
+            "powering off"
+        },
+    );
     final_reboot(stop, watchdog)
 }
 
@@ -342,7 +515,11 @@ fn final_reboot(stop: Stop, watchdog: Option<std::fs::File>) -> ! {
         let _ = f.write_all(b"V");
     }
     nix::unistd::sync();
-    let mode = if stop == Stop::Reboot { nix::sys::reboot::RebootMode::RB_AUTOBOOT } else { nix::sys::reboot::RebootMode::RB_POWER_OFF };
+    let mode = if stop == Stop::Reboot {
+        nix::sys::reboot::RebootMode::RB_AUTOBOOT
+    } else {
+        nix::sys::reboot::RebootMode::RB_POWER_OFF
+    };
     let _ = nix::sys::reboot::reboot(mode);
     loop {
         std::thread::sleep(Duration::from_secs(60));

@@ -19,11 +19,15 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).map_err(|e| HarnessError::Http(format!("body is not JSON ({e}): {}", self.text())))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| HarnessError::Http(format!("body is not JSON ({e}): {}", self.text())))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -38,7 +42,12 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(port: u16) -> HttpClient {
-        HttpClient { port, timeout: Duration::from_secs(60), cookies: Arc::new(Mutex::new(Vec::new())), host_header: None }
+        HttpClient {
+            port,
+            timeout: Duration::from_secs(60),
+            cookies: Arc::new(Mutex::new(Vec::new())),
+            host_header: None,
+        }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
@@ -48,7 +57,10 @@ impl HttpClient {
 
     /// A client with its own, empty cookie jar (another browser).
     pub fn fresh(&self) -> HttpClient {
-        HttpClient { cookies: Arc::new(Mutex::new(Vec::new())), ..self.clone() }
+        HttpClient {
+            cookies: Arc::new(Mutex::new(Vec::new())),
+            ..self.clone()
+        }
     }
 
     /// Sends this `Host` header instead of `127.0.0.1:port`.
@@ -58,7 +70,12 @@ impl HttpClient {
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.lock().unwrap().iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn set_cookie(&self, name: &str, value: &str) {
@@ -71,7 +88,12 @@ impl HttpClient {
         self.request("GET", path, &[], Vec::new())
     }
 
-    pub fn post_json(&self, path: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse> {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
         self.request("POST", path, &h, serde_json::to_vec(body).unwrap())
@@ -83,36 +105,81 @@ impl HttpClient {
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        self.request("POST", path, &[("content-type", "application/x-www-form-urlencoded")], body.into_bytes())
+        self.request(
+            "POST",
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.into_bytes(),
+        )
     }
 
     /// Any request; cookies from the jar are sent and `Set-Cookie` answers are kept.
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<HttpResponse> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async { tokio::time::timeout(self.timeout, self.send(method, path, headers, body)).await })
-            .map_err(|_| HarnessError::Timeout { what: format!("{method} {path}"), seconds: self.timeout.as_secs() })?
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<HttpResponse> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            tokio::time::timeout(self.timeout, self.send(method, path, headers, body)).await
+        })
+        .map_err(|_| HarnessError::Timeout {
+            what: format!("{method} {path}"),
+            seconds: self.timeout.as_secs(),
+        })?
     }
 
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<HttpResponse> {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<HttpResponse> {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| HarnessError::Http(e.to_string()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| HarnessError::Http(e.to_string()))?;
         tokio::spawn(conn);
-        let host = self.host_header.clone().unwrap_or_else(|| format!("127.0.0.1:{}", self.port));
-        let mut req = hyper::Request::builder().method(method).uri(path).header("host", host);
+        let host = self
+            .host_header
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", self.port));
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
         let jar = self.cookies.lock().unwrap().clone();
         if !jar.is_empty() {
-            req = req.header("cookie", jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "));
+            req = req.header(
+                "cookie",
+                jar.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| HarnessError::Http(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| HarnessError::Http(e.to_string()))?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| HarnessError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| HarnessError::Http(e.to_string()))?;
         let status = resp.status().as_u16();
-        let headers: Vec<(String, String)> =
-            resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
         for (k, v) in &headers {
             if k == "set-cookie" {
                 if let Some((name, rest)) = v.split_once('=') {
@@ -126,8 +193,18 @@ impl HttpClient {
                 }
             }
         }
-        let body = resp.into_body().collect().await.map_err(|e| HarnessError::Http(e.to_string()))?.to_bytes().to_vec();
-        Ok(HttpResponse { status, headers, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| HarnessError::Http(e.to_string()))?
+            .to_bytes()
+            .to_vec();
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -135,7 +212,9 @@ fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }

@@ -39,12 +39,17 @@ pub type Result<T> = std::result::Result<T, HarnessError>;
 
 /// The workspace root, for finding board files and build output.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
 }
 
 /// Where `make image` puts a board's build (overridable with `CAIRN_OUT`).
 pub fn board_out_dir(board: &str) -> PathBuf {
-    let base = std::env::var_os("CAIRN_OUT").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("out"));
+    let base = std::env::var_os("CAIRN_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("out"));
     base.join(board)
 }
 
@@ -64,9 +69,14 @@ impl Manifest {
     pub fn load(board: &str) -> Result<(Manifest, PathBuf)> {
         let dir = board_out_dir(board);
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| HarnessError::Setup(format!("no built image for {board} ({}: {e}); run `make image BOARD={board}`", path.display())))?;
-        let m = serde_json::from_str(&text).map_err(|e| HarnessError::Setup(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            HarnessError::Setup(format!(
+                "no built image for {board} ({}: {e}); run `make image BOARD={board}`",
+                path.display()
+            ))
+        })?;
+        let m = serde_json::from_str(&text)
+            .map_err(|e| HarnessError::Setup(format!("{}: {e}", path.display())))?;
         Ok((m, dir))
     }
 }
@@ -89,7 +99,10 @@ impl BootDisk {
             .arg(&path)
             .output()?;
         if !out.status.success() {
-            return Err(HarnessError::Setup(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr))));
+            return Err(HarnessError::Setup(format!(
+                "qemu-img create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
         Ok(BootDisk { path, _dir: tmp })
     }
@@ -106,7 +119,10 @@ impl BootDisk {
             .output()?;
         let written = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
         if !out.status.success() || written != count_mib * 1024 * 1024 {
-            return Err(HarnessError::Setup(format!("qemu-img dd wrote {written} bytes: {}", String::from_utf8_lossy(&out.stderr))));
+            return Err(HarnessError::Setup(format!(
+                "qemu-img dd wrote {written} bytes: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
         }
         Ok(())
     }
@@ -136,7 +152,13 @@ pub struct BootOptions {
 
 impl Default for BootOptions {
     fn default() -> Self {
-        BootOptions { network: Network::User, forward: vec![], memory_mib: None, initrd_override: None, data_disks: vec![] }
+        BootOptions {
+            network: Network::User,
+            forward: vec![],
+            memory_mib: None,
+            initrd_override: None,
+            data_disks: vec![],
+        }
     }
 }
 
@@ -174,11 +196,22 @@ pub struct DataDisk {
 }
 
 /// The QEMU command line for a board, from its board file and built manifest; the caller adds console options.
-pub fn qemu_command(board: &str, disk: &Path, options: &BootOptions, ports: &Ports, qmp: &Path) -> Result<(Board, Manifest, Command)> {
+pub fn qemu_command(
+    board: &str,
+    disk: &Path,
+    options: &BootOptions,
+    ports: &Ports,
+    qmp: &Path,
+) -> Result<(Board, Manifest, Command)> {
     let (manifest, dir) = Manifest::load(board)?;
-    let board_file = workspace_root().join("board").join(board).join("board.toml");
+    let board_file = workspace_root()
+        .join("board")
+        .join(board)
+        .join("board.toml");
     let board = Board::load(&board_file).map_err(|e| HarnessError::Setup(e.to_string()))?;
-    let qemu = board.qemu.clone().ok_or_else(|| HarnessError::Setup(format!("board {} has no [qemu] section", board.name)))?;
+    let qemu = board.qemu.clone().ok_or_else(|| {
+        HarnessError::Setup(format!("board {} has no [qemu] section", board.name))
+    })?;
     let mut netdev = format!("user,id=lan,hostfwd=tcp:127.0.0.1:{}-:80", ports.http);
     for (guest, host) in &ports.forwarded {
         netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
@@ -186,11 +219,21 @@ pub fn qemu_command(board: &str, disk: &Path, options: &BootOptions, ports: &Por
     if options.network == Network::Offline {
         netdev.push_str(",restrict=on");
     }
-    let format = if disk.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
-    let initrd = options.initrd_override.clone().unwrap_or_else(|| dir.join(&manifest.initrd));
+    let format = if disk.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let initrd = options
+        .initrd_override
+        .clone()
+        .unwrap_or_else(|| dir.join(&manifest.initrd));
     let mut cmd = Command::new(&qemu.system);
     cmd.args(["-machine", &qemu.machine, "-cpu", &qemu.cpu])
-        .args(["-m", &options.memory_mib.unwrap_or(qemu.memory_mib).to_string()])
+        .args([
+            "-m",
+            &options.memory_mib.unwrap_or(qemu.memory_mib).to_string(),
+        ])
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", qmp.display()))
         .arg("-kernel")
@@ -199,18 +242,38 @@ pub fn qemu_command(board: &str, disk: &Path, options: &BootOptions, ports: &Por
         .arg(initrd)
         .args(["-append", &manifest.cmdline])
         .arg("-drive")
-        .arg(format!("if=none,id=boot,file={},format={format}", disk.display()))
+        .arg(format!(
+            "if=none,id=boot,file={},format={format}",
+            disk.display()
+        ))
         .args(["-device", "virtio-blk-device,drive=boot"])
-        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=lan,romfile="]);
+        .args([
+            "-netdev",
+            &netdev,
+            "-device",
+            "virtio-net-pci,netdev=lan,romfile=",
+        ]);
     for dev in &qemu.extra_devices {
         cmd.args(["-device", dev]);
     }
     for (i, d) in options.data_disks.iter().enumerate() {
         let bay = i + 1;
-        cmd.args(["-device", &format!("pcie-root-port,id=bay{bay},chassis={bay}")])
-            .arg("-drive")
-            .arg(format!("if=none,id=data{bay},file={},format=raw", d.file.display()))
-            .args(["-device", &format!("virtio-blk-pci,drive=data{bay},id=disk{bay},bus=bay{bay},serial={}", d.serial)]);
+        cmd.args([
+            "-device",
+            &format!("pcie-root-port,id=bay{bay},chassis={bay}"),
+        ])
+        .arg("-drive")
+        .arg(format!(
+            "if=none,id=data{bay},file={},format=raw",
+            d.file.display()
+        ))
+        .args([
+            "-device",
+            &format!(
+                "virtio-blk-pci,drive=data{bay},id=disk{bay},bus=bay{bay},serial={}",
+                d.serial
+            ),
+        ]);
     }
     Ok((board, manifest, cmd))
 }
@@ -224,7 +287,10 @@ pub fn blank_data_disks(dir: &Path, count: usize, size_mib: u64) -> Result<Vec<D
             if !file.exists() {
                 std::fs::File::create(&file)?.set_len(size_mib * 1024 * 1024)?;
             }
-            Ok(DataDisk { file, serial: format!("CAIRN-BAY{bay}") })
+            Ok(DataDisk {
+                file,
+                serial: format!("CAIRN-BAY{bay}"),
+            })
         })
         .collect()
 }
@@ -238,19 +304,36 @@ impl Machine {
     pub fn boot(board: &str, disk: &BootDisk, options: &BootOptions) -> Result<Machine> {
         let runtime_dir = tempfile::Builder::new().prefix("cairn-qemu-").tempdir()?;
         let qmp_path = runtime_dir.path().join("qmp.sock");
-        let mut ports = Ports { http: free_port()?, forwarded: vec![] };
+        let mut ports = Ports {
+            http: free_port()?,
+            forwarded: vec![],
+        };
         for guest in &options.forward {
             ports.forwarded.push((*guest, free_port()?));
         }
-        let (board, manifest, mut cmd) = qemu_command(board, &disk.path, options, &ports, &qmp_path)?;
+        let (board, manifest, mut cmd) =
+            qemu_command(board, &disk.path, options, &ports, &qmp_path)?;
         cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
         let (http_port, forwarded) = (ports.http, ports.forwarded);
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| HarnessError::Setup(format!("cannot start QEMU: {e} (run scripts/bootstrap)")))?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            HarnessError::Setup(format!("cannot start QEMU: {e} (run scripts/bootstrap)"))
+        })?;
         let console = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
-            .into_iter()
-            .flatten()
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let console = console.clone();
             std::thread::spawn(move || {
@@ -265,7 +348,19 @@ impl Machine {
             });
         }
         let stdin = child.stdin.take().expect("piped");
-        Ok(Machine { board, manifest, child, stdin, console, qmp_path, http_port, forwarded, started: Instant::now(), marker: 0, _runtime_dir: runtime_dir })
+        Ok(Machine {
+            board,
+            manifest,
+            child,
+            stdin,
+            console,
+            qmp_path,
+            http_port,
+            forwarded,
+            started: Instant::now(),
+            marker: 0,
+            _runtime_dir: runtime_dir,
+        })
     }
 
     /// Everything the machine printed so far (serial console and QEMU's own messages).
@@ -284,11 +379,18 @@ impl Machine {
 
     /// The host port a guest port is forwarded to.
     pub fn host_port(&self, guest: u16) -> Option<u16> {
-        self.forwarded.iter().find(|(g, _)| *g == guest).map(|(_, h)| *h)
+        self.forwarded
+            .iter()
+            .find(|(g, _)| *g == guest)
+            .map(|(_, h)| *h)
     }
 
     /// Polls until `GET /api/v1/health` answers 200, returning the time since `since`.
-    pub fn wait_healthy(&mut self, since: Instant, deadline: Duration) -> Result<(Duration, serde_json::Value)> {
+    pub fn wait_healthy(
+        &mut self,
+        since: Instant,
+        deadline: Duration,
+    ) -> Result<(Duration, serde_json::Value)> {
         let until = Instant::now() + deadline;
         // Short attempts: until the guest has its address, QEMU's forwarder leaves connections hanging.
         let client = self.http().with_timeout(Duration::from_millis(400));
@@ -299,17 +401,27 @@ impl Machine {
                 }
             }
             if let Some(status) = self.child.try_wait()? {
-                return Err(HarnessError::Setup(format!("QEMU exited ({status}) while waiting for health")));
+                return Err(HarnessError::Setup(format!(
+                    "QEMU exited ({status}) while waiting for health"
+                )));
             }
             if Instant::now() >= until {
-                return Err(HarnessError::Timeout { what: "GET /api/v1/health to answer 200".into(), seconds: deadline.as_secs() });
+                return Err(HarnessError::Timeout {
+                    what: "GET /api/v1/health to answer 200".into(),
+                    seconds: deadline.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Polls until any HTTP answer arrives on port 80 (for floors that are not Cairn).
-    pub fn wait_http(&mut self, path: &str, since: Instant, deadline: Duration) -> Result<Duration> {
+    pub fn wait_http(
+        &mut self,
+        path: &str,
+        since: Instant,
+        deadline: Duration,
+    ) -> Result<Duration> {
         let until = Instant::now() + deadline;
         // Short attempts: until the guest has its address, QEMU's forwarder leaves connections hanging.
         let client = self.http().with_timeout(Duration::from_millis(400));
@@ -320,7 +432,10 @@ impl Machine {
                 }
             }
             if Instant::now() >= until {
-                return Err(HarnessError::Timeout { what: format!("GET {path} to answer 200"), seconds: deadline.as_secs() });
+                return Err(HarnessError::Timeout {
+                    what: format!("GET {path} to answer 200"),
+                    seconds: deadline.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -337,7 +452,10 @@ impl Machine {
                 }
             }
             if Instant::now() >= until {
-                return Err(HarnessError::Timeout { what: format!("the console to print {needle:?}"), seconds: deadline.as_secs() });
+                return Err(HarnessError::Timeout {
+                    what: format!("the console to print {needle:?}"),
+                    seconds: deadline.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -349,7 +467,9 @@ impl Machine {
         let n = self.marker;
         let start = self.console_len();
         // The markers are assembled by printf, so the echoed command line never contains them.
-        let line = format!("printf '%s_%s\\n' CAIRN_BEGIN {n}; {command}; printf '%s_%s\\n' CAIRN_END {n}\n");
+        let line = format!(
+            "printf '%s_%s\\n' CAIRN_BEGIN {n}; {command}; printf '%s_%s\\n' CAIRN_END {n}\n"
+        );
         self.stdin.write_all(line.as_bytes())?;
         self.stdin.flush()?;
         let end = format!("CAIRN_END_{n}");
@@ -359,7 +479,9 @@ impl Machine {
         let begin = format!("CAIRN_BEGIN_{n}");
         let body = tail.split_once(&begin).map(|(_, b)| b).unwrap_or(tail);
         let body = body.split_once(&end).map(|(b, _)| b).unwrap_or(body);
-        Ok(body.trim_matches(|c| c == '\r' || c == '\n').replace('\r', ""))
+        Ok(body
+            .trim_matches(|c| c == '\r' || c == '\n')
+            .replace('\r', ""))
     }
 
     /// Connects to QEMU's machine protocol.
@@ -375,7 +497,10 @@ impl Machine {
                 return Ok(status);
             }
             if Instant::now() >= until {
-                return Err(HarnessError::Timeout { what: "QEMU to exit after power-off".into(), seconds: deadline.as_secs() });
+                return Err(HarnessError::Timeout {
+                    what: "QEMU to exit after power-off".into(),
+                    seconds: deadline.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -397,7 +522,12 @@ impl Drop for Machine {
             let _ = std::fs::create_dir_all(&dir);
             let file = dir.join(format!("{}-{}.log", self.board.name, std::process::id()));
             let _ = std::fs::write(&file, &log);
-            eprintln!("---- console of {} (also in {}) ----\n{}\n---- end of console ----", self.board.name, file.display(), log);
+            eprintln!(
+                "---- console of {} (also in {}) ----\n{}\n---- end of console ----",
+                self.board.name,
+                file.display(),
+                log
+            );
         }
     }
 }

@@ -63,14 +63,20 @@ fn v1_accounts_tree(db: &sled::Db) -> Result<(), StoreError> {
 pub enum StoreError {
     #[error("the settings database at {path} cannot be opened: {source}")]
     Open { path: PathBuf, source: sled::Error },
-    #[error("the settings database has schema version {found}, newer than this firmware's {supported}")]
+    #[error(
+        "the settings database has schema version {found}, newer than this firmware's {supported}"
+    )]
     TooNew { found: u32, supported: u32 },
     #[error("no migration from settings schema version {from}")]
     NoMigration { from: u32 },
     #[error("settings database error: {0}")]
     Db(#[from] sled::Error),
     #[error("record {key:?} in {tree:?} is damaged: {source}")]
-    Corrupt { tree: String, key: String, source: serde_json::Error },
+    Corrupt {
+        tree: String,
+        key: String,
+        source: serde_json::Error,
+    },
     #[error("record cannot be encoded: {0}")]
     Encode(serde_json::Error),
     #[error("{0}")]
@@ -100,7 +106,10 @@ impl Store {
             // Every acknowledged change is flushed by `commit`; a background flusher would only add wake-ups.
             .flush_every_ms(None)
             .open()
-            .map_err(|source| StoreError::Open { path: dir.to_path_buf(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         let store = Store { db };
         store.migrate()?;
         Ok(store)
@@ -117,12 +126,23 @@ impl Store {
             }
         };
         if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { found, supported: SCHEMA_VERSION });
+            return Err(StoreError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         let mut version = found;
         while version < SCHEMA_VERSION {
-            let step = MIGRATIONS.iter().find(|m| m.from == version).ok_or(StoreError::NoMigration { from: version })?;
-            log::info!("settings: migrating schema {} -> {}: {}", version, version + 1, step.describe);
+            let step = MIGRATIONS
+                .iter()
+                .find(|m| m.from == version)
+                .ok_or(StoreError::NoMigration { from: version })?;
+            log::info!(
+                "settings: migrating schema {} -> {}: {}",
+                version,
+                version + 1,
+                step.describe
+            );
             (step.run)(&self.db)?;
             version += 1;
             meta.insert(SCHEMA_KEY, version.to_string().as_bytes())?;
@@ -134,12 +154,18 @@ impl Store {
     /// The schema version on disk.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         let meta = self.db.open_tree(META_TREE)?;
-        Ok(meta.get(SCHEMA_KEY)?.map(|v| parse_version(&v)).unwrap_or(0))
+        Ok(meta
+            .get(SCHEMA_KEY)?
+            .map(|v| parse_version(&v))
+            .unwrap_or(0))
     }
 
     /// A named table of JSON records.
     pub fn table(&self, name: &str) -> Result<Table, StoreError> {
-        Ok(Table { tree: self.db.open_tree(name)?, name: name.to_string() })
+        Ok(Table {
+            tree: self.db.open_tree(name)?,
+            name: name.to_string(),
+        })
     }
 
     /// Makes every change so far durable. Call before acknowledging a change.
@@ -155,7 +181,10 @@ impl Store {
 }
 
 fn parse_version(bytes: &[u8]) -> u32 {
-    std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Table {
@@ -175,7 +204,9 @@ impl Table {
 
     /// Writes a record only if none has that key; false if one existed.
     pub fn insert_new<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, StoreError> {
-        let outcome = self.tree.compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)?))?;
+        let outcome =
+            self.tree
+                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)?))?;
         Ok(outcome.is_ok())
     }
 
@@ -212,7 +243,11 @@ impl Table {
     }
 
     fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { tree: self.name.clone(), key: key.to_string(), source })
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+            tree: self.name.clone(),
+            key: key.to_string(),
+            source,
+        })
     }
 }
 
@@ -245,7 +280,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.db().open_tree(META_TREE).unwrap().insert(SCHEMA_KEY, b"99").unwrap();
+            store
+                .db()
+                .open_tree(META_TREE)
+                .unwrap()
+                .insert(SCHEMA_KEY, b"99")
+                .unwrap();
             store.commit().unwrap();
         }
         match Store::open(dir.path()) {
@@ -260,21 +300,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            db.open_tree(META_TREE).unwrap().insert(SCHEMA_KEY, b"1").unwrap();
+            db.open_tree(META_TREE)
+                .unwrap()
+                .insert(SCHEMA_KEY, b"1")
+                .unwrap();
             let users = db.open_tree("users").unwrap();
-            users.insert("owner", br#"{"name":"owner","email":"o@example.org"}"#.to_vec()).unwrap();
+            users
+                .insert(
+                    "owner",
+                    br#"{"name":"owner","email":"o@example.org"}"#.to_vec(),
+                )
+                .unwrap();
             users.insert("\u{0}setup_lock", b"1".to_vec()).unwrap();
-            db.open_tree("sessions").unwrap().insert("abc", br#"{"id":"abc","user":"owner"}"#.to_vec()).unwrap();
+            db.open_tree("sessions")
+                .unwrap()
+                .insert("abc", br#"{"id":"abc","user":"owner"}"#.to_vec())
+                .unwrap();
             db.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), 2);
         let accounts = store.db().open_tree("accounts").unwrap();
-        let owner: serde_json::Value = serde_json::from_slice(&accounts.get("u/owner").unwrap().unwrap()).unwrap();
+        let owner: serde_json::Value =
+            serde_json::from_slice(&accounts.get("u/owner").unwrap().unwrap()).unwrap();
         assert_eq!(owner["email"], "o@example.org", "no field may be dropped");
         assert!(accounts.get("x/abc").unwrap().is_some());
         assert!(accounts.get("m/setup_done").unwrap().is_some());
-        assert!(!store.db().tree_names().iter().any(|n| n.as_ref() == b"users"));
+        assert!(!store
+            .db()
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == b"users"));
     }
 
     #[test]

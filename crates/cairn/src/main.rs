@@ -19,7 +19,10 @@ commands:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let invoked = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let invoked = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     let (command, rest) = match invoked.as_str() {
         "init" => ("init".to_string(), &args[1..]),
         "cairnd" => ("daemon".to_string(), &args[1..]),
@@ -71,7 +74,11 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--listen" => o.listen = value()?,
             "--state" => o.state = PathBuf::from(value()?),
@@ -90,7 +97,9 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
 }
 
 fn daemon(args: &[String]) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
     let options = match parse_daemon_options(args) {
         Ok(o) => o,
         Err(e) => {
@@ -106,7 +115,10 @@ fn daemon(args: &[String]) -> ExitCode {
         }
     };
     if let Err(e) = std::fs::create_dir_all(&options.state) {
-        log::error!("cannot create state directory {}: {e}", options.state.display());
+        log::error!(
+            "cannot create state directory {}: {e}",
+            options.state.display()
+        );
         return ExitCode::FAILURE;
     }
     let store = match cairn_store::Store::open(&options.state.join("settings.db")) {
@@ -116,7 +128,10 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let identity = cairn_api::Identity { version: env!("CARGO_PKG_VERSION").to_string(), board };
+    let identity = cairn_api::Identity {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        board,
+    };
     let app = match cairn_api::App::new(identity, store, options.power) {
         Ok(a) => Arc::new(a),
         Err(e) => {
@@ -124,7 +139,11 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             log::error!("cannot start the async runtime: {e}");

@@ -30,14 +30,22 @@ fn size(m: &Manifest, key: &str) -> u64 {
 fn boot_floor(board: &str, manifest: &Manifest, deadline: Duration) -> Duration {
     let disk = BootDisk::flash(manifest, &board_out_dir(board)).unwrap();
     let floor = board_out_dir(board).join("floor-initrd.img");
-    let options = BootOptions { initrd_override: Some(floor), ..BootOptions::default() };
+    let options = BootOptions {
+        initrd_override: Some(floor),
+        ..BootOptions::default()
+    };
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &options).unwrap();
     m.wait_http("/", started, deadline).unwrap()
 }
 
 /// First boot of a freshly flashed box (formats the config partition), then a normal boot of the same box.
-fn boot_cairn(board: &str, manifest: &Manifest, deadline: Duration, memory: &mut Option<(u64, u64, String)>) -> (Duration, Duration) {
+fn boot_cairn(
+    board: &str,
+    manifest: &Manifest,
+    deadline: Duration,
+    memory: &mut Option<(u64, u64, String)>,
+) -> (Duration, Duration) {
     let disk = BootDisk::flash(manifest, &board_out_dir(board)).unwrap();
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
@@ -58,7 +66,10 @@ fn boot_cairn(board: &str, manifest: &Manifest, deadline: Duration, memory: &mut
         for line in out.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             for (i, w) in words.iter().enumerate() {
-                let kb = words.get(i + 1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                let kb = words
+                    .get(i + 1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
                 match *w {
                     "Rss:" => rss += kb,
                     "Pss:" => pss += kb,
@@ -72,31 +83,73 @@ fn boot_cairn(board: &str, manifest: &Manifest, deadline: Duration, memory: &mut
 }
 
 fn main() {
-    let boards = [("qemu-aarch64-virt", Duration::from_secs(90)), ("qemu-armv7-virt", Duration::from_secs(180))];
+    let boards = [
+        ("qemu-aarch64-virt", Duration::from_secs(90)),
+        ("qemu-armv7-virt", Duration::from_secs(180)),
+    ];
     println!("# Cairn benchmark (make bench: cargo run --release -p cairn-e2e --bin cairn-bench)");
     println!("# QEMU TCG on this host, {} cores; times are QEMU start to the first HTTP 200 on the host, median of {RUNS}.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     for (board, deadline) in boards {
         let (manifest, _) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
-        let floors: Vec<Duration> = (0..RUNS).map(|_| boot_floor(board, &manifest, deadline)).collect();
+        let floors: Vec<Duration> = (0..RUNS)
+            .map(|_| boot_floor(board, &manifest, deadline))
+            .collect();
         let mut memory = None;
-        let cairn: Vec<(Duration, Duration)> = (0..RUNS).map(|_| boot_cairn(board, &manifest, deadline, &mut memory)).collect();
+        let cairn: Vec<(Duration, Duration)> = (0..RUNS)
+            .map(|_| boot_cairn(board, &manifest, deadline, &mut memory))
+            .collect();
         let floor = median(floors);
         let first = median(cairn.iter().map(|c| c.0).collect());
         let normal = median(cairn.iter().map(|c| c.1).collect());
         println!();
         println!("## {board}");
-        println!("boot, floor (same kernel, busybox init + httpd, GET /):  {}", secs(floor));
-        println!("boot, Cairn normal boot (GET /api/v1/health):           {}", secs(normal));
-        println!("boot, Cairn first boot (formats the config partition):  {}", secs(first));
-        println!("Cairn extra boot time over the floor (goal <= 1 s on aarch64): {:+.2} s", normal.as_secs_f64() - floor.as_secs_f64());
-        println!("stripped cairn binary (goal <= 4 MiB):                  {}", mib(size(&manifest, "cairn_binary")));
-        println!("root squashfs without kernel modules (goal <= 8 MiB):   {}", mib(size(&manifest, "root_squashfs_without_modules")));
-        println!("root squashfs with modules:                             {}", mib(size(&manifest, "root_squashfs")));
-        println!("initramfs:                                              {}", mib(size(&manifest, "initrd")));
-        println!("kernel:                                                 {}", mib(size(&manifest, "kernel")));
-        println!("whole image (partitioned size; allocated):              {} ; {}", mib(size(&manifest, "image")), mib(size(&manifest, "image_allocated")));
+        println!(
+            "boot, floor (same kernel, busybox init + httpd, GET /):  {}",
+            secs(floor)
+        );
+        println!(
+            "boot, Cairn normal boot (GET /api/v1/health):           {}",
+            secs(normal)
+        );
+        println!(
+            "boot, Cairn first boot (formats the config partition):  {}",
+            secs(first)
+        );
+        println!(
+            "Cairn extra boot time over the floor (goal <= 1 s on aarch64): {:+.2} s",
+            normal.as_secs_f64() - floor.as_secs_f64()
+        );
+        println!(
+            "stripped cairn binary (goal <= 4 MiB):                  {}",
+            mib(size(&manifest, "cairn_binary"))
+        );
+        println!(
+            "root squashfs without kernel modules (goal <= 8 MiB):   {}",
+            mib(size(&manifest, "root_squashfs_without_modules"))
+        );
+        println!(
+            "root squashfs with modules:                             {}",
+            mib(size(&manifest, "root_squashfs"))
+        );
+        println!(
+            "initramfs:                                              {}",
+            mib(size(&manifest, "initrd"))
+        );
+        println!(
+            "kernel:                                                 {}",
+            mib(size(&manifest, "kernel"))
+        );
+        println!(
+            "whole image (partitioned size; allocated):              {} ; {}",
+            mib(size(&manifest, "image")),
+            mib(size(&manifest, "image_allocated"))
+        );
         if let Some((rss, pss, raw)) = memory {
-            println!("memory of all Cairn processes, idle after boot (goal <= 12 MiB): Pss {} (Rss {})", mib(pss * 1024), mib(rss * 1024));
+            println!(
+                "memory of all Cairn processes, idle after boot (goal <= 12 MiB): Pss {} (Rss {})",
+                mib(pss * 1024),
+                mib(rss * 1024)
+            );
             for line in raw.lines() {
                 println!("    {}", line.trim());
             }

@@ -2,13 +2,17 @@
 //! http://127.0.0.1:$HTTP_PORT and SMB on 127.0.0.1:$SMB_PORT. The box's disk (an overlay of the built image)
 //! and its data disks live under `out/<board>/box/` and survive between runs until `make clean-box`.
 
-use cairn_qemu::{blank_data_disks, board_out_dir, qemu_command, BootOptions, Manifest, Network, Ports};
+use cairn_qemu::{
+    blank_data_disks, board_out_dir, qemu_command, BootOptions, Manifest, Network, Ports,
+};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 fn env_u16(name: &str, default: u16) -> Result<u16, String> {
     match std::env::var(name) {
-        Ok(v) => v.parse().map_err(|_| format!("{name}={v:?} is not a port number")),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a port number")),
         Err(_) => Ok(default),
     }
 }
@@ -30,7 +34,9 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&box_dir).map_err(|e| e.to_string())?;
     let disk = box_dir.join("boot.qcow2");
     let base = dir.join(&manifest.image);
-    let stale = std::fs::metadata(&disk).and_then(|d| Ok(d.modified()? < std::fs::metadata(&base)?.modified()?)).unwrap_or(true);
+    let stale = std::fs::metadata(&disk)
+        .and_then(|d| Ok(d.modified()? < std::fs::metadata(&base)?.modified()?))
+        .unwrap_or(true);
     if stale {
         // A new image was built: the box is re-flashed (its data disks are kept).
         let _ = std::fs::remove_file(&disk);
@@ -45,19 +51,38 @@ fn run() -> Result<(), String> {
         }
         eprintln!("cairn-run: flashed a fresh box from {}", manifest.image);
     }
-    let disks: usize = std::env::var("DISKS").ok().map(|v| v.parse().map_err(|_| format!("DISKS={v:?} is not a number"))).transpose()?.unwrap_or(0);
-    let size_mib: u64 = std::env::var("DISK_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
-    let data_disks = blank_data_disks(&box_dir.join("disks"), disks, size_mib).map_err(|e| e.to_string())?;
+    let disks: usize = std::env::var("DISKS")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("DISKS={v:?} is not a number"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let size_mib: u64 = std::env::var("DISK_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let data_disks =
+        blank_data_disks(&box_dir.join("disks"), disks, size_mib).map_err(|e| e.to_string())?;
     let network = match std::env::var("NET").as_deref() {
         Ok("offline") => Network::Offline,
         Ok("user") | Err(_) => Network::User,
         Ok(other) => return Err(format!("NET={other:?}: use user or offline")),
     };
-    let ports = Ports { http: env_u16("HTTP_PORT", 8080)?, forwarded: vec![(445, env_u16("SMB_PORT", 1445)?)] };
-    let options = BootOptions { network, data_disks, ..BootOptions::default() };
+    let ports = Ports {
+        http: env_u16("HTTP_PORT", 8080)?,
+        forwarded: vec![(445, env_u16("SMB_PORT", 1445)?)],
+    };
+    let options = BootOptions {
+        network,
+        data_disks,
+        ..BootOptions::default()
+    };
     let qmp = box_dir.join("qmp.sock");
     let _ = std::fs::remove_file(&qmp);
-    let (_, _, mut cmd) = qemu_command(&board, &disk, &options, &ports, &qmp).map_err(|e| e.to_string())?;
+    let (_, _, mut cmd) =
+        qemu_command(&board, &disk, &options, &ports, &qmp).map_err(|e| e.to_string())?;
     cmd.arg("-nographic");
     eprintln!(
         "cairn-run: booting {board}; dashboard at http://127.0.0.1:{}  (quit QEMU with Ctrl-a x; QMP at {})",
