@@ -207,9 +207,15 @@ def build(board_name, binary, outdir):
     (root / "etc" / "cairn").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "board" / board_name / "board.toml", root / "etc" / "cairn" / "board.toml")
     (root / "etc" / "resolv.conf").symlink_to("/run/resolv.conf")
+    # Rendered at run time from the settings (cairn-smb); the root slot itself is read-only.
+    (root / "etc" / "passwd").symlink_to("/run/cairn/passwd")
+    (root / "etc" / "group").symlink_to("/run/cairn/group")
+    (root / "etc" / "ksmbd").symlink_to("/run/ksmbd")
     for name, target in [("run", "/run"), ("tmp", "/tmp"), ("log", "/run/log")]:
         (root / "var" / name).symlink_to(target)
-    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck")])
+    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck"), ("ksmbd-tools", "usr/libexec/ksmbd.tools")])
+    for tool in ["ksmbd.mountd", "ksmbd.control", "ksmbd.adduser", "ksmbd.addshare"]:
+        (root / "usr" / "sbin" / tool).symlink_to("../libexec/ksmbd.tools")
     root_no_modules = work / "root-no-modules.squashfs"
     squash = ["-noappend", "-all-root", "-comp", "xz", "-quiet", "-no-progress"]
     run("mksquashfs", root, root_no_modules, *squash)

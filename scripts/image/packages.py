@@ -70,27 +70,23 @@ def fetch_all(arch):
     return {p["name"]: fetch(p) for p in load_lock() if p["arch"] == arch}
 
 
-def apt_show(name, arch, release=None):
-    """(version, sha256) of the candidate for name:arch, or of the newest version in `release`."""
-    out = subprocess.run(["apt-cache", "show", f"{name}:{arch}"], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise PackageError(f"apt-cache knows no {name}:{arch}: {out.stderr.strip()}")
-    best = None
-    for stanza in out.stdout.strip().split("\n\n"):
-        fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", stanza, re.M))
-        cand = (fields.get("Version"), fields.get("SHA256"))
-        if best is None:
-            best = cand  # apt-cache show lists the candidate first
-        if release is None:
-            break
-    policy = subprocess.run(["apt-cache", "policy", f"{name}:{arch}"], capture_output=True, text=True).stdout
-    cand = re.search(r"Candidate: (\S+)", policy)
-    if cand and release is None:
-        for stanza in out.stdout.strip().split("\n\n"):
-            fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", stanza, re.M))
-            if fields.get("Version") == cand.group(1):
-                return fields["Version"], fields["SHA256"]
-    return best
+def apt_show(name, arch, backports=False):
+    """(version, sha256) of apt's candidate for name:arch, or of the bookworm-backports version."""
+    if backports:
+        madison = subprocess.run(["apt-cache", "madison", f"{name}:{arch}"], capture_output=True, text=True).stdout
+        versions = [l.split("|")[1].strip() for l in madison.splitlines() if "bookworm-backports" in l]
+        if not versions:
+            raise PackageError(f"{name}:{arch} is not in bookworm-backports: run scripts/bootstrap")
+        version = versions[0]
+    else:
+        policy = subprocess.run(["apt-cache", "policy", f"{name}:{arch}"], capture_output=True, text=True).stdout
+        cand = re.search(r"Candidate: (\S+)", policy)
+        if not cand or cand.group(1) == "(none)":
+            raise PackageError(f"apt-cache knows no {name}:{arch}: run scripts/bootstrap")
+        version = cand.group(1)
+    out = subprocess.run(["apt-cache", "show", f"{name}:{arch}={version}"], capture_output=True, text=True).stdout
+    fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", out.split("\n\n")[0], re.M))
+    return fields["Version"], fields["SHA256"]
 
 
 def newest_kernel(series, flavour, arch):
@@ -115,7 +111,7 @@ def refresh():
     for arch in wanted["architectures"]:
         names = [newest_kernel(wanted["kernel_series"], fl, arch) for fl in sorted(flavours.get(arch, []))]
         for name in names + wanted["packages"]:
-            version, digest = apt_show(name, arch)
+            version, digest = apt_show(name, arch, backports=name in wanted.get("backports", []))
             entries.append((name, arch, version, digest))
     lines = ["# Pinned by `make lock-refresh` from rootfs/packages.toml: edit that file, not this one.", ""]
     for name, arch, version, digest in entries:

@@ -100,3 +100,100 @@ pub fn extract_config_partition(machine: &Machine, disk: &BootDisk, to: &Path) {
     }
     panic!("board has no config partition");
 }
+
+/// A machine booted once and shared by the scenario tests of one test binary (they take turns).
+pub struct SharedBox {
+    pub machine: Machine,
+    pub disk: BootDisk,
+    /// An administrator's logged-in client and its CSRF token.
+    pub admin: HttpClient,
+    pub admin_csrf: String,
+}
+
+/// Boots `board` on first use with `options`, creates the administrator, and hands out turns.
+/// QEMU is started from a thread that stays alive, so it lives as long as the test process and no longer.
+pub fn shared_box(
+    cell: &'static std::sync::OnceLock<std::sync::Mutex<SharedBox>>,
+    board: &'static str,
+    options: cairn_qemu::BootOptions,
+) -> std::sync::MutexGuard<'static, SharedBox> {
+    let lock = cell.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (manifest, dir) =
+                cairn_qemu::Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
+            let disk = BootDisk::flash(&manifest, &dir).unwrap();
+            let started = std::time::Instant::now();
+            let mut machine = Machine::boot(board, &disk, &options).unwrap();
+            if let Err(e) = machine.wait_healthy(started, std::time::Duration::from_secs(180)) {
+                panic!("{e}\n{}", machine.console_log());
+            }
+            let admin = machine.http();
+            setup_through_form(&admin);
+            let admin_csrf = admin.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            tx.send(SharedBox {
+                machine,
+                disk,
+                admin,
+                admin_csrf,
+            })
+            .unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        std::sync::Mutex::new(rx.recv().expect("the shared machine booted"))
+    });
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Prints the console log if the scenario holding it fails (shared machines are never dropped).
+pub struct ConsoleOnFailure(pub cairn_qemu::ConsoleHandle, pub &'static str);
+
+impl Drop for ConsoleOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- console during {} ----\n{}\n---- end ----",
+                self.1,
+                self.0.text()
+            );
+        }
+    }
+}
+
+/// Runs the host's smbclient with an argument vector; returns (success, combined output).
+pub fn smbclient(
+    port: u16,
+    share: &str,
+    user: Option<(&str, &str)>,
+    commands: &str,
+) -> (bool, String) {
+    let mut cmd = Command::new("smbclient");
+    cmd.arg(format!("//127.0.0.1/{share}")).args([
+        "-p",
+        &port.to_string(),
+        "-m",
+        "SMB3",
+        "-c",
+        commands,
+    ]);
+    match user {
+        Some((u, p)) => cmd.args(["-U", &format!("{u}%{p}")]),
+        None => cmd.arg("-N"),
+    };
+    let out = cmd
+        .output()
+        .expect("run smbclient (scripts/bootstrap installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

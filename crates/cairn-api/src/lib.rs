@@ -45,7 +45,7 @@ pub struct Identity {
 }
 
 /// Called after every acknowledged change to accounts or shares, so servers' files follow (SMB).
-pub type ChangeHook = Box<dyn Fn(&Accounts) + Send + Sync>;
+pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -81,9 +81,10 @@ impl App {
         self
     }
 
-    pub(crate) fn changed(&self) {
+    /// Runs the change hook (also called periodically by the daemon to repair drift).
+    pub fn changed(&self) {
         if let Some(hook) = &self.on_change {
-            hook(&self.accounts);
+            hook(self);
         }
     }
 

@@ -314,6 +314,16 @@ fn mount_virtual_filesystems(log: &LogRing) {
     }
     let _ = std::fs::create_dir_all("/run/log");
     let _ = std::fs::create_dir_all("/run/cairn");
+    let _ = std::fs::create_dir_all("/run/ksmbd");
+    // /etc/passwd and /etc/group point here; the daemon adds the owner's accounts once it runs.
+    for (base, live) in [
+        ("/etc/cairn/passwd.base", "/run/cairn/passwd"),
+        ("/etc/cairn/group.base", "/run/cairn/group"),
+    ] {
+        if let Err(e) = std::fs::copy(base, live) {
+            log.line("init", &format!("cannot prepare {live}: {e}"));
+        }
+    }
 }
 
 fn load_modules(log: &LogRing, wanted: &[String]) {

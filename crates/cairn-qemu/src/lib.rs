@@ -162,6 +162,16 @@ impl Default for BootOptions {
     }
 }
 
+/// Shared access to a machine's console log.
+#[derive(Clone)]
+pub struct ConsoleHandle(Arc<Mutex<Vec<u8>>>);
+
+impl ConsoleHandle {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 /// A running QEMU machine.
 pub struct Machine {
     pub board: Board,
@@ -295,6 +305,19 @@ pub fn blank_data_disks(dir: &Path, count: usize, size_mib: u64) -> Result<Vec<D
         .collect()
 }
 
+/// QEMU must not outlive the test process, even when a shared machine's handle is never dropped.
+/// PR_SET_PDEATHSIG fires when the spawning *thread* ends: spawn long-lived machines from a thread that stays.
+fn kill_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; this runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -314,6 +337,7 @@ impl Machine {
         let (board, manifest, mut cmd) =
             qemu_command(board, &disk.path, options, &ports, &qmp_path)?;
         cmd.args(["-display", "none", "-serial", "stdio", "-monitor", "none"]);
+        kill_with_parent(&mut cmd);
         let (http_port, forwarded) = (ports.http, ports.forwarded);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -361,6 +385,11 @@ impl Machine {
             marker: 0,
             _runtime_dir: runtime_dir,
         })
+    }
+
+    /// A handle to the console log that outlives borrows of the machine.
+    pub fn console_handle(&self) -> ConsoleHandle {
+        ConsoleHandle(self.console.clone())
     }
 
     /// Everything the machine printed so far (serial console and QEMU's own messages).

@@ -15,6 +15,7 @@ commands:
       --state DIR        settings directory (default /config/cairn)
       --board FILE       board description (default /etc/cairn/board.toml)
       --power init|none  who carries out reboot and power-off (default none)
+      --smb on|off       render the SMB server's files (default: on with --power init)
   version              print the firmware version";
 
 fn main() -> ExitCode {
@@ -63,6 +64,7 @@ struct DaemonOptions {
     state: PathBuf,
     board: PathBuf,
     power: cairn_api::PowerControl,
+    smb: Option<bool>,
 }
 
 fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
@@ -71,6 +73,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
         state: PathBuf::from("/config/cairn"),
         board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
         power: cairn_api::PowerControl::None,
+        smb: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -88,6 +91,13 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
                     "init" => cairn_api::PowerControl::Init,
                     "none" => cairn_api::PowerControl::None,
                     v => return Err(format!("--power takes init or none, not {v:?}")),
+                }
+            }
+            "--smb" => {
+                o.smb = match value()?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    v => return Err(format!("--smb takes on or off, not {v:?}")),
                 }
             }
             _ => return Err(format!("unknown option {flag:?}")),
@@ -132,7 +142,10 @@ fn daemon(args: &[String]) -> ExitCode {
         version: env!("CARGO_PKG_VERSION").to_string(),
         board,
     };
+    let on_box = options.power == cairn_api::PowerControl::Init;
+    let smb = options.smb.unwrap_or(on_box);
     let app = match cairn_api::App::new(identity, store, options.power) {
+        Ok(a) if smb => Arc::new(a.with_change_hook(Box::new(render_smb))),
         Ok(a) => Arc::new(a),
         Err(e) => {
             log::error!("{e}");
@@ -150,6 +163,21 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if on_box {
+        cairn_api::system::apply_hostname(&app, &cairn_api::system::hostname(&app));
+    }
+    // Render the servers' files now, and again every minute to repair any drift.
+    app.changed();
+    let periodic = app.clone();
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let app = periodic.clone();
+            let _ = tokio::task::spawn_blocking(move || app.changed()).await;
+        }
+    });
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&options.listen).await {
             Ok(l) => l,
@@ -167,4 +195,33 @@ fn daemon(args: &[String]) -> ExitCode {
             }
         }
     })
+}
+
+/// Renders ksmbd's files from the accounts; logs instead of failing the change that triggered it.
+fn render_smb(app: &cairn_api::App) {
+    let layout = cairn_smb::Layout::on_box();
+    let result = (|| -> Result<bool, String> {
+        let users = app.accounts.users().map_err(|e| e.to_string())?;
+        let groups = app.accounts.groups().map_err(|e| e.to_string())?;
+        let shares = app.accounts.shares().map_err(|e| e.to_string())?;
+        let base_passwd = std::fs::read_to_string(&layout.base_passwd).unwrap_or_default();
+        let base_group = std::fs::read_to_string(&layout.base_group).unwrap_or_default();
+        let hostname = cairn_api::system::hostname(app);
+        let rendered = cairn_smb::render(
+            &users,
+            &groups,
+            &shares,
+            &layout,
+            &hostname,
+            &base_passwd,
+            &base_group,
+        )
+        .map_err(|e| e.to_string())?;
+        cairn_smb::apply(&rendered, &shares, &layout).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(true) => log::info!("SMB configuration updated"),
+        Ok(false) => {}
+        Err(e) => log::error!("SMB configuration not updated: {e}"),
+    }
 }
