@@ -7,6 +7,7 @@
 //! the QEMU scenario tests.
 #![forbid(unsafe_code)]
 
+mod dashboard;
 mod error;
 mod http;
 mod pages;

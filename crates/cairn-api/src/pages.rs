@@ -4,10 +4,17 @@ use crate::error::ApiError;
 use crate::http::esc;
 use cairn_accounts::{Role, Session, User};
 
-fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> String {
+pub(crate) fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> String {
+    let links = match user {
+        Some(u) if u.role == Role::Admin => {
+            r#"<a href="/">Home</a><a href="/users">Users</a><a href="/groups">Groups</a><a href="/shares">Shares</a><a href="/system">System</a><a href="/me">My account</a>"#
+        }
+        Some(_) => r#"<a href="/me">My account</a>"#,
+        None => "",
+    };
     let nav = match (user, csrf) {
         (Some(u), Some(token)) => format!(
-            r#"<nav><span class="who">{name} · {role}</span><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}"><button class="link">Log out</button></form></nav>"#,
+            r#"<nav><span class="links">{links}</span><span class="who">{name} · {role}</span><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}"><button class="link">Log out</button></form></nav>"#,
             name = esc(&u.name),
             role = if u.role == Role::Admin {
                 "administrator"
@@ -40,7 +47,7 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> S
     )
 }
 
-fn problem(e: Option<&ApiError>) -> String {
+pub(crate) fn problem(e: Option<&ApiError>) -> String {
     match e {
         Some(e) => format!(
             r#"<div class="problem" role="alert"><strong>{}</strong><p>{}</p><code>{}</code></div>"#,

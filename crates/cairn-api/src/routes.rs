@@ -63,6 +63,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/logout"),
     ("POST", "/system/reboot"),
     ("POST", "/system/poweroff"),
+    ("GET", "/users"),
+    ("POST", "/users"),
+    ("GET", "/users/{name}"),
+    ("POST", "/users/{name}"),
+    ("POST", "/users/{name}/delete"),
+    ("GET", "/groups"),
+    ("POST", "/groups"),
+    ("POST", "/groups/{name}"),
+    ("POST", "/groups/{name}/delete"),
+    ("GET", "/shares"),
+    ("POST", "/shares"),
+    ("GET", "/shares/{name}"),
+    ("POST", "/shares/{name}"),
+    ("POST", "/shares/{name}/delete"),
+    ("GET", "/system"),
+    ("POST", "/system"),
+    ("GET", "/me"),
+    ("POST", "/me"),
+    ("POST", "/me/password"),
+    ("POST", "/me/sessions/{id}/revoke"),
     ("GET", "/static/cairn.css"),
 ];
 
@@ -561,7 +581,13 @@ async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErr
                 ctx.check_csrf()?;
             }
             let caller = ctx.caller()?;
+            if let Some(answer) = crate::dashboard::route(ctx, method, path).await {
+                return answer;
+            }
             match (method, path) {
+                (&Method::GET, "/") if caller.user.role != Role::Admin => {
+                    Ok(http::redirect("/me", None))
+                }
                 (&Method::GET, "/") => Ok(http::html(
                     StatusCode::OK,
                     pages::home(&caller.user, &caller.session, &health(ctx.app)),
