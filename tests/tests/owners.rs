@@ -482,3 +482,100 @@ fn local_admin_works_without_internet() {
         "the box must really have no route out in this scenario"
     );
 }
+
+/// Field report 1: DHCP to a static address (the same one), confirmed; then the same session adds, edits
+/// and deletes users and shares.
+#[test]
+fn static_ip_change_keeps_admin_working() {
+    let mut b = the_box();
+    let _log = ConsoleOnFailure(
+        b.machine.console_handle(),
+        "static_ip_change_keeps_admin_working",
+    );
+    let admin = b.admin.clone();
+    // QEMU's user network: the box has 10.0.2.15/24 by DHCP, the router is 10.0.2.2, DNS 10.0.2.3.
+    let r = expect(
+        &send(
+            &admin,
+            "PUT",
+            "/api/v1/network",
+            json!({"mode": "static", "address": "10.0.2.15", "prefix": 24, "gateway": "10.0.2.2", "dns": ["10.0.2.3"]}),
+        ),
+        200,
+    );
+    let confirm_by = r["confirm_by"].as_u64().unwrap();
+    assert!(confirm_by > 0);
+    let pending = expect(&admin.get("/api/v1/network").unwrap(), 200);
+    assert_eq!(pending["pending"]["mode"], "static");
+    expect(
+        &send(&admin, "POST", "/api/v1/network/confirm", json!({})),
+        200,
+    );
+    let now = expect(&admin.get("/api/v1/network").unwrap(), 200);
+    assert_eq!(now["mode"], "static");
+    assert!(now.get("pending").is_none());
+    let addr = b
+        .machine
+        .serial(
+            "ip -4 addr show dev eth0 | grep -o 'inet [0-9./]*'",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    assert_eq!(addr.trim(), "inet 10.0.2.15/24");
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/users",
+            json!({"name": "after-static", "password": "some password"}),
+        ),
+        201,
+    );
+    expect(
+        &send(
+            &admin,
+            "PATCH",
+            "/api/v1/users/after-static",
+            json!({"email": "s@example.org"}),
+        ),
+        200,
+    );
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/shares",
+            json!({"name": "static-share", "access": {"users": {"after-static": "read"}}}),
+        ),
+        201,
+    );
+    expect(
+        &send(&admin, "DELETE", "/api/v1/shares/static-share", json!({})),
+        200,
+    );
+    expect(
+        &send(&admin, "DELETE", "/api/v1/users/after-static", json!({})),
+        200,
+    );
+    let r = send(&admin, "POST", "/api/v1/network/confirm", json!({}));
+    assert_eq!(
+        expect(&r, 409)["error"]["code"],
+        "network.nothing_to_confirm"
+    );
+    let bad = send(
+        &admin,
+        "PUT",
+        "/api/v1/network",
+        json!({"mode": "static", "address": "10.0.2.15", "prefix": 24, "gateway": "192.168.9.1"}),
+    );
+    assert_eq!(expect(&bad, 400)["error"]["code"], "network.invalid");
+    // Back to DHCP for the other scenarios.
+    expect(
+        &send(&admin, "PUT", "/api/v1/network", json!({"mode": "dhcp"})),
+        200,
+    );
+    expect(
+        &send(&admin, "POST", "/api/v1/network/confirm", json!({})),
+        200,
+    );
+}

@@ -301,6 +301,44 @@ async fn admin_pages(
             Ok(see_other("/shares".into()))
         }
         (&Method::GET, ["system"]) => system_page(ctx, c, None),
+        (&Method::POST, ["system", "network"]) => {
+            let ip = |k: &str| f(k).trim().parse().ok();
+            let settings = if f("mode") == "static" {
+                crate::network::NetworkSettings {
+                    mode: crate::network::Mode::Static,
+                    address: ip("address"),
+                    prefix: f("prefix").trim().parse().ok(),
+                    gateway: ip("gateway"),
+                    dns: f("dns")
+                        .split([',', ' '])
+                        .filter_map(|d| d.trim().parse().ok())
+                        .collect(),
+                }
+            } else {
+                crate::network::NetworkSettings::default()
+            };
+            let bad_field = settings.mode == crate::network::Mode::Static
+                && ((settings.address.is_none() && !f("address").trim().is_empty())
+                    || (settings.gateway.is_none() && !f("gateway").trim().is_empty()));
+            if bad_field {
+                let e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "network.invalid",
+                    "An address is not written as four numbers like 192.168.1.20.",
+                    "Check the address and gateway fields.",
+                );
+                return system_page(ctx, c, Some(&e));
+            }
+            match crate::network::change(&ctx.shared, settings) {
+                Ok(_) => Ok(see_other("/system".into())),
+                Err(e) => system_page(ctx, c, Some(&e)),
+            }
+        }
+        (&Method::POST, ["system", "network", "confirm"]) => match crate::network::confirm(ctx.app)
+        {
+            Ok(_) => Ok(see_other("/system".into())),
+            Err(e) => system_page(ctx, c, Some(&e)),
+        },
         (&Method::POST, ["system"]) => match system::update(
             ctx.app,
             system::SystemPatch {
@@ -517,10 +555,12 @@ fn system_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
 <form method="post" action="/system" class="stack">{csrf}
 <label>Host name<input name="hostname" value="{h}" maxlength="63" autocapitalize="none"></label>
 <p class="help">The box answers to this name and NAME.local. Renaming keeps everyone logged in.</p>
-<button type="submit">Save</button></form></section>"#,
+<button type="submit">Save</button></form></section>
+{network}"#,
         problem = problem(e),
         csrf = csrf_field(c),
         h = esc(&system::hostname(ctx.app)),
+        network = network_section(ctx, c),
     );
     Ok(page_with(c, "System", status_of(e), body))
 }
@@ -590,4 +630,50 @@ fn me_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>, note: &str) -> Result<Re
     );
     let _ = note;
     Ok(page_with(c, "My account", status_of(e), body))
+}
+
+fn network_section(ctx: &Ctx, c: &Caller) -> String {
+    use crate::network::Mode;
+    let v = crate::network::describe(ctx.app).unwrap_or_default();
+    let current = crate::network::confirmed(ctx.app);
+    let pending = match v.get("confirm_by").and_then(|t| t.as_u64()) {
+        Some(by) => format!(
+            r#"<div class="notice" role="status">New network settings are on trial. Unless they are confirmed within {left} s, the previous ones come back by themselves.
+<form method="post" action="/system/network/confirm" data-auto-confirm>{csrf}<button type="submit">Keep the new settings</button></form></div>"#,
+            left = by.saturating_sub(cairn_accounts::now_s()),
+            csrf = csrf_field(c)
+        ),
+        None => String::new(),
+    };
+    let opt = |v: &str, label: &str, on: bool| {
+        format!(
+            r#"<option value="{v}"{}>{label}</option>"#,
+            if on { " selected" } else { "" }
+        )
+    };
+    let show = |a: Option<String>| esc(&a.unwrap_or_default());
+    format!(
+        r#"<section class="card"><h2>Network</h2>{pending}
+<form method="post" action="/system/network" class="stack">{csrf}
+<label>Address<select name="mode">{dhcp}{fixed}</select></label>
+<div class="grid2"><label>Address (static)<input name="address" value="{addr}" inputmode="decimal"></label>
+<label>Prefix length<input name="prefix" value="{prefix}" inputmode="numeric"></label></div>
+<div class="grid2"><label>Gateway<input name="gateway" value="{gw}" inputmode="decimal"></label>
+<label>DNS servers<input name="dns" value="{dns}"></label></div>
+<p class="help">A change applies at once and is kept only when confirmed within 120 s, so a mistake can never lock you out. Sessions stay valid at the new address.</p>
+<button type="submit">Apply</button></form>
+<script src="/static/cairn.js"></script></section>"#,
+        csrf = csrf_field(c),
+        dhcp = opt("dhcp", "Automatic (DHCP)", current.mode == Mode::Dhcp),
+        fixed = opt("static", "Static", current.mode == Mode::Static),
+        addr = show(current.address.map(|a| a.to_string())),
+        prefix = show(current.prefix.map(|p| p.to_string())),
+        gw = show(current.gateway.map(|g| g.to_string())),
+        dns = esc(&current
+            .dns
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")),
+    )
 }

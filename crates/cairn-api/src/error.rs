@@ -219,6 +219,8 @@ pub const ALL_CODES: &[&str] = &[
     "session.not_found",
     "request.bad_host",
     "system.hostname_invalid",
+    "network.invalid",
+    "network.nothing_to_confirm",
     "user.password_too_short",
     "user.password_too_long",
     "user.email_invalid",

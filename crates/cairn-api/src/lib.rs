@@ -10,6 +10,7 @@
 mod dashboard;
 mod error;
 mod http;
+pub mod network;
 mod pages;
 mod resources;
 mod routes;
@@ -43,6 +44,8 @@ pub enum PowerControl {
 pub struct Identity {
     pub version: String,
     pub board: String,
+    /// The LAN interface network settings apply to.
+    pub interface: String,
 }
 
 /// Called after every acknowledged change to accounts or shares, so servers' files follow (SMB).
@@ -55,6 +58,8 @@ pub struct App {
     pub store: Store,
     pub power: PowerControl,
     pub started: Instant,
+    /// How long a network change waits for confirmation before rolling back.
+    pub network_window: std::time::Duration,
     throttle: throttle::Throttle,
     on_change: Option<ChangeHook>,
 }
@@ -71,6 +76,7 @@ impl App {
             store,
             power,
             started: Instant::now(),
+            network_window: network::CONFIRM_WINDOW,
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
             on_change: None,
         })
@@ -120,7 +126,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(&app, req, peer).await) }
+                async move { Ok::<_, std::convert::Infallible>(routes::handle(app, req, peer).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -220,6 +220,20 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
             system::update(ctx.app, patch)?;
             ok(system::describe(ctx.app)?)
         }
+        (&Method::GET, ["network"]) => {
+            ctx.admin()?;
+            ok(crate::network::describe(ctx.app)?)
+        }
+        (&Method::PUT, ["network"]) => {
+            ctx.admin()?;
+            let settings: crate::network::NetworkSettings = http::parse_json(&ctx.body)?;
+            ok(crate::network::change(&ctx.shared, settings)?)
+        }
+        (&Method::POST, ["network", "confirm"]) => {
+            ctx.admin()?;
+            ok(crate::network::confirm(ctx.app)?)
+        }
+        (_, ["network"] | ["network", "confirm"]) => Err(ApiError::method()),
         (
             _,
             ["users"]

@@ -22,6 +22,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/cairn.css"),
+    ("GET", "/static/cairn.js"),
 ];
 
 /// Every route this server answers, for the tests that walk them all (unauthenticated, CSRF, documented).
@@ -54,6 +55,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/shares/{name}"),
     ("PATCH", "/api/v1/shares/{name}"),
     ("DELETE", "/api/v1/shares/{name}"),
+    ("GET", "/api/v1/network"),
+    ("PUT", "/api/v1/network"),
+    ("POST", "/api/v1/network/confirm"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/"),
     ("GET", "/setup"),
@@ -79,6 +83,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/shares/{name}/delete"),
     ("GET", "/system"),
     ("POST", "/system"),
+    ("POST", "/system/network"),
+    ("POST", "/system/network/confirm"),
+    ("GET", "/static/cairn.js"),
     ("GET", "/me"),
     ("POST", "/me"),
     ("POST", "/me/password"),
@@ -90,6 +97,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub(crate) const OPENAPI: &[u8] = include_bytes!("../static/openapi.json");
 
 const CSS: &[u8] = include_bytes!("../static/cairn.css");
+const JS: &[u8] = include_bytes!("../static/cairn.js");
 
 /// Who is asking, once the cookie checked out.
 pub(crate) struct Caller {
@@ -99,6 +107,8 @@ pub(crate) struct Caller {
 
 pub(crate) struct Ctx<'a> {
     pub app: &'a App,
+    /// The same app, owned, for work that outlives the request (network rollback timers).
+    pub shared: std::sync::Arc<App>,
     pub headers: HeaderMap,
     pub peer: SocketAddr,
     pub caller: Option<Caller>,
@@ -209,13 +219,15 @@ fn is_public(method: &Method, path: &str) -> bool {
 }
 
 /// Answers one request.
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+pub async fn handle(shared: std::sync::Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let app: &App = &shared;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
     let is_api = path.starts_with("/api/");
     let mut ctx = Ctx {
         app,
+        shared: shared.clone(),
         headers: parts.headers,
         peer,
         caller: None,
@@ -487,6 +499,9 @@ mod nix_signal {
 async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiError> {
     if (method, path) == (&Method::GET, "/static/cairn.css") {
         return Ok(http::static_file("text/css; charset=utf-8", CSS));
+    }
+    if (method, path) == (&Method::GET, "/static/cairn.js") {
+        return Ok(http::static_file("text/javascript; charset=utf-8", JS));
     }
     let setup_done = ctx.app.accounts.setup_done();
     if !setup_done && path != "/setup" {

@@ -117,11 +117,11 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let board = match cairn_board::Board::load(&options.board) {
-        Ok(b) => b.name,
+    let (board, interface) = match cairn_board::Board::load(&options.board) {
+        Ok(b) => (b.name, b.network.interface),
         Err(e) => {
             log::warn!("{e}");
-            "unknown".to_string()
+            ("unknown".to_string(), "eth0".to_string())
         }
     };
     if let Err(e) = std::fs::create_dir_all(&options.state) {
@@ -141,6 +141,7 @@ fn daemon(args: &[String]) -> ExitCode {
     let identity = cairn_api::Identity {
         version: env!("CARGO_PKG_VERSION").to_string(),
         board,
+        interface,
     };
     let on_box = options.power == cairn_api::PowerControl::Init;
     let smb = options.smb.unwrap_or(on_box);
@@ -165,6 +166,7 @@ fn daemon(args: &[String]) -> ExitCode {
     };
     if on_box {
         cairn_api::system::apply_hostname(&app, &cairn_api::system::hostname(&app));
+        cairn_api::network::restore_at_boot(&app);
     }
     // Render the servers' files now, and again every minute to repair any drift.
     app.changed();
