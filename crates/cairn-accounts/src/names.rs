@@ -5,6 +5,14 @@ pub const NAME_MAX: usize = 32;
 
 /// Names the system itself uses; an account with one of these names would be confused with it.
 const RESERVED: &[&str] = &[
+    // Section names of smb.conf-style files, so no name can ever look like one.
+    "global",
+    "homes",
+    "printers",
+    "print",
+    "ipc",
+    // The unix account share files belong to.
+    "nas-files",
     "root",
     "daemon",
     "bin",

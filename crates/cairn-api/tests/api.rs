@@ -562,3 +562,188 @@ fn an_unconfirmed_network_change_rolls_back_by_itself() {
         assert_eq!(cairn_api::network::describe(&app).unwrap()["mode"], "static");
     });
 }
+
+/// Every hostile string from `tests/fixtures/hostile/` (one file per case) in every field that takes text.
+/// Names, paths and addresses must be refused with a documented code; free text may be kept only verbatim
+/// and single-line. Nothing is half-written: the state after a refusal equals the state before.
+#[test]
+fn hostile_input_in_every_field_is_refused_or_kept_verbatim() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let h = [("x-csrf-token", token.as_str())];
+    assert_eq!(
+        c.post_json(
+            "/api/v1/users",
+            &json!({"name": "alice", "password": "alice password"}),
+            &h
+        )
+        .unwrap()
+        .status,
+        201
+    );
+    assert_eq!(
+        c.post_json("/api/v1/shares", &json!({"name": "docs"}), &h)
+            .unwrap()
+            .status,
+        201
+    );
+    let codes =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md"))
+            .unwrap();
+    let snapshot = |c: &HttpClient| -> String {
+        [
+            "/api/v1/users",
+            "/api/v1/groups",
+            "/api/v1/shares",
+            "/api/v1/system",
+            "/api/v1/network",
+        ]
+        .iter()
+        .map(|p| {
+            let mut v = c.get(p).unwrap().json().unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("uptime_s");
+            }
+            v.to_string()
+        })
+        .collect()
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let bad: String = serde_json::from_str(&std::fs::read_to_string(&case).unwrap()).unwrap();
+        let label = case.file_name().unwrap().to_string_lossy().to_string();
+        // Fields where the value is an identifier, a path or an address: always refused.
+        let must_refuse: Vec<(&str, &str, &str, serde_json::Value)> = vec![
+            (
+                "user.name",
+                "POST",
+                "/api/v1/users",
+                json!({"name": bad, "password": "long enough"}),
+            ),
+            (
+                "user.email",
+                "POST",
+                "/api/v1/users",
+                json!({"name": "bob", "password": "long enough", "email": bad}),
+            ),
+            ("group.name", "POST", "/api/v1/groups", json!({"name": bad})),
+            (
+                "group.members",
+                "POST",
+                "/api/v1/groups",
+                json!({"name": "team", "members": [bad]}),
+            ),
+            ("share.name", "POST", "/api/v1/shares", json!({"name": bad})),
+            (
+                "share.path",
+                "POST",
+                "/api/v1/shares",
+                json!({"name": "other", "path": bad}),
+            ),
+            (
+                "share.volume",
+                "POST",
+                "/api/v1/shares",
+                json!({"name": "other", "volume": bad}),
+            ),
+            (
+                "share.access",
+                "PATCH",
+                "/api/v1/shares/docs",
+                json!({"access": {"users": {bad.clone(): "write"}}}),
+            ),
+            (
+                "system.hostname",
+                "PATCH",
+                "/api/v1/system",
+                json!({"hostname": bad}),
+            ),
+            (
+                "network.address",
+                "PUT",
+                "/api/v1/network",
+                json!({"mode": "static", "address": bad, "prefix": 24}),
+            ),
+        ];
+        // The few cases where the fixture is a legitimate value for that field.
+        let legitimate = [
+            ("empty.json", "user.email"),
+            ("reserved-root.json", "share.name"),
+            ("reserved-root.json", "share.path"),
+            ("reserved-root.json", "system.hostname"),
+            ("reserved-global.json", "share.path"),
+            ("reserved-global.json", "system.hostname"),
+            ("uppercase.json", "share.path"),
+            ("uppercase.json", "system.hostname"),
+            ("space.json", "share.path"),
+        ];
+        for (field, method, path, body) in must_refuse {
+            if legitimate.contains(&(label.as_str(), field)) {
+                continue;
+            }
+            let before = snapshot(&c);
+            let r = c
+                .request(
+                    method,
+                    path,
+                    &[
+                        ("content-type", "application/json"),
+                        ("x-csrf-token", &token),
+                    ],
+                    serde_json::to_vec(&body).unwrap(),
+                )
+                .unwrap();
+            assert!(
+                (400..500).contains(&r.status),
+                "{label}: {field} {method} {path} {body} was accepted: {}",
+                r.text()
+            );
+            let err = r.json().unwrap();
+            let code = err["error"]["code"].as_str().unwrap();
+            assert!(
+                codes.contains(&format!("`{code}`")),
+                "{label}: undocumented code {code}"
+            );
+            assert!(err["error"]["hint"].as_str().unwrap().len() > 5);
+            assert_eq!(
+                snapshot(&c),
+                before,
+                "{label}: {method} {path} left something behind"
+            );
+        }
+        // Free text: refused when it has control characters or is too long, otherwise kept exactly.
+        for (method, path, field) in [
+            ("PATCH", "/api/v1/users/alice", "full_name"),
+            ("PATCH", "/api/v1/shares/docs", "description"),
+        ] {
+            let r = c
+                .request(
+                    method,
+                    path,
+                    &[
+                        ("content-type", "application/json"),
+                        ("x-csrf-token", &token),
+                    ],
+                    serde_json::to_vec(&json!({field: bad})).unwrap(),
+                )
+                .unwrap();
+            let control = bad.chars().any(|ch| ch.is_control()) || bad.chars().count() > 128;
+            if control {
+                assert_eq!(r.status, 400, "{label}: {field} accepted: {}", r.text());
+            } else {
+                assert_eq!(r.status, 200, "{label}: {field}: {}", r.text());
+                assert_eq!(
+                    r.json().unwrap()[field],
+                    bad,
+                    "{label}: {field} must be kept verbatim"
+                );
+            }
+        }
+    }
+}
