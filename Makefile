@@ -47,7 +47,7 @@ test-e2e:
 ## The daemon natively on this machine with a throw-away state directory, for work on the pages.
 dev:
 	@state=$$(mktemp -d); echo "state in $$state; dashboard on http://127.0.0.1:$(HTTP_PORT)"; \
-	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --state $$state --board board/$(BOARD)/board.toml --power none
+	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --state $$state --ctl $$state/ctl.sock --board board/$(BOARD)/board.toml --power none
 
 ## Prints the figures the issues ask for (boot time against a floor, sizes, memory).
 bench: bootstrap images

@@ -139,6 +139,45 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
     }
 }
 
+/// Serves the same API on the root-only control socket used by `cairn ctl`. Connections from any uid other
+/// than root (or the daemon's own, for a development server) are closed unanswered.
+pub async fn serve_control(
+    listener: tokio::net::UnixListener,
+    app: Arc<App>,
+) -> std::io::Result<()> {
+    let own_uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+        if uid != 0 && uid != own_uid {
+            log::warn!("control socket: refused a connection from uid {uid}");
+            continue;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(routes::handle_as(app, req, peer, true).await)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// Whether a client address is on the local network: the only place first-boot setup is offered.
 pub fn is_local_network(addr: SocketAddr) -> bool {
     match addr.ip() {

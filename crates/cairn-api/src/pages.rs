@@ -92,6 +92,7 @@ pub fn login(e: Option<&ApiError>, username: &str) -> String {
 <label>Password<input name="password" type="password" required autocomplete="current-password"></label>
 <button type="submit">Log in</button>
 </form>
+<p class="help">Forgot the password? An administrator can set a new one; on the box's serial console, <code>cairn ctl user passwd NAME</code> always can.</p>
 </section>"#,
         problem = problem(e),
         username = esc(username),

@@ -107,6 +107,8 @@ pub(crate) struct Caller {
 
 pub(crate) struct Ctx<'a> {
     pub app: &'a App,
+    /// The request came through the root-only control socket (`cairn ctl`): the console is trusted.
+    pub console: bool,
     /// The same app, owned, for work that outlives the request (network rollback timers).
     pub shared: std::sync::Arc<App>,
     pub headers: HeaderMap,
@@ -141,6 +143,9 @@ impl Ctx<'_> {
 
     /// A change made with a session carries its CSRF token (header for the API, hidden field for forms).
     pub fn check_csrf(&self) -> Result<(), ApiError> {
+        if self.console {
+            return Ok(());
+        }
         let Some(caller) = &self.caller else {
             return Ok(());
         };
@@ -220,6 +225,40 @@ fn is_public(method: &Method, path: &str) -> bool {
 
 /// Answers one request.
 pub async fn handle(shared: std::sync::Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    handle_as(shared, req, peer, false).await
+}
+
+/// The console's identity for requests over the control socket: an administrator named `console`.
+fn console_caller() -> Caller {
+    let user = User {
+        name: "console".into(),
+        full_name: "Serial console".into(),
+        email: String::new(),
+        role: Role::Admin,
+        enabled: true,
+        password: cairn_accounts::PasswordHash::dummy(1),
+        nt_hash_hex: String::new(),
+        uid: 0,
+        created_s: 0,
+    };
+    let session = Session {
+        id: "console".into(),
+        user: "console".into(),
+        csrf_token: String::new(),
+        created_s: 0,
+        last_used_s: 0,
+        client: "control socket".into(),
+    };
+    Caller { session, user }
+}
+
+/// Answers one request; `console` marks the root-only control socket.
+pub async fn handle_as(
+    shared: std::sync::Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    console: bool,
+) -> Resp {
     let app: &App = &shared;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
@@ -227,13 +266,16 @@ pub async fn handle(shared: std::sync::Arc<App>, req: Request<Incoming>, peer: S
     let is_api = path.starts_with("/api/");
     let mut ctx = Ctx {
         app,
+        console,
         shared: shared.clone(),
         headers: parts.headers,
         peer,
         caller: None,
         body: Default::default(),
     };
-    if !host_is_ours(app, &ctx.headers) {
+    if console {
+        ctx.caller = Some(console_caller());
+    } else if !host_is_ours(app, &ctx.headers) {
         return answer_error(is_api, &ApiError::bad_host(), &ctx);
     }
     if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
@@ -275,7 +317,7 @@ fn answer_error(is_api: bool, e: &ApiError, ctx: &Ctx) -> Resp {
 
 /// Before the first administrator exists, only health and setup answer.
 fn gate_setup(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
-    if ctx.app.accounts.setup_done() {
+    if ctx.console || ctx.app.accounts.setup_done() {
         return Ok(());
     }
     let allowed = matches!(

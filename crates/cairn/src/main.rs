@@ -2,6 +2,8 @@
 //! a single copy of the standard library, tokio and the TLS stack. Wiring only; logic lives in the crates.
 #![forbid(unsafe_code)]
 
+mod ctl;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ commands:
       --board FILE       board description (default /etc/cairn/board.toml)
       --power init|none  who carries out reboot and power-off (default none)
       --smb on|off       render the SMB server's files (default: on with --power init)
+      --ctl PATH         control socket for `cairn ctl` (default /run/cairn/ctl.sock)
+  ctl ...              manage the box from its console (root): `cairn ctl help`
   version              print the firmware version";
 
 fn main() -> ExitCode {
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     let (command, rest) = match invoked.as_str() {
         "init" => ("init".to_string(), &args[1..]),
+        "cairn-ctl" => ("ctl".to_string(), &args[1..]),
         "cairnd" => ("daemon".to_string(), &args[1..]),
         _ => match args.get(1) {
             Some(c) => (c.clone(), &args[2..]),
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
             cairn_init::run()
         }
         "daemon" => daemon(rest),
+        "ctl" => ctl::run(rest),
         "version" | "--version" => {
             println!("{}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -65,6 +71,7 @@ struct DaemonOptions {
     board: PathBuf,
     power: cairn_api::PowerControl,
     smb: Option<bool>,
+    ctl: PathBuf,
 }
 
 fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
@@ -74,6 +81,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
         board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
         power: cairn_api::PowerControl::None,
         smb: None,
+        ctl: PathBuf::from(ctl::SOCKET),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -93,6 +101,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
                     v => return Err(format!("--power takes init or none, not {v:?}")),
                 }
             }
+            "--ctl" => o.ctl = PathBuf::from(value()?),
             "--smb" => {
                 o.smb = match value()?.as_str() {
                     "on" => Some(true),
@@ -189,6 +198,19 @@ fn daemon(args: &[String]) -> ExitCode {
             }
         };
         log::info!("listening on {}", options.listen);
+        let _ = std::fs::remove_file(&options.ctl);
+        match tokio::net::UnixListener::bind(&options.ctl) {
+            Ok(control) => {
+                use std::os::unix::fs::PermissionsExt;
+                let _ =
+                    std::fs::set_permissions(&options.ctl, std::fs::Permissions::from_mode(0o600));
+                tokio::spawn(cairn_api::serve_control(control, app.clone()));
+            }
+            Err(e) => log::error!(
+                "cannot open the control socket {}: {e}; `cairn ctl` will not work",
+                options.ctl.display()
+            ),
+        }
         match cairn_api::serve(listener, app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

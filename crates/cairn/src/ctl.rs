@@ -1,0 +1,356 @@
+//! `cairn ctl`: the console's way to manage the box, over the daemon's root-only control socket.
+//! Same operations and errors as the HTTP API (it is the same router); `--json` prints the API's answers.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::process::ExitCode;
+
+/// Where the daemon listens for `cairn ctl`.
+pub const SOCKET: &str = "/run/cairn/ctl.sock";
+
+pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
+
+  health                                  version, board, uptime, setup state
+  setup NAME [--email E]                  create the first administrator (password from stdin)
+  user list
+  user show NAME
+  user add NAME [--admin] [--email E] [--full-name F]   (password from stdin)
+  user set NAME [--email E] [--full-name F] [--admin|--user] [--enable|--disable]
+  user passwd NAME                        set a new password (read from stdin): the rescue path
+  user del NAME
+  group list | group add NAME [MEMBER...] | group set NAME [MEMBER...] | group del NAME
+  share list | share show NAME | share add NAME [--path P] [--description D] | share del NAME
+  share grant NAME user:U=read|write|none ... group:G=read|write|none ...
+  system                                  host name, version, uptime
+  hostname NAME                           rename the box
+  network                                 network settings";
+
+struct Request {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+fn req(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Request {
+    Request {
+        method,
+        path: path.into(),
+        body,
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    eprint!("password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Takes `--flag VALUE` out of args.
+fn take(args: &mut Vec<String>, flag: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == flag)?;
+    if i + 1 < args.len() {
+        let v = args.remove(i + 1);
+        args.remove(i);
+        Some(v)
+    } else {
+        args.remove(i);
+        None
+    }
+}
+
+fn take_switch(args: &mut Vec<String>, flag: &str) -> bool {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn plan(
+    mut args: Vec<String>,
+    share_lookup: &dyn Fn(&str) -> Result<Value, String>,
+) -> Result<Request, String> {
+    let words: Vec<String> = args.iter().take(2).cloned().collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let name = |args: &Vec<String>, i: usize| {
+        args.get(i)
+            .cloned()
+            .ok_or_else(|| format!("missing NAME\n{USAGE}"))
+    };
+    Ok(match w.as_slice() {
+        ["health", ..] => req("GET", "/api/v1/health", None),
+        ["setup", ..] => {
+            let email = take(&mut args, "--email").unwrap_or_default();
+            let n = name(&args, 1)?;
+            req(
+                "POST",
+                "/api/v1/setup",
+                Some(json!({"username": n, "password": read_password()?, "email": email})),
+            )
+        }
+        ["user", "list"] => req("GET", "/api/v1/users", None),
+        ["user", "show"] => req("GET", format!("/api/v1/users/{}", name(&args, 2)?), None),
+        ["user", "add"] => {
+            let admin = take_switch(&mut args, "--admin");
+            let email = take(&mut args, "--email").unwrap_or_default();
+            let full = take(&mut args, "--full-name").unwrap_or_default();
+            let n = name(&args, 2)?;
+            let role = if admin { "admin" } else { "user" };
+            req(
+                "POST",
+                "/api/v1/users",
+                Some(
+                    json!({"name": n, "email": email, "full_name": full, "role": role, "password": read_password()?}),
+                ),
+            )
+        }
+        ["user", "set"] => {
+            let mut patch = serde_json::Map::new();
+            if let Some(e) = take(&mut args, "--email") {
+                patch.insert("email".into(), e.into());
+            }
+            if let Some(f) = take(&mut args, "--full-name") {
+                patch.insert("full_name".into(), f.into());
+            }
+            if take_switch(&mut args, "--admin") {
+                patch.insert("role".into(), "admin".into());
+            }
+            if take_switch(&mut args, "--user") {
+                patch.insert("role".into(), "user".into());
+            }
+            if take_switch(&mut args, "--enable") {
+                patch.insert("enabled".into(), true.into());
+            }
+            if take_switch(&mut args, "--disable") {
+                patch.insert("enabled".into(), false.into());
+            }
+            req(
+                "PATCH",
+                format!("/api/v1/users/{}", name(&args, 2)?),
+                Some(Value::Object(patch)),
+            )
+        }
+        ["user", "passwd"] => {
+            let n = name(&args, 2)?;
+            req(
+                "PATCH",
+                format!("/api/v1/users/{n}"),
+                Some(json!({"password": read_password()?})),
+            )
+        }
+        ["user", "del"] => req("DELETE", format!("/api/v1/users/{}", name(&args, 2)?), None),
+        ["group", "list"] => req("GET", "/api/v1/groups", None),
+        ["group", "add"] => req(
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": name(&args, 2)?, "members": args[3..].to_vec()})),
+        ),
+        ["group", "set"] => req(
+            "PATCH",
+            format!("/api/v1/groups/{}", name(&args, 2)?),
+            Some(json!({"members": args[3..].to_vec()})),
+        ),
+        ["group", "del"] => req(
+            "DELETE",
+            format!("/api/v1/groups/{}", name(&args, 2)?),
+            None,
+        ),
+        ["share", "list"] => req("GET", "/api/v1/shares", None),
+        ["share", "show"] => req("GET", format!("/api/v1/shares/{}", name(&args, 2)?), None),
+        ["share", "add"] => {
+            let path = take(&mut args, "--path");
+            let description = take(&mut args, "--description").unwrap_or_default();
+            let mut body = json!({"name": name(&args, 2)?, "description": description});
+            if let Some(p) = path {
+                body["path"] = p.into();
+            }
+            req("POST", "/api/v1/shares", Some(body))
+        }
+        ["share", "del"] => req(
+            "DELETE",
+            format!("/api/v1/shares/{}", name(&args, 2)?),
+            None,
+        ),
+        ["share", "grant"] => {
+            let share = name(&args, 2)?;
+            let mut access = share_lookup(&share)?["access"].clone();
+            for grant in &args[3..] {
+                let (who, level) = grant
+                    .split_once('=')
+                    .ok_or(format!("{grant:?}: write user:NAME=read|write|none"))?;
+                let (kind, n) = match who.split_once(':') {
+                    Some(("user", n)) => ("users", n),
+                    Some(("group", n)) => ("groups", n),
+                    _ => return Err(format!("{who:?}: write user:NAME or group:NAME")),
+                };
+                match level {
+                    "none" => {
+                        access[kind].as_object_mut().map(|m| m.remove(n));
+                    }
+                    "read" | "write" => access[kind][n] = level.into(),
+                    _ => return Err(format!("{level:?}: use read, write or none")),
+                }
+            }
+            req(
+                "PATCH",
+                format!("/api/v1/shares/{share}"),
+                Some(json!({"access": access})),
+            )
+        }
+        ["system", ..] => req("GET", "/api/v1/system", None),
+        ["hostname", ..] => req(
+            "PATCH",
+            "/api/v1/system",
+            Some(json!({"hostname": name(&args, 1)?})),
+        ),
+        ["network", ..] => req("GET", "/api/v1/network", None),
+        _ => return Err(USAGE.to_string()),
+    })
+}
+
+async fn send(socket: &str, r: &Request) -> Result<(u16, Value), String> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!("cannot reach the daemon at {socket}: {e} (is it running? are you root?)")
+    })?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let body = r.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+    let request = hyper::Request::builder()
+        .method(r.method)
+        .uri(&r.path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}
+
+fn human(v: &Value) -> String {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| human_line(i))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Object(_) => human_line(v),
+        other => other.to_string(),
+    }
+}
+
+fn human_line(v: &Value) -> String {
+    match v.as_object() {
+        Some(o) => o
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    if let Value::String(s) = v {
+                        s.clone()
+                    } else {
+                        v.to_string()
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("  "),
+        None => v.to_string(),
+    }
+}
+
+pub fn run(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let as_json = take_switch(&mut args, "--json");
+    let socket = take(&mut args, "--socket").unwrap_or_else(|| SOCKET.to_string());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cairn ctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let lookup_socket = socket.clone();
+        let lookup = move |share: &str| -> Result<Value, String> {
+            let r = req("GET", format!("/api/v1/shares/{share}"), None);
+            let s = lookup_socket.clone();
+            let handle = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(send(&s, &r))
+            });
+            match handle.join().map_err(|_| "lookup failed".to_string())?? {
+                (200, v) => Ok(v),
+                (_, v) => Err(v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("share not found")
+                    .to_string()),
+            }
+        };
+        let request = match plan(args, &lookup) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        match send(&socket, &request).await {
+            Ok((status, value)) if status < 300 => {
+                println!(
+                    "{}",
+                    if as_json {
+                        value.to_string()
+                    } else {
+                        human(&value)
+                    }
+                );
+                ExitCode::SUCCESS
+            }
+            Ok((_, value)) => {
+                if as_json {
+                    println!("{value}");
+                } else {
+                    let e = &value["error"];
+                    eprintln!(
+                        "error: {}\nhint: {} ({})",
+                        e["message"].as_str().unwrap_or("unknown"),
+                        e["hint"].as_str().unwrap_or(""),
+                        e["code"].as_str().unwrap_or("")
+                    );
+                }
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("cairn ctl: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
