@@ -197,3 +197,5 @@ pub fn smbclient(
         ),
     )
 }
+
+pub mod webdriver;

@@ -1,0 +1,76 @@
+//! A person in a browser: setup, login, a user and a share, logout, the user's own page. Headless Chromium
+//! drives the real image under QEMU; screenshots land in target/screenshots/ for a human to look at.
+
+use cairn_e2e::webdriver::Browser;
+use cairn_e2e::ConsoleOnFailure;
+use cairn_qemu::{workspace_root, BootDisk, BootOptions, Machine, Manifest};
+use std::time::{Duration, Instant};
+
+#[test]
+fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
+    let board = "qemu-aarch64-virt";
+    let (manifest, dir) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
+    let disk = BootDisk::flash(&manifest, &dir).unwrap();
+    let started = Instant::now();
+    let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
+    let _log = ConsoleOnFailure(m.console_handle(), "browser");
+    m.wait_healthy(started, Duration::from_secs(120)).unwrap();
+    let shots = workspace_root().join("target/screenshots");
+    let base = format!("http://127.0.0.1:{}", m.http_port);
+    let b = Browser::start();
+
+    b.open(&format!("{base}/"));
+    assert!(
+        b.url().ends_with("/setup"),
+        "a new box shows setup: {}",
+        b.url()
+    );
+    b.screenshot(&shots.join("1-setup.png"));
+    b.fill("input[name=username]", "owner");
+    b.fill("input[name=email]", "owner@example.org");
+    b.fill("input[name=password]", "correct horse battery");
+    b.fill("input[name=password_again]", "correct horse battery");
+    b.click("button[type=submit]");
+    assert!(b.text().contains("Hello, owner"), "{}", b.text());
+    b.screenshot(&shots.join("2-home.png"));
+
+    b.open(&format!("{base}/users"));
+    b.fill("input[name=name]", "carol");
+    b.fill("input[name=full_name]", "Carol Jones");
+    b.fill("input[name=email]", "carol@example.org");
+    b.fill("input[name=password]", "carol password");
+    b.click("form[action='/users'] button[type=submit]");
+    assert!(b.url().contains("/users/carol"), "{}", b.url());
+    b.screenshot(&shots.join("3-user.png"));
+
+    b.open(&format!("{base}/shares"));
+    b.fill("input[name=name]", "family");
+    b.fill("input[name=description]", "Family photos");
+    b.click("form[action='/shares'] button[type=submit]");
+    assert!(b.url().contains("/shares/family"), "{}", b.url());
+    b.select("user:carol", "write");
+    b.click("form[action='/shares/family'] button[type=submit]");
+    b.screenshot(&shots.join("4-share.png"));
+
+    b.click("nav button");
+    assert!(b.url().ends_with("/login"), "{}", b.url());
+    b.fill("input[name=username]", "carol");
+    b.fill("input[name=password]", "carol password");
+    b.click("button[type=submit]");
+    assert!(
+        b.url().ends_with("/me"),
+        "a user lands on their own page: {}",
+        b.url()
+    );
+    let text = b.text();
+    assert!(text.contains("My account: carol"), "{text}");
+    assert!(
+        text.contains("family") && text.contains("Read and write"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Users\n") && !text.contains("Shares\nSystem"),
+        "no administration links for a user: {text}"
+    );
+    b.screenshot(&shots.join("5-self-service.png"));
+}
