@@ -51,6 +51,8 @@ dev:
 
 ## Prints the figures the issues ask for (boot time against a floor, sizes, memory).
 bench: bootstrap images
+	cargo build --release --locked -p cairn
+	cargo run --release --locked -p cairn-e2e --bin cairn-bench-api
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench
 
 lint:

@@ -244,6 +244,13 @@ impl Accounts {
         })
     }
 
+    /// Lowers the password work factor for new hashes. Only for seeding benchmark and test data fast:
+    /// every hash records its own factor, so logins stay correct. The daemon never calls this.
+    #[doc(hidden)]
+    pub fn set_kdf_iterations_for_seeding(&mut self, iterations: u32) {
+        self.password_policy.iterations = iterations;
+    }
+
     /// One all-or-nothing change, durable before it returns.
     fn tx<R>(
         &self,

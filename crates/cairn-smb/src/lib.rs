@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use cairn_accounts::{Group, Level, Share, User};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,17 +101,27 @@ fn safe_path(value: &str) -> Result<(), SmbError> {
 }
 
 /// The server's files for these accounts and shares. `server_name` is the box's host name.
-pub fn render(
-    users: &[User],
-    groups: &[Group],
-    shares: &[Share],
+pub fn render<'a>(
+    users: &'a [User],
+    groups: &'a [Group],
+    shares: &'a [Share],
     layout: &Layout,
     server_name: &str,
     base_passwd: &str,
     base_group: &str,
 ) -> Result<Rendered, SmbError> {
     safe_name("server name", &server_name.to_ascii_lowercase())?;
-    let enabled: Vec<&User> = users.iter().filter(|u| u.enabled).collect();
+    let mut enabled: HashSet<&'a str> = HashSet::new();
+    for u in users {
+        safe_name("user name", &u.name)?;
+        if u.enabled {
+            enabled.insert(u.name.as_str());
+        }
+    }
+    let members: HashMap<&'a str, &'a Vec<String>> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), &g.members))
+        .collect();
     let any_guest = shares.iter().any(|s| s.guest);
     let mut conf = String::new();
     conf.push_str(
@@ -137,25 +147,37 @@ pub fn render(
         let path = layout.system_volume.join(&share.path);
         let path = path.to_string_lossy();
         safe_path(&path)?;
-        let mut readers = BTreeSet::new();
-        let mut writers = BTreeSet::new();
-        for user in &enabled {
-            safe_name("user name", &user.name)?;
-            let in_groups: Vec<String> = groups
-                .iter()
-                .filter(|g| g.members.contains(&user.name))
-                .map(|g| g.name.clone())
-                .collect();
-            match share.level_for(&user.name, &in_groups) {
-                Some(Level::Write) => {
-                    writers.insert(user.name.as_str());
-                }
-                Some(Level::Read) => {
-                    readers.insert(user.name.as_str());
-                }
-                None => {}
+        // Walk only the share's own grants (users, and members of granted groups): linear in the access list.
+        let mut levels: BTreeMap<&str, Level> = BTreeMap::new();
+        let mut grant = |name: &'a str, level: Level| {
+            if enabled.contains(name) {
+                let e = levels.entry(name).or_insert(level);
+                *e = (*e).max(level);
+            }
+        };
+        for (u, l) in share.access.users.iter() {
+            grant(u.as_str(), *l);
+        }
+        for (g, l) in &share.access.groups {
+            for m in members
+                .get(g.as_str())
+                .map(|v| v.iter())
+                .into_iter()
+                .flatten()
+            {
+                grant(m.as_str(), *l);
             }
         }
+        let readers: BTreeSet<&str> = levels
+            .iter()
+            .filter(|(_, l)| **l == Level::Read)
+            .map(|(n, _)| *n)
+            .collect();
+        let writers: BTreeSet<&str> = levels
+            .iter()
+            .filter(|(_, l)| **l == Level::Write)
+            .map(|(n, _)| *n)
+            .collect();
         let valid: Vec<&str> = readers.iter().chain(writers.iter()).copied().collect();
         conf.push_str(&format!("\n[{}]\n", share.name));
         conf.push_str(&format!("\tpath = {path}\n"));

@@ -1,0 +1,323 @@
+//! `make bench` (API part): authenticated API throughput and p99 at 64 connections against a bare hyper
+//! hello-world in the same run, and list/render times with 1,000 and 10,000 users.
+
+use cairn_accounts::{Access, Accounts, Level, NewShare, NewUser, Role};
+use cairn_qemu::{workspace_root, HttpClient};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The reference: hyper serving a fixed answer, nothing else.
+fn hello_server(port: u16) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(hyper::body::Bytes::from_static(
+                                b"{\"hello\":\"world\"}",
+                            )),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+}
+
+struct Wrk {
+    requests_per_s: f64,
+    p99_ms: f64,
+}
+
+fn wrk(port: u16, path: &str, cookie: Option<&str>) -> Wrk {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", "2", "-c", "64", "-d", "8s", "--latency"]);
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: cairn_session={c}")]);
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("wrk (scripts/bootstrap installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let p99 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("99%"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(parse_ms)
+        .unwrap_or(f64::NAN);
+    let non2xx = text.lines().find(|l| l.contains("Non-2xx"));
+    assert!(non2xx.is_none(), "wrk saw errors on {path}: {text}");
+    Wrk {
+        requests_per_s: rps,
+        p99_ms: p99,
+    }
+}
+
+fn parse_ms(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(state: &std::path::Path, port: u16) -> Daemon {
+    let bin = workspace_root().join("target/release/cairn");
+    assert!(
+        bin.exists(),
+        "build the host daemon first: cargo build --release -p cairn"
+    );
+    let child = Command::new(bin)
+        .args([
+            "daemon",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--power",
+            "none",
+            "--smb",
+            "off",
+        ])
+        .arg("--state")
+        .arg(state)
+        .arg("--ctl")
+        .arg(state.join("ctl.sock"))
+        .arg("--board")
+        .arg(workspace_root().join("board/qemu-aarch64-virt/board.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = HttpClient::new(port);
+    let until = Instant::now() + Duration::from_secs(20);
+    while c
+        .get("/api/v1/health")
+        .map(|r| r.status != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon(child)
+}
+
+/// Seeds `users` accounts and `shares` shares (each shared with 5 users and a group) straight into a store.
+fn seed(state: &std::path::Path, users: usize, shares: usize) {
+    let store = cairn_store::Store::open(&state.join("settings.db")).unwrap();
+    let mut a = Accounts::new(store).unwrap();
+    a.setup("owner", "correct horse battery", "").unwrap();
+    a.set_kdf_iterations_for_seeding(1);
+    for i in 0..users {
+        a.create_user(NewUser {
+            name: format!("user{i:05}"),
+            full_name: format!("User {i}"),
+            email: format!("u{i}@example.org"),
+            role: Role::User,
+            enabled: true,
+            password: "seeded password".into(),
+        })
+        .unwrap();
+    }
+    a.create_group(
+        "everyone-else",
+        &(0..users.min(50))
+            .map(|i| format!("user{i:05}"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for s in 0..shares {
+        let mut access = Access::default();
+        for k in 0..5 {
+            access.users.insert(
+                format!("user{:05}", (s * 7 + k) % users),
+                if k % 2 == 0 {
+                    Level::Write
+                } else {
+                    Level::Read
+                },
+            );
+        }
+        access.groups.insert("everyone-else".into(), Level::Read);
+        a.create_share(NewShare {
+            name: format!("share{s:04}"),
+            description: String::new(),
+            volume: None,
+            path: None,
+            guest: false,
+            access,
+        })
+        .unwrap();
+    }
+}
+
+fn median_ms(mut f: impl FnMut() -> Duration, runs: usize) -> f64 {
+    let mut v: Vec<f64> = (0..runs).map(|_| f().as_secs_f64() * 1000.0).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    println!("# Cairn API benchmark (make bench: cargo run --release -p cairn-e2e --bin cairn-bench-api)");
+    let hello_port = free_port();
+    hello_server(hello_port);
+    std::thread::sleep(Duration::from_millis(200));
+    let hello = wrk(hello_port, "/", None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = daemon(dir.path(), port);
+    let c = HttpClient::new(port);
+    assert_eq!(
+        c.post_json(
+            "/api/v1/setup",
+            &serde_json::json!({"username": "owner", "password": "correct horse battery"}),
+            &[]
+        )
+        .unwrap()
+        .status,
+        201
+    );
+    let cookie = c.cookie("cairn_session").unwrap();
+    let api = wrk(port, "/api/v1/session", Some(&cookie));
+    drop(d);
+    println!();
+    println!("## Throughput, 64 connections, 8 s, wrk -t2 -c64 (host build)");
+    println!(
+        "bare hyper hello-world:            {:>9.0} req/s   p99 {:.2} ms",
+        hello.requests_per_s, hello.p99_ms
+    );
+    println!(
+        "Cairn GET /api/v1/session (auth):  {:>9.0} req/s   p99 {:.2} ms",
+        api.requests_per_s, api.p99_ms
+    );
+    println!(
+        "ratio (goal >= 50 %): {:.0} %   p99 goal <= 5 ms",
+        100.0 * api.requests_per_s / hello.requests_per_s.max(1.0)
+    );
+
+    println!();
+    println!("## Scale: list and render time (median of 5; goal < 100 ms each at 10,000 users / 1,000 shares)");
+    for (users, shares) in [(1_000, 100), (10_000, 1_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let seeded = Instant::now();
+        seed(dir.path(), users, shares);
+        let seeding = seeded.elapsed();
+        let port = free_port();
+        let _d = daemon(dir.path(), port);
+        let c = HttpClient::new(port).with_timeout(Duration::from_secs(60));
+        assert_eq!(
+            c.post_json(
+                "/api/v1/session",
+                &serde_json::json!({"username": "owner", "password": "correct horse battery"}),
+                &[]
+            )
+            .unwrap()
+            .status,
+            200
+        );
+        let api_ms = median_ms(
+            || {
+                let t = Instant::now();
+                let r = c.get("/api/v1/users").unwrap();
+                assert_eq!(r.status, 200);
+                t.elapsed()
+            },
+            5,
+        );
+        let page_ms = median_ms(
+            || {
+                let t = Instant::now();
+                let r = c.get("/users").unwrap();
+                assert_eq!(r.status, 200);
+                t.elapsed()
+            },
+            5,
+        );
+        drop(_d);
+        let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
+        let a = Accounts::new(store).unwrap();
+        let (u, g, s) = (a.users().unwrap(), a.groups().unwrap(), a.shares().unwrap());
+        let out = tempfile::tempdir().unwrap();
+        let layout = cairn_smb::Layout {
+            config_dir: out.path().join("ksmbd"),
+            etc_dir: out.path().join("etc"),
+            system_volume: out.path().join("shares"),
+            base_passwd: out.path().join("none"),
+            base_group: out.path().join("none"),
+        };
+        let render_ms = median_ms(
+            || {
+                let t = Instant::now();
+                let r = cairn_smb::render(
+                    &u,
+                    &g,
+                    &s,
+                    &layout,
+                    "cairn",
+                    "root:x:0:0::/root:/bin/sh",
+                    "root:x:0:",
+                )
+                .unwrap();
+                std::hint::black_box(&r);
+                t.elapsed()
+            },
+            5,
+        );
+        let rendered = cairn_smb::render(&u, &g, &s, &layout, "cairn", "", "").unwrap();
+        let write_ms = median_ms(
+            || {
+                let _ = std::fs::remove_dir_all(&layout.config_dir);
+                let t = Instant::now();
+                for (name, text) in [
+                    ("ksmbd.conf", &rendered.conf),
+                    ("ksmbdpwd.db", &rendered.pwddb),
+                ] {
+                    cairn_smb::write_atomic(&layout.config_dir.join(name), text, 0o600).unwrap();
+                }
+                t.elapsed()
+            },
+            5,
+        );
+        println!(
+            "{users:>6} users, {shares:>5} shares: GET /api/v1/users {api_ms:6.1} ms | GET /users page {page_ms:6.1} ms | render ksmbd files {render_ms:6.1} ms + atomic write {write_ms:5.1} ms  (seeded in {:.1} s)",
+            seeding.as_secs_f64()
+        );
+    }
+}
