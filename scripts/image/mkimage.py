@@ -230,7 +230,7 @@ def build(board_name, binary, outdir):
     install_busybox(pkgs, initramfs)
     shutil.copy2(ROOT / "rootfs" / "initramfs" / "init", initramfs / "init")
     (initramfs / "etc" / "modules").write_text("\n".join(board["modules"]["initramfs"]) + "\n")
-    (initramfs / "etc" / "boot-disk").write_text(board["storage"]["boot_disk"] + "\n")
+    (initramfs / "etc" / "boot-device").write_text(board["storage"]["boot_device"] + "\n")
     install_modules(moddir, release, module_closure(moddir, board["modules"]["initramfs"]), initramfs)
     initrd = outdir / "initrd.img"
     cpio_newc(initramfs, initrd, [("dev/console", stat.S_IFCHR | 0o600, (5, 1))])

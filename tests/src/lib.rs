@@ -115,9 +115,10 @@ pub struct SharedBox {
 pub fn shared_box(
     cell: &'static std::sync::OnceLock<std::sync::Mutex<SharedBox>>,
     board: &'static str,
-    options: cairn_qemu::BootOptions,
+    options: impl FnOnce() -> cairn_qemu::BootOptions,
 ) -> std::sync::MutexGuard<'static, SharedBox> {
     let lock = cell.get_or_init(|| {
+        let options = options();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let (manifest, dir) =

@@ -93,6 +93,36 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits until the address contains `fragment` (a submitted form navigates asynchronously).
+    pub fn wait_url(&self, fragment: &str) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !self.url().contains(fragment) {
+            if Instant::now() > until {
+                panic!(
+                    "waited 30 s for an address with {fragment:?}; at {} showing:\n{}",
+                    self.url(),
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the page shows `fragment`.
+    pub fn wait_text(&self, fragment: &str) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !self.text().contains(fragment) {
+            if Instant::now() > until {
+                panic!(
+                    "waited 30 s for the page to show {fragment:?}; at {} showing:\n{}",
+                    self.url(),
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn find(&self, css: &str) -> String {
         let v = self.call(
             "POST",

@@ -31,7 +31,7 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
     b.fill("input[name=password]", "correct horse battery");
     b.fill("input[name=password_again]", "correct horse battery");
     b.click("button[type=submit]");
-    assert!(b.text().contains("Hello, owner"), "{}", b.text());
+    b.wait_text("Hello, owner");
     b.screenshot(&shots.join("2-home.png"));
 
     b.open(&format!("{base}/users"));
@@ -40,20 +40,21 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
     b.fill("input[name=email]", "carol@example.org");
     b.fill("input[name=password]", "carol password");
     b.click("form[action='/users'] button[type=submit]");
-    assert!(b.url().contains("/users/carol"), "{}", b.url());
+    b.wait_url("/users/carol");
     b.screenshot(&shots.join("3-user.png"));
 
     b.open(&format!("{base}/shares"));
     b.fill("input[name=name]", "family");
     b.fill("input[name=description]", "Family photos");
     b.click("form[action='/shares'] button[type=submit]");
-    assert!(b.url().contains("/shares/family"), "{}", b.url());
+    b.wait_url("/shares/family");
     b.select("user:carol", "write");
     b.click("form[action='/shares/family'] button[type=submit]");
+    b.wait_url("saved=1");
     b.screenshot(&shots.join("4-share.png"));
 
     b.click("nav button");
-    assert!(b.url().ends_with("/login"), "{}", b.url());
+    b.wait_url("/login");
     b.fill("input[name=username]", "carol");
     b.fill("input[name=password]", "carol password");
     b.click("button[type=submit]");

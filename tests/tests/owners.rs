@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 static BOX: OnceLock<Mutex<SharedBox>> = OnceLock::new();
 
 fn the_box() -> std::sync::MutexGuard<'static, SharedBox> {
-    shared_box(
-        &BOX,
-        "qemu-aarch64-virt",
+    shared_box(&BOX, "qemu-aarch64-virt", || {
+        let disks_dir = cairn_qemu::workspace_root().join("target/e2e-disks/owners");
+        let _ = std::fs::remove_dir_all(&disks_dir);
+        let data_disks = cairn_qemu::blank_data_disks(&disks_dir, 2, 256).unwrap();
         BootOptions {
             network: Network::Offline,
             forward: vec![445],
+            data_disks,
             ..BootOptions::default()
-        },
-    )
+        }
+    })
 }
 
 fn csrf(client: &HttpClient) -> String {
@@ -578,4 +580,22 @@ fn static_ip_change_keeps_admin_working() {
         &send(&admin, "POST", "/api/v1/network/confirm", json!({})),
         200,
     );
+}
+
+/// Disks are listed by bay with their serials; the boot medium is marked and never free.
+#[test]
+fn disks_are_listed_and_the_boot_medium_is_never_free() {
+    let b = the_box();
+    let _log = ConsoleOnFailure(b.machine.console_handle(), "disks");
+    let disks = expect(&b.admin.get("/api/v1/disks").unwrap(), 200);
+    let disks = disks.as_array().unwrap();
+    let boot: Vec<_> = disks.iter().filter(|d| d["role"] == "boot").collect();
+    assert_eq!(boot.len(), 1, "{disks:?}");
+    // With data disks on PCIe the boot medium is probed last and is not vda: found by its device path.
+    assert!(boot[0]["device"].as_str().unwrap().starts_with("vd"));
+    let free: Vec<_> = disks.iter().filter(|d| d["role"] == "free").collect();
+    assert_eq!(free.len(), 2, "{disks:?}");
+    assert_eq!(free[0]["serial"], "CAIRN-BAY1");
+    assert_eq!(free[1]["id"], "CAIRN-BAY2");
+    assert_eq!(free[0]["size_bytes"], 256u64 * 1024 * 1024);
 }

@@ -168,7 +168,7 @@ async fn admin_pages(
             match blocking(move || a.create_user(new)).await {
                 Ok(u) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/users/{}?saved=1", u.name)))
+                    Ok(see_other(format!("/users/{}?created=1", u.name)))
                 }
                 Err(e) => users_page(ctx, c, Some(&e), ""),
             }
@@ -264,7 +264,7 @@ async fn admin_pages(
             match accounts.create_share(new) {
                 Ok(s) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/shares/{}?saved=1", s.name)))
+                    Ok(see_other(format!("/shares/{}?created=1", s.name)))
                 }
                 Err(e) => shares_page(ctx, c, Some(&ApiError::from(e))),
             }

@@ -60,6 +60,10 @@ pub struct App {
     pub started: Instant,
     /// How long a network change waits for confirmation before rolling back.
     pub network_window: std::time::Duration,
+    /// The board description, for disk bays; absent on a development host without one.
+    pub board: Option<cairn_board::Board>,
+    /// Root of sysfs (`/sys`), where disks are discovered.
+    pub sys_root: std::path::PathBuf,
     throttle: throttle::Throttle,
     on_change: Option<ChangeHook>,
 }
@@ -77,6 +81,8 @@ impl App {
             power,
             started: Instant::now(),
             network_window: network::CONFIRM_WINDOW,
+            board: None,
+            sys_root: std::path::PathBuf::from("/sys"),
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
             on_change: None,
         })

@@ -220,6 +220,15 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
             system::update(ctx.app, patch)?;
             ok(system::describe(ctx.app)?)
         }
+        (&Method::GET, ["disks"]) => {
+            ctx.admin()?;
+            let disks = match &ctx.app.board {
+                Some(board) => cairn_storage::discover(&ctx.app.sys_root, board),
+                None => vec![],
+            };
+            ok(serde_json::to_value(disks).map_err(ApiError::internal)?)
+        }
+        (_, ["disks"]) => Err(ApiError::method()),
         (&Method::GET, ["network"]) => {
             ctx.admin()?;
             ok(crate::network::describe(ctx.app)?)

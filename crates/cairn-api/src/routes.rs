@@ -55,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/shares/{name}"),
     ("PATCH", "/api/v1/shares/{name}"),
     ("DELETE", "/api/v1/shares/{name}"),
+    ("GET", "/api/v1/disks"),
     ("GET", "/api/v1/network"),
     ("PUT", "/api/v1/network"),
     ("POST", "/api/v1/network/confirm"),

@@ -99,8 +99,8 @@ pub struct Gpio {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
-    /// Kernel name of the boot medium; never offered as a data disk.
-    pub boot_disk: String,
+    /// Glob over the boot medium's resolved sysfs path (`/sys/devices/...`); never offered as a data disk.
+    pub boot_device: String,
     /// Glob (`*`, `?`, `[a-z]`) over kernel block device names that are data-disk bays.
     pub data_disk_pattern: String,
 }
@@ -231,11 +231,14 @@ impl Board {
                 problems.push(format!("module name {m:?} is not a kernel module name"));
             }
         }
-        if self.storage.boot_disk.contains('/') {
-            problems.push("storage.boot_disk is a kernel name like vda, not a path".to_string());
+        if !self.storage.boot_device.starts_with("/sys/devices/") {
+            problems.push("storage.boot_device is a glob over a /sys/devices/... path".to_string());
         }
-        if glob_match(&self.storage.data_disk_pattern, &self.storage.boot_disk) {
-            problems.push("storage.data_disk_pattern must not match the boot disk".to_string());
+        if self.storage.data_disk_pattern.contains('/') {
+            problems.push(
+                "storage.data_disk_pattern is a glob over kernel names like sd*, not a path"
+                    .to_string(),
+            );
         }
         problems
     }
@@ -253,9 +256,14 @@ impl Board {
             .map(|i| i + 1)
     }
 
-    /// Whether a kernel block device name is one of this board's data-disk bays.
-    pub fn is_data_disk(&self, kernel_name: &str) -> bool {
-        kernel_name != self.storage.boot_disk
+    /// Whether a disk, by its resolved sysfs device path, is the boot medium.
+    pub fn is_boot_device(&self, device_path: &str) -> bool {
+        glob_match(&self.storage.boot_device, device_path)
+    }
+
+    /// Whether a disk is one of this board's data-disk bays: its name matches and it is not the boot medium.
+    pub fn is_data_disk(&self, kernel_name: &str, device_path: &str) -> bool {
+        !self.is_boot_device(device_path)
             && glob_match(&self.storage.data_disk_pattern, kernel_name)
     }
 }
@@ -342,11 +350,18 @@ mod tests {
     #[test]
     fn data_disks_never_include_the_boot_disk() {
         let board = Board::load(&board_file("qemu-aarch64-virt")).unwrap();
-        assert!(board.is_data_disk("vdb"));
-        assert!(board.is_data_disk("vde"));
-        assert!(!board.is_data_disk("vda"));
-        assert!(!board.is_data_disk("vda1"));
-        assert!(!board.is_data_disk("loop0"));
+        let mmio = "/sys/devices/platform/a003e00.virtio_mmio/virtio31/block/vdc";
+        let pci = "/sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:02.0/0000:01:00.0/virtio1/block/vda";
+        assert!(
+            board.is_data_disk("vda", pci),
+            "a PCIe disk named vda is a data disk"
+        );
+        assert!(
+            !board.is_data_disk("vdc", mmio),
+            "the boot medium never is, whatever its name"
+        );
+        assert!(board.is_boot_device(mmio));
+        assert!(!board.is_data_disk("loop0", "/sys/devices/virtual/block/loop0"));
     }
 
     #[test]
@@ -365,8 +380,8 @@ mod tests {
             .replace("name = \"qemu-aarch64-virt\"", "name = \"Bad Name\"")
             .replace("name = \"root-b\"", "name = \"spare\"")
             .replace(
-                "data_disk_pattern = \"vd[b-z]\"",
                 "data_disk_pattern = \"vd*\"",
+                "data_disk_pattern = \"/dev/vd*\"",
             );
         match Board::parse(&broken, "test") {
             Err(BoardError::Invalid { problems, .. }) => {

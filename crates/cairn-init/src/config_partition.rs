@@ -47,9 +47,13 @@ pub fn probe(device: &Path) -> std::io::Result<Contents> {
     Ok(classify(&head))
 }
 
-/// Finds the partition of the boot disk `disk` whose GPT name is `name`, by reading sysfs uevents.
-/// Only the boot disk counts: a data disk carrying another box's partitions is never mistaken for ours.
-pub fn find_by_partname(sys_class_block: &Path, disk: &str, name: &str) -> Option<PathBuf> {
+/// Finds the partition named `name` (GPT) on the boot medium, whose resolved sysfs path `is_boot` accepts.
+/// Only the boot medium counts: a data disk carrying another box's partitions is never mistaken for ours.
+pub fn find_by_partname(
+    sys_class_block: &Path,
+    is_boot: &dyn Fn(&str) -> bool,
+    name: &str,
+) -> Option<PathBuf> {
     let entries = std::fs::read_dir(sys_class_block).ok()?;
     let mut found: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -57,10 +61,13 @@ pub fn find_by_partname(sys_class_block: &Path, disk: &str, name: &str) -> Optio
             let uevent = std::fs::read_to_string(e.path().join("uevent")).ok()?;
             let partname = uevent.lines().find_map(|l| l.strip_prefix("PARTNAME="))?;
             let devname = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
-            let on_disk = devname.strip_prefix(disk).is_some_and(|rest| {
-                let rest = rest.strip_prefix('p').unwrap_or(rest);
-                !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
-            });
+            // A partition's sysfs directory sits inside its disk's: the parent is the disk.
+            let disk_path = std::fs::canonicalize(e.path())
+                .ok()?
+                .parent()?
+                .to_string_lossy()
+                .into_owned();
+            let on_disk = is_boot(&disk_path);
             (partname == name && on_disk).then(|| devname.to_string())
         })
         .collect();
@@ -95,30 +102,30 @@ mod tests {
     }
 
     #[test]
-    fn partitions_are_found_by_gpt_name() {
+    fn partitions_are_found_by_gpt_name_on_the_boot_medium_only() {
         let dir = tempfile::tempdir().unwrap();
-        for (dev, part) in [
-            ("vda1", "boot"),
-            ("vda4", "config"),
-            ("vdb", ""),
-            ("vdb4", "config"),
-            ("vdaa1", "config"),
+        let class = dir.path().join("class");
+        std::fs::create_dir(&class).unwrap();
+        // vdc is the boot medium (probed last); vda is a data disk that carries another box's partitions.
+        for (disk, dev, part) in [
+            ("mmio/vdc", "vdc1", "boot"),
+            ("mmio/vdc", "vdc4", "config"),
+            ("pci/vda", "vda4", "config"),
         ] {
-            std::fs::create_dir(dir.path().join(dev)).unwrap();
-            let mut uevent = format!("MAJOR=254\nDEVNAME={dev}\nDEVTYPE=partition\n");
-            if !part.is_empty() {
-                uevent.push_str(&format!("PARTNAME={part}\n"));
-            }
-            std::fs::write(dir.path().join(dev).join("uevent"), uevent).unwrap();
+            let d = dir.path().join(disk).join(dev);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("uevent"),
+                format!("MAJOR=254\nDEVNAME={dev}\nDEVTYPE=partition\nPARTNAME={part}\n"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(&d, class.join(dev)).unwrap();
         }
+        let is_boot = |p: &str| p.contains("/mmio/");
         assert_eq!(
-            find_by_partname(dir.path(), "vda", "config"),
-            Some(PathBuf::from("/dev/vda4"))
+            find_by_partname(&class, &is_boot, "config"),
+            Some(PathBuf::from("/dev/vdc4"))
         );
-        assert_eq!(
-            find_by_partname(dir.path(), "vdb", "config"),
-            Some(PathBuf::from("/dev/vdb4"))
-        );
-        assert_eq!(find_by_partname(dir.path(), "vda", "root-b"), None);
+        assert_eq!(find_by_partname(&class, &is_boot, "root-b"), None);
     }
 }

@@ -345,9 +345,10 @@ fn load_modules(log: &LogRing, wanted: &[String]) {
 /// comes up (on a RAM-backed /config) so the owner can see what is wrong instead of a dead box.
 fn mount_config(log: &LogRing, board: Option<&Board>) {
     let _ = std::fs::create_dir_all(CONFIG_MOUNT);
-    let disk = board.map(|b| b.storage.boot_disk.as_str()).unwrap_or("vda");
+    let is_boot = |path: &str| board.map(|b| b.is_boot_device(path)).unwrap_or(true);
     let state =
-        match config_partition::find_by_partname(Path::new("/sys/class/block"), disk, "config") {
+        match config_partition::find_by_partname(Path::new("/sys/class/block"), &is_boot, "config")
+        {
             None => Err("no partition named config on the boot disk".to_string()),
             Some(dev) => prepare_and_mount(log, &dev),
         };

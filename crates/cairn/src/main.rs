@@ -126,12 +126,16 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (board, interface) = match cairn_board::Board::load(&options.board) {
-        Ok(b) => (b.name, b.network.interface),
+    let board_data = match cairn_board::Board::load(&options.board) {
+        Ok(b) => Some(b),
         Err(e) => {
             log::warn!("{e}");
-            ("unknown".to_string(), "eth0".to_string())
+            None
         }
+    };
+    let (board, interface) = match &board_data {
+        Some(b) => (b.name.clone(), b.network.interface.clone()),
+        None => ("unknown".to_string(), "eth0".to_string()),
     };
     if let Err(e) = std::fs::create_dir_all(&options.state) {
         log::error!(
@@ -154,7 +158,10 @@ fn daemon(args: &[String]) -> ExitCode {
     };
     let on_box = options.power == cairn_api::PowerControl::Init;
     let smb = options.smb.unwrap_or(on_box);
-    let app = match cairn_api::App::new(identity, store, options.power) {
+    let app = match cairn_api::App::new(identity, store, options.power).map(|mut a| {
+        a.board = board_data;
+        a
+    }) {
         Ok(a) if smb => Arc::new(a.with_change_hook(Box::new(render_smb))),
         Ok(a) => Arc::new(a),
         Err(e) => {

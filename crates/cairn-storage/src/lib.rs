@@ -1,0 +1,196 @@
+//! Disks: what block devices the box has, which bay each sits in, and what each holds.
+//!
+//! Owns reading sysfs (and, as the storage issue continues, md RAID state and volumes). Discovery is a pure
+//! function over a sysfs root, tested on the host against fixture trees shaped like the kernel's; the boot
+//! medium is never offered as a data disk. It never writes to a disk.
+#![forbid(unsafe_code)]
+
+use cairn_board::Board;
+use serde::Serialize;
+use std::path::Path;
+
+/// What a disk is used for.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskRole {
+    /// Blank, or nothing Cairn recognises on it that holds data: may be used for a new volume.
+    Free,
+    /// A member of an md array.
+    Member,
+    /// Holds a partition table or a filesystem: data Cairn did not create.
+    Foreign,
+    /// The medium the box boots from. Never offered.
+    Boot,
+}
+
+/// One disk, as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Disk {
+    /// Stable identifier: the serial when the disk reports one, else the kernel name.
+    pub id: String,
+    /// Kernel name (`vdb`, `sda`): changes between boots, so never stored.
+    pub device: String,
+    pub serial: String,
+    pub model: String,
+    pub size_bytes: u64,
+    pub rotational: bool,
+    /// The bay the disk sits in, when the board says how to tell.
+    pub slot: Option<u32>,
+    pub role: DiskRole,
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Every whole disk the board treats as a data-disk bay, plus the boot medium (marked `boot`), sorted by name.
+/// `sys` is the sysfs root (`/sys`).
+pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
+    let root = std::fs::canonicalize(sys).unwrap_or_else(|_| sys.to_path_buf());
+    let Ok(entries) = std::fs::read_dir(sys.join("block")) else {
+        return vec![];
+    };
+    let mut disks: Vec<Disk> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let device = e.file_name().to_string_lossy().into_owned();
+            // The device's path as the kernel names it (`/sys/devices/...`), whatever root `sys` is.
+            let real = std::fs::canonicalize(e.path())
+                .ok()
+                .and_then(|p| {
+                    p.strip_prefix(&root)
+                        .ok()
+                        .map(|r| Path::new("/sys").join(r).to_string_lossy().into_owned())
+                })
+                .unwrap_or_default();
+            let is_boot = board.is_boot_device(&real);
+            if !is_boot && !board.is_data_disk(&device, &real) {
+                return None;
+            }
+            let dir = e.path();
+            let serial = {
+                let s = read(&dir.join("serial"));
+                if s.is_empty() {
+                    read(&dir.join("device/serial"))
+                } else {
+                    s
+                }
+            };
+            let model = {
+                let m = read(&dir.join("device/model"));
+                if m.is_empty() {
+                    "Virtual disk".to_string()
+                } else {
+                    m
+                }
+            };
+            let sectors: u64 = read(&dir.join("size")).parse().unwrap_or(0);
+            let holders = std::fs::read_dir(dir.join("holders"))
+                .map(|h| h.count())
+                .unwrap_or(0);
+            let partitions = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .any(|e| e.path().join("partition").exists())
+                })
+                .unwrap_or(false);
+            let role = if is_boot {
+                DiskRole::Boot
+            } else if holders > 0 && read(&dir.join("md/level")).is_empty() {
+                DiskRole::Member
+            } else if partitions {
+                DiskRole::Foreign
+            } else {
+                DiskRole::Free
+            };
+            Some(Disk {
+                id: if serial.is_empty() {
+                    device.clone()
+                } else {
+                    serial.clone()
+                },
+                device,
+                serial,
+                model,
+                size_bytes: sectors * 512,
+                rotational: read(&dir.join("queue/rotational")) == "1",
+                slot: None,
+                role,
+            })
+        })
+        .collect();
+    disks.sort_by(|a, b| a.device.cmp(&b.device));
+    disks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board() -> Board {
+        Board::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/qemu-aarch64-virt/board.toml"),
+        )
+        .unwrap()
+    }
+
+    /// Lays a disk out like the kernel: the device under devices/, a link to it under block/.
+    fn disk(sys: &Path, name: &str, serial: &str, sectors: u64, extra: &[&str]) {
+        let parent = if serial.is_empty() && name != "loop0" {
+            "devices/platform/a003e00.virtio_mmio/virtio31/block"
+        } else {
+            "devices/platform/4010000000.pcie/pci0000:00/0000:00:02.0/block"
+        };
+        let d = sys.join(parent).join(name);
+        std::fs::create_dir_all(sys.join("block")).unwrap();
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::symlink(&d, sys.join("block").join(name)).unwrap();
+        std::fs::create_dir_all(d.join("queue")).unwrap();
+        std::fs::create_dir_all(d.join("holders")).unwrap();
+        std::fs::write(d.join("size"), format!("{sectors}\n")).unwrap();
+        std::fs::write(d.join("serial"), format!("{serial}\n")).unwrap();
+        std::fs::write(d.join("queue/rotational"), "0\n").unwrap();
+        for x in extra {
+            match *x {
+                "partitioned" => {
+                    std::fs::create_dir_all(d.join(format!("{name}1"))).unwrap();
+                    std::fs::write(d.join(format!("{name}1/partition")), "1\n").unwrap();
+                }
+                "md-member" => std::fs::create_dir_all(d.join("holders/md0")).unwrap(),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn disks_are_found_with_their_roles_and_the_boot_medium_is_marked() {
+        let sys = tempfile::tempdir().unwrap();
+        disk(sys.path(), "vda", "", 659_456, &["partitioned"]);
+        disk(sys.path(), "vdb", "CAIRN-BAY1", 2_097_152, &[]);
+        disk(sys.path(), "vdc", "CAIRN-BAY2", 2_097_152, &["md-member"]);
+        disk(sys.path(), "vdd", "CAIRN-BAY3", 2_097_152, &["partitioned"]);
+        disk(sys.path(), "loop0", "", 100, &[]);
+        let found = discover(sys.path(), &board());
+        let roles: Vec<(&str, DiskRole)> =
+            found.iter().map(|d| (d.device.as_str(), d.role)).collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("vda", DiskRole::Boot),
+                ("vdb", DiskRole::Free),
+                ("vdc", DiskRole::Member),
+                ("vdd", DiskRole::Foreign)
+            ]
+        );
+        assert_eq!(found[1].id, "CAIRN-BAY1");
+        assert_eq!(found[1].size_bytes, 1024 * 1024 * 1024);
+        assert!(!found[1].rotational);
+    }
+
+    #[test]
+    fn a_missing_sysfs_finds_nothing_rather_than_failing() {
+        assert!(discover(Path::new("/nonexistent"), &board()).is_empty());
+    }
+}
