@@ -217,9 +217,10 @@ def build(board_name, binary, outdir):
     for tool in ["ksmbd.mountd", "ksmbd.control", "ksmbd.adduser", "ksmbd.addshare"]:
         (root / "usr" / "sbin" / tool).symlink_to("../libexec/ksmbd.tools")
     root_no_modules = work / "root-no-modules.squashfs"
-    squash = ["-noappend", "-all-root", "-comp", "xz", "-quiet", "-no-progress"]
+    # zstd: decompresses several times faster than xz on a small ARM core (and under TCG), for a few % more size.
+    squash = ["-noappend", "-all-root", "-comp", "zstd", "-Xcompression-level", "19", "-quiet", "-no-progress"]
     run("mksquashfs", root, root_no_modules, *squash)
-    install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"]), root)
+    install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"] + board["modules"].get("late", [])), root)
     root_img = work / "root-a.squashfs"
     run("mksquashfs", root, root_img, *squash)
 

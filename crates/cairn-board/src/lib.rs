@@ -62,7 +62,11 @@ pub struct Qemu {
 #[serde(deny_unknown_fields)]
 pub struct Modules {
     pub initramfs: Vec<String>,
+    /// Needed before services start (config filesystem, network).
     pub boot: Vec<String>,
+    /// Loaded while services start (the SMB server): they do not hold up the dashboard.
+    #[serde(default)]
+    pub late: Vec<String>,
 }
 
 /// The hardware watchdog that init keeps petting.
@@ -222,7 +226,13 @@ impl Board {
                 }
             }
         }
-        for m in self.modules.initramfs.iter().chain(&self.modules.boot) {
+        for m in self
+            .modules
+            .initramfs
+            .iter()
+            .chain(&self.modules.boot)
+            .chain(&self.modules.late)
+        {
             if m.is_empty()
                 || !m
                     .chars()

@@ -62,6 +62,15 @@ pub fn run() -> ! {
     let _ = nix::unistd::sethostname("cairn");
     mount_config(&log, board.as_ref());
     bring_up_network(&log, board.as_ref());
+    if let Some(late) = board
+        .as_ref()
+        .map(|b| b.modules.late.clone())
+        .filter(|l| !l.is_empty())
+    {
+        // Services that need these (the SMB server) restart with backoff until they are in.
+        let log = log.clone();
+        std::thread::spawn(move || load_modules(&log, &late));
+    }
 
     let interface = board
         .as_ref()
@@ -337,7 +346,11 @@ fn load_modules(log: &LogRing, wanted: &[String]) {
     }
     log.line(
         "init",
-        &format!("modules loaded in {} ms", started.elapsed().as_millis()),
+        &format!(
+            "{} modules loaded in {} ms",
+            wanted.len(),
+            started.elapsed().as_millis()
+        ),
     );
 }
 
