@@ -41,6 +41,21 @@ enum Stop {
 
 /// Runs PID 1. Never returns: it ends with a reboot or power-off.
 pub fn run() -> ! {
+    // First of all, before any thread exists: every thread inherits this mask, and a signal meant for the
+    // main loop (busybox poweroff sends SIGUSR2) reaching a thread that does not block it would kill PID 1.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGHUP,
+        Signal::SIGPWR,
+    ] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
     let log = Arc::new(LogRing::new(Path::new("/run/log/cairn.log"), true));
     mount_virtual_filesystems(&log);
     let _ = std::fs::create_dir_all("/run/log");
@@ -114,19 +129,6 @@ pub fn run() -> ! {
         })
         .collect();
 
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGHUP,
-        Signal::SIGPWR,
-    ] {
-        mask.add(s);
-    }
-    let _ = mask.thread_block();
     let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(fd) => fd,
         Err(e) => {
