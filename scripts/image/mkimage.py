@@ -213,14 +213,14 @@ def build(board_name, binary, outdir):
     (root / "etc" / "ksmbd").symlink_to("/run/ksmbd")
     for name, target in [("run", "/run"), ("tmp", "/tmp"), ("log", "/run/log")]:
         (root / "var" / name).symlink_to(target)
-    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck"), ("ksmbd-tools", "usr/libexec/ksmbd.tools")])
+    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck"), ("ksmbd-tools", "usr/libexec/ksmbd.tools"), ("mdadm", "sbin/mdadm")])
     for tool in ["ksmbd.mountd", "ksmbd.control", "ksmbd.adduser", "ksmbd.addshare"]:
         (root / "usr" / "sbin" / tool).symlink_to("../libexec/ksmbd.tools")
     root_no_modules = work / "root-no-modules.squashfs"
     # zstd: decompresses several times faster than xz on a small ARM core (and under TCG), for a few % more size.
     squash = ["-noappend", "-all-root", "-comp", "zstd", "-Xcompression-level", "19", "-quiet", "-no-progress"]
     run("mksquashfs", root, root_no_modules, *squash)
-    install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"] + board["modules"].get("late", [])), root)
+    install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"] + board["modules"].get("late", []) + board["modules"].get("on_demand", [])), root)
     root_img = work / "root-a.squashfs"
     run("mksquashfs", root, root_img, *squash)
 

@@ -598,4 +598,17 @@ fn disks_are_listed_and_the_boot_medium_is_never_free() {
     assert_eq!(free[0]["serial"], "CAIRN-BAY1");
     assert_eq!(free[1]["id"], "CAIRN-BAY2");
     assert_eq!(free[0]["size_bytes"], 256u64 * 1024 * 1024);
+    // The RAID tools the storage manager will drive are in the image and run (libraries included).
+    let mut b = b;
+    let v = b
+        .machine
+        .serial(
+            "/sbin/mdadm --version 2>&1; modprobe raid1 && grep -c raid1 /proc/mdstat",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(
+        v.contains("mdadm - v4") && v.trim_end().ends_with('1'),
+        "{v}"
+    );
 }

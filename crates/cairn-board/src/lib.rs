@@ -67,6 +67,9 @@ pub struct Modules {
     /// Loaded while services start (the SMB server): they do not hold up the dashboard.
     #[serde(default)]
     pub late: Vec<String>,
+    /// In the image but loaded only when needed (md RAID levels: raid456 takes seconds to load on armv7).
+    #[serde(default)]
+    pub on_demand: Vec<String>,
 }
 
 /// The hardware watchdog that init keeps petting.

@@ -5,6 +5,8 @@
 //! medium is never offered as a data disk. It never writes to a disk.
 #![forbid(unsafe_code)]
 
+pub mod md;
+
 use cairn_board::Board;
 use serde::Serialize;
 use std::path::Path;
