@@ -26,6 +26,9 @@ pub struct ServiceSpec {
     /// Environment variables, `NAME=value`.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Started before the config partition is mounted (it must not need it): DHCP overlaps the mount.
+    #[serde(default)]
+    pub early: bool,
 }
 
 /// Why the services file is unusable.

@@ -75,7 +75,6 @@ pub fn run() -> ! {
         load_modules(&log, &b.modules.boot);
     }
     let _ = nix::unistd::sethostname("cairn");
-    mount_config(&log, board.as_ref());
     bring_up_network(&log, board.as_ref());
     if let Some(late) = board
         .as_ref()
@@ -108,6 +107,7 @@ pub fn run() -> ! {
                 argv: vec!["/bin/sh".into()],
                 console: true,
                 env: vec![],
+                early: false,
             }]
         }
     };
@@ -128,6 +128,16 @@ pub fn run() -> ! {
             }
         })
         .collect();
+    // Early services (DHCP) need nothing from the config partition: they run while it is checked and mounted.
+    for r in running.iter_mut().filter(|r| r.spec.early) {
+        r.restart_at = None;
+        r.pid = start(&log, &r.spec);
+        r.started = Instant::now();
+        if r.pid.is_none() {
+            schedule_restart(&log, r);
+        }
+    }
+    mount_config(&log, board.as_ref());
 
     let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(fd) => fd,
