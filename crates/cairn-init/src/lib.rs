@@ -11,6 +11,7 @@
 pub mod config_partition;
 pub mod logring;
 pub mod modules;
+pub mod procnet;
 pub mod services;
 mod system;
 

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 pub const CONFIG_MOUNT: &str = "/config";
 /// How long services get to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The port the management daemon listens on; late modules wait for it.
+const DASHBOARD_PORT: u16 = 80;
+/// Longest wait for the dashboard before late modules load anyway.
+const LATE_MODULES_WAIT: Duration = Duration::from_secs(20);
 /// How often the main loop wakes up without a signal.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -81,9 +85,13 @@ pub fn run() -> ! {
         .map(|b| b.modules.late.clone())
         .filter(|l| !l.is_empty())
     {
-        // Services that need these (the SMB server) restart with backoff until they are in.
+        // Services that need these (the SMB server) restart with backoff until they are in. They wait for the
+        // dashboard to listen first: on a single core, loading them would otherwise delay it.
         let log = log.clone();
-        std::thread::spawn(move || load_modules(&log, &late));
+        std::thread::spawn(move || {
+            wait_for_listener(DASHBOARD_PORT, LATE_MODULES_WAIT);
+            load_modules(&log, &late)
+        });
     }
 
     let interface = board
@@ -559,5 +567,19 @@ fn final_reboot(stop: Stop, watchdog: Option<std::fs::File>) -> ! {
     let _ = nix::sys::reboot::reboot(mode);
     loop {
         std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Waits until something listens on TCP `port` (IPv4 or IPv6), or `deadline` passes.
+fn wait_for_listener(port: u16, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        let listening = ["/proc/net/tcp6", "/proc/net/tcp"].iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| crate::procnet::listens_on(&t, port))
+        });
+        if listening {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
