@@ -58,11 +58,9 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
     b.fill("input[name=username]", "carol");
     b.fill("input[name=password]", "carol password");
     b.click("button[type=submit]");
-    assert!(
-        b.url().ends_with("/me"),
-        "a user lands on their own page: {}",
-        b.url()
-    );
+    // Logging in navigates asynchronously: wait for the user's own page.
+    b.wait_url("/me");
+    b.wait_text("My account: carol");
     let text = b.text();
     assert!(text.contains("My account: carol"), "{text}");
     assert!(
