@@ -67,6 +67,36 @@ impl Browser {
         }
     }
 
+    /// A command that may fail while the page is changing (stale elements during a navigation).
+    fn try_call(&self, method: &str, path: &str, body: Value) -> Option<Value> {
+        let path = format!("/session/{}{path}", self.session);
+        let r = self
+            .client
+            .request(
+                method,
+                &path,
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .ok()?;
+        (r.status == 200)
+            .then(|| r.json().ok().map(|v| v["value"].clone()))
+            .flatten()
+    }
+
+    /// The page's text, or None while it is being replaced.
+    fn try_text(&self) -> Option<String> {
+        let v = self.try_call(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": "body"}),
+        )?;
+        let id = v[ELEMENT].as_str()?.to_string();
+        self.try_call("GET", &format!("/element/{id}/text"), json!({}))?
+            .as_str()
+            .map(str::to_string)
+    }
+
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let path = format!("/session/{}{path}", self.session);
         let r = self
@@ -111,7 +141,7 @@ impl Browser {
     /// Waits until the page shows `fragment`.
     pub fn wait_text(&self, fragment: &str) {
         let until = Instant::now() + Duration::from_secs(30);
-        while !self.text().contains(fragment) {
+        while !self.try_text().is_some_and(|t| t.contains(fragment)) {
             if Instant::now() > until {
                 panic!(
                     "waited 30 s for the page to show {fragment:?}; at {} showing:\n{}",
