@@ -60,6 +60,25 @@ fn set_up(server: &Server) -> (HttpClient, String) {
     (c, token)
 }
 
+/// POST /api/v1/session as a browser would.
+fn login(c: &HttpClient, user: &str, password: &str) -> cairn_qemu::HttpResponse {
+    login_with(&c, user, password, &[])
+}
+
+fn login_with(
+    c: &HttpClient,
+    user: &str,
+    password: &str,
+    headers: &[(&str, &str)],
+) -> cairn_qemu::HttpResponse {
+    c.post_json(
+        "/api/v1/session",
+        &json!({"username": user, "password": password}),
+        headers,
+    )
+    .unwrap()
+}
+
 fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     let body = r.json().unwrap();
@@ -270,22 +289,10 @@ fn login_from_another_site_is_refused() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    let r = c
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "owner", "password": PASSWORD}),
-            &[("origin", "http://evil.example")],
-        )
-        .unwrap();
+    let r = login_with(&c, "owner", PASSWORD, &[("origin", "http://evil.example")]);
     assert_error(&r, 403, "request.cross_origin");
     let own = format!("http://127.0.0.1:{}", server.port);
-    let r = c
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "owner", "password": PASSWORD}),
-            &[("origin", &own)],
-        )
-        .unwrap();
+    let r = login_with(&c, "owner", PASSWORD, &[("origin", &own)]);
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -330,20 +337,8 @@ fn wrong_password_and_unknown_user_look_the_same() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    let a = c
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "owner", "password": "wrong password"}),
-            &[],
-        )
-        .unwrap();
-    let b = c
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "ghost", "password": "wrong password"}),
-            &[],
-        )
-        .unwrap();
+    let a = login(&c, "owner", "wrong password");
+    let b = login(&c, "ghost", "wrong password");
     assert_eq!(a.status, b.status);
     assert_eq!(a.body, b.body);
 }
@@ -415,22 +410,10 @@ fn repeated_login_failures_slow_down_without_revealing_accounts() {
     set_up(&server);
     let c = HttpClient::new(server.port);
     for _ in 0..6 {
-        let r = c
-            .post_json(
-                "/api/v1/session",
-                &json!({"username": "owner", "password": "wrong password"}),
-                &[],
-            )
-            .unwrap();
+        let r = login(&c, "owner", "wrong password");
         assert_error(&r, 401, "session.bad_credentials");
     }
-    let r = c
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "owner", "password": PASSWORD}),
-            &[],
-        )
-        .unwrap();
+    let r = login(&c, "owner", PASSWORD);
     assert_error(&r, 429, "session.rate_limited");
     assert!(r.header("retry-after").is_some());
 }
@@ -498,13 +481,7 @@ fn users_groups_and_shares_round_trip_through_the_api() {
     assert_eq!(r.json().unwrap()["email"], "new@example.org");
     // Alice sees her own record and shares, and nothing an administrator manages.
     let alice = HttpClient::new(server.port);
-    let r = alice
-        .post_json(
-            "/api/v1/session",
-            &json!({"username": "alice", "password": "alice password"}),
-            &[],
-        )
-        .unwrap();
+    let r = login(&alice, "alice", "alice password");
     assert_eq!(r.status, 200);
     let me = alice.get("/api/v1/me").unwrap().json().unwrap();
     assert_eq!(me["shares"]["photos"], "write");
