@@ -327,6 +327,12 @@ impl Accounts {
         self.records.get(Kind::User, name)
     }
 
+    /// One account, or the not-found error callers answer with.
+    pub fn require_user(&self, name: &str) -> Result<User, AccountError> {
+        self.user(name)?
+            .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))
+    }
+
     /// Every account, in name order.
     pub fn users(&self) -> Result<Vec<User>, AccountError> {
         self.records.list(Kind::User)
@@ -477,6 +483,12 @@ impl Accounts {
         self.records.get(Kind::Group, name)
     }
 
+    /// One group, or the not-found error callers answer with.
+    pub fn require_group(&self, name: &str) -> Result<Group, AccountError> {
+        self.group(name)?
+            .ok_or_else(|| AccountError::NoSuchGroup(name.to_string()))
+    }
+
     fn clean_members(members: &[String]) -> Result<Vec<String>, AccountError> {
         let mut out: Vec<String> = Vec::new();
         for m in members {
@@ -559,6 +571,12 @@ impl Accounts {
             return Ok(None);
         }
         self.records.get(Kind::Share, name)
+    }
+
+    /// One share, or the not-found error callers answer with.
+    pub fn require_share(&self, name: &str) -> Result<Share, AccountError> {
+        self.share(name)?
+            .ok_or_else(|| AccountError::NoSuchShare(name.to_string()))
     }
 
     /// Adds a share. Access may name only existing users and groups.

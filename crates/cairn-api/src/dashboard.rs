@@ -32,14 +32,17 @@ fn notice(text: &str) -> String {
     }
 }
 
-fn see_other(to: String) -> Resp {
-    let mut resp = http::redirect("/", None);
-    resp.headers_mut().insert(
-        hyper::header::LOCATION,
-        hyper::header::HeaderValue::from_str(&to)
-            .unwrap_or(hyper::header::HeaderValue::from_static("/")),
-    );
-    resp
+fn redirect_to(to: String) -> Resp {
+    http::redirect(&to, None)
+}
+
+/// Members typed as "alice, bob" or "alice bob".
+fn parse_members(text: &str) -> Vec<String> {
+    text.split([',', ' '])
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn role_select(selected: Role) -> String {
@@ -112,7 +115,7 @@ async fn handle(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, A
                 current_password: None,
             };
             match update_me(ctx, patch).await {
-                Ok(()) => Ok(see_other("/me?saved=profile".into())),
+                Ok(()) => Ok(redirect_to("/me?saved=profile".into())),
                 Err(e) => me_page(ctx, c, Some(&e), ""),
             }
         }
@@ -133,13 +136,13 @@ async fn handle(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, A
                 current_password: Some(f("current_password")),
             };
             match update_me(ctx, patch).await {
-                Ok(()) => Ok(see_other("/me?saved=password".into())),
+                Ok(()) => Ok(redirect_to("/me?saved=password".into())),
                 Err(e) => me_page(ctx, c, Some(&e), ""),
             }
         }
         (&Method::POST, ["me", "sessions", id, "revoke"]) => {
             ctx.app.accounts.revoke_session(&c.user.name, id)?;
-            Ok(see_other("/me".into()))
+            Ok(redirect_to("/me".into()))
         }
         _ => admin_pages(ctx, method, segs, &f).await,
     }
@@ -168,21 +171,17 @@ async fn admin_pages(
             match blocking(move || a.create_user(new)).await {
                 Ok(u) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/users/{}?created=1", u.name)))
+                    Ok(redirect_to(format!("/users/{}?created=1", u.name)))
                 }
                 Err(e) => users_page(ctx, c, Some(&e), ""),
             }
         }
         (&Method::GET, ["users", name]) => {
-            let user = accounts.user(name)?.ok_or_else(|| {
-                ApiError::from(cairn_accounts::AccountError::NoSuchUser(name.to_string()))
-            })?;
+            let user = accounts.require_user(name)?;
             user_page(c, &user, None)
         }
         (&Method::POST, ["users", name]) => {
-            let user = accounts.user(name)?.ok_or_else(|| {
-                ApiError::from(cairn_accounts::AccountError::NoSuchUser(name.to_string()))
-            })?;
+            let user = accounts.require_user(name)?;
             let password = f("password");
             let patch = UserPatch {
                 full_name: Some(f("full_name")),
@@ -195,7 +194,7 @@ async fn admin_pages(
             match blocking(move || a.update_user(&n, patch)).await {
                 Ok(u) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/users/{}?saved=1", u.name)))
+                    Ok(redirect_to(format!("/users/{}?saved=1", u.name)))
                 }
                 Err(e) => user_page(c, &user, Some(&e)),
             }
@@ -203,42 +202,30 @@ async fn admin_pages(
         (&Method::POST, ["users", name, "delete"]) => match accounts.delete_user(name) {
             Ok(()) => {
                 ctx.app.changed();
-                Ok(see_other("/users".into()))
+                Ok(redirect_to("/users".into()))
             }
             Err(e) => {
-                let user = accounts.user(name)?.ok_or_else(|| {
-                    ApiError::from(cairn_accounts::AccountError::NoSuchUser(name.to_string()))
-                })?;
+                let user = accounts.require_user(name)?;
                 user_page(c, &user, Some(&ApiError::from(e)))
             }
         },
         (&Method::GET, ["groups"]) => groups_page(ctx, c, None),
         (&Method::POST, ["groups"]) => {
-            let members: Vec<String> = f("members")
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
+            let members = parse_members(&f("members"));
             match accounts.create_group(f("name").trim(), &members) {
                 Ok(_) => {
                     ctx.app.changed();
-                    Ok(see_other("/groups".into()))
+                    Ok(redirect_to("/groups".into()))
                 }
                 Err(e) => groups_page(ctx, c, Some(&ApiError::from(e))),
             }
         }
         (&Method::POST, ["groups", name]) => {
-            let members: Vec<String> = f("members")
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
+            let members = parse_members(&f("members"));
             match accounts.update_group(name, &members) {
                 Ok(_) => {
                     ctx.app.changed();
-                    Ok(see_other("/groups".into()))
+                    Ok(redirect_to("/groups".into()))
                 }
                 Err(e) => groups_page(ctx, c, Some(&ApiError::from(e))),
             }
@@ -246,7 +233,7 @@ async fn admin_pages(
         (&Method::POST, ["groups", name, "delete"]) => match accounts.delete_group(name) {
             Ok(()) => {
                 ctx.app.changed();
-                Ok(see_other("/groups".into()))
+                Ok(redirect_to("/groups".into()))
             }
             Err(e) => groups_page(ctx, c, Some(&ApiError::from(e))),
         },
@@ -264,7 +251,7 @@ async fn admin_pages(
             match accounts.create_share(new) {
                 Ok(s) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/shares/{}?created=1", s.name)))
+                    Ok(redirect_to(format!("/shares/{}?created=1", s.name)))
                 }
                 Err(e) => shares_page(ctx, c, Some(&ApiError::from(e))),
             }
@@ -290,7 +277,7 @@ async fn admin_pages(
             match accounts.update_share(name, patch) {
                 Ok(_) => {
                     ctx.app.changed();
-                    Ok(see_other(format!("/shares/{name}?saved=1")))
+                    Ok(redirect_to(format!("/shares/{name}?saved=1")))
                 }
                 Err(e) => share_page(ctx, c, name, Some(&ApiError::from(e))),
             }
@@ -298,7 +285,7 @@ async fn admin_pages(
         (&Method::POST, ["shares", name, "delete"]) => {
             accounts.delete_share(name)?;
             ctx.app.changed();
-            Ok(see_other("/shares".into()))
+            Ok(redirect_to("/shares".into()))
         }
         (&Method::GET, ["system"]) => system_page(ctx, c, None),
         (&Method::POST, ["system", "network"]) => {
@@ -330,13 +317,13 @@ async fn admin_pages(
                 return system_page(ctx, c, Some(&e));
             }
             match crate::network::change(&ctx.shared, settings) {
-                Ok(_) => Ok(see_other("/system".into())),
+                Ok(_) => Ok(redirect_to("/system".into())),
                 Err(e) => system_page(ctx, c, Some(&e)),
             }
         }
         (&Method::POST, ["system", "network", "confirm"]) => match crate::network::confirm(ctx.app)
         {
-            Ok(_) => Ok(see_other("/system".into())),
+            Ok(_) => Ok(redirect_to("/system".into())),
             Err(e) => system_page(ctx, c, Some(&e)),
         },
         (&Method::POST, ["system"]) => match system::update(
@@ -345,7 +332,7 @@ async fn admin_pages(
                 hostname: Some(f("hostname").trim().to_string()),
             },
         ) {
-            Ok(()) => Ok(see_other("/system?saved=1".into())),
+            Ok(()) => Ok(redirect_to("/system?saved=1".into())),
             Err(e) => system_page(ctx, c, Some(&e)),
         },
         _ => Err(ApiError::not_found()),
@@ -492,9 +479,7 @@ fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
 
 fn share_page(ctx: &Ctx, c: &Caller, name: &str, e: Option<&ApiError>) -> Result<Resp, ApiError> {
     let accounts = &ctx.app.accounts;
-    let share = accounts.share(name)?.ok_or_else(|| {
-        ApiError::from(cairn_accounts::AccountError::NoSuchShare(name.to_string()))
-    })?;
+    let share = accounts.require_share(name)?;
     let users: String = accounts
         .users()?
         .iter()

@@ -132,10 +132,11 @@ pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
 }
 
 /// A 303 to another page, optionally setting or clearing the session cookie.
-pub fn redirect(to: &'static str, cookie: Option<HeaderValue>) -> Resp {
+pub fn redirect(to: &str, cookie: Option<HeaderValue>) -> Resp {
     let mut resp = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
-    resp.headers_mut()
-        .insert(LOCATION, HeaderValue::from_static(to));
+    // Targets are built from validated names; anything unencodable goes home rather than failing.
+    let location = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
+    resp.headers_mut().insert(LOCATION, location);
     if let Some(c) = cookie {
         resp.headers_mut().insert(SET_COOKIE, c);
     }

@@ -41,14 +41,6 @@ fn group_json(g: &Group) -> Value {
     json!({"name": g.name, "members": g.members})
 }
 
-fn not_found(what: &'static str, name: &str) -> ApiError {
-    ApiError::from(match what {
-        "user" => cairn_accounts::AccountError::NoSuchUser(name.to_string()),
-        "group" => cairn_accounts::AccountError::NoSuchGroup(name.to_string()),
-        _ => cairn_accounts::AccountError::NoSuchShare(name.to_string()),
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewGroup {
@@ -95,9 +87,7 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
             if c.user.role != Role::Admin && c.user.name != *name {
                 return Err(ApiError::admin_only());
             }
-            let u = accounts
-                .user(name)?
-                .ok_or_else(|| not_found("user", name))?;
+            let u = accounts.require_user(name)?;
             ok(user_json(&u))
         }
         (&Method::PATCH, ["users", name]) => {
@@ -157,11 +147,7 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
         }
         (&Method::GET, ["groups", name]) => {
             ctx.admin()?;
-            ok(group_json(
-                &accounts
-                    .group(name)?
-                    .ok_or_else(|| not_found("group", name))?,
-            ))
+            ok(group_json(&accounts.require_group(name)?))
         }
         (&Method::PATCH, ["groups", name]) => {
             ctx.admin()?;
@@ -191,11 +177,7 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
         }
         (&Method::GET, ["shares", name]) => {
             ctx.admin()?;
-            ok(share_json(
-                &accounts
-                    .share(name)?
-                    .ok_or_else(|| not_found("share", name))?,
-            ))
+            ok(share_json(&accounts.require_share(name)?))
         }
         (&Method::PATCH, ["shares", name]) => {
             ctx.admin()?;

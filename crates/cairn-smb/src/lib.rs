@@ -213,8 +213,8 @@ pub fn render<'a>(
     ));
     let mut group = base_group.trim_end().to_string() + "\n";
     group.push_str(&format!("{FILES_USER}:x:{FILES_UID}:\n"));
+    // Every user name was checked above, building `enabled`.
     for user in users {
-        safe_name("user name", &user.name)?;
         if user.enabled {
             let hash = unhex(&user.nt_hash_hex).ok_or(SmbError::Unsafe {
                 what: "NT hash of",
