@@ -110,6 +110,20 @@ pub struct Storage {
     pub boot_device: String,
     /// Glob (`*`, `?`, `[a-z]`) over kernel block device names that are data-disk bays.
     pub data_disk_pattern: String,
+    /// How a disk's bay number is told, so owners find the disk to pull by the number on the case.
+    #[serde(default)]
+    pub bays: Vec<Bay>,
+    /// Bays numbered by the PCI hot-plug slot the disk sits behind (`/sys/bus/pci/slots/N`).
+    #[serde(default)]
+    pub bays_from_pci_slots: bool,
+}
+
+/// One bay: its number on the case and the sysfs device path (glob) of whatever disk sits in it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bay {
+    pub number: u32,
+    pub device: String,
 }
 
 /// Filesystem a partition of the boot medium carries.
@@ -275,6 +289,15 @@ impl Board {
     }
 
     /// Whether a disk is one of this board's data-disk bays: its name matches and it is not the boot medium.
+    /// The bay a disk with this resolved sysfs device path sits in, from the board's bay globs.
+    pub fn bay_of(&self, device_path: &str) -> Option<u32> {
+        self.storage
+            .bays
+            .iter()
+            .find(|b| glob_match(&b.device, device_path))
+            .map(|b| b.number)
+    }
+
     pub fn is_data_disk(&self, kernel_name: &str, device_path: &str) -> bool {
         !self.is_boot_device(device_path)
             && glob_match(&self.storage.data_disk_pattern, kernel_name)

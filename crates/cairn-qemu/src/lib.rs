@@ -148,6 +148,8 @@ pub struct BootOptions {
     pub initrd_override: Option<PathBuf>,
     /// Data-disk bays, in order.
     pub data_disks: Vec<DataDisk>,
+    /// Empty hot-plug bays after the filled ones, for disks added while the box runs.
+    pub empty_bays: usize,
 }
 
 impl Default for BootOptions {
@@ -158,6 +160,7 @@ impl Default for BootOptions {
             memory_mib: None,
             initrd_override: None,
             data_disks: vec![],
+            empty_bays: 0,
         }
     }
 }
@@ -186,6 +189,9 @@ pub struct Machine {
     pub forwarded: Vec<(u16, u16)>,
     pub started: Instant,
     marker: u32,
+    /// QEMU device ids of disks plugged while running, by bay (boot-time disks are `disk<bay>`).
+    disk_ids: Mutex<std::collections::HashMap<usize, String>>,
+    plugged: std::sync::atomic::AtomicUsize,
     _runtime_dir: tempfile::TempDir,
 }
 
@@ -266,26 +272,39 @@ pub fn qemu_command(
     for dev in &qemu.extra_devices {
         cmd.args(["-device", dev]);
     }
+    for bay in options.data_disks.len() + 1..=options.data_disks.len() + options.empty_bays {
+        cmd.args(["-device", &bay_port(bay)]);
+    }
     for (i, d) in options.data_disks.iter().enumerate() {
         let bay = i + 1;
-        cmd.args([
-            "-device",
-            &format!("pcie-root-port,id=bay{bay},chassis={bay}"),
-        ])
-        .arg("-drive")
-        .arg(format!(
-            "if=none,id=data{bay},file={},format=raw",
-            d.file.display()
-        ))
-        .args([
-            "-device",
-            &format!(
-                "virtio-blk-pci,drive=data{bay},id=disk{bay},bus=bay{bay},serial={}",
-                d.serial
-            ),
-        ]);
+        cmd.args(["-device", &bay_port(bay)])
+            .arg("-drive")
+            .arg(format!(
+                "if=none,id=data{bay},file={},format=raw",
+                d.file.display()
+            ))
+            .args([
+                "-device",
+                &format!(
+                    "virtio-blk-pci,drive=data{bay},id=disk{bay},bus=bay{bay},serial={}",
+                    d.serial
+                ),
+            ]);
     }
     Ok((board, manifest, cmd))
+}
+
+/// A hot-plug PCIe port whose slot number is the bay number the guest reads from /sys/bus/pci/slots.
+fn bay_port(bay: usize) -> String {
+    format!("pcie-root-port,id=bay{bay},chassis={bay},slot={bay}")
+}
+
+/// Creates a blank sparse disk file of `size_mib`, replacing none that exists.
+pub fn blank_disk(file: &Path, size_mib: u64) -> Result<()> {
+    if !file.exists() {
+        std::fs::File::create(file)?.set_len(size_mib * 1024 * 1024)?;
+    }
+    Ok(())
 }
 
 /// Creates (if missing) `count` blank sparse data disks of `size_mib` in `dir`, named like bays.
@@ -294,9 +313,7 @@ pub fn blank_data_disks(dir: &Path, count: usize, size_mib: u64) -> Result<Vec<D
     (1..=count)
         .map(|bay| {
             let file = dir.join(format!("bay{bay}.img"));
-            if !file.exists() {
-                std::fs::File::create(&file)?.set_len(size_mib * 1024 * 1024)?;
-            }
+            blank_disk(&file, size_mib)?;
             Ok(DataDisk {
                 file,
                 serial: format!("CAIRN-BAY{bay}"),
@@ -383,6 +400,8 @@ impl Machine {
             forwarded,
             started: Instant::now(),
             marker: 0,
+            disk_ids: Mutex::new(Default::default()),
+            plugged: Default::default(),
             _runtime_dir: runtime_dir,
         })
     }
@@ -514,6 +533,41 @@ impl Machine {
     }
 
     /// Connects to QEMU's machine protocol.
+    /// Pulls the disk out of `bay` while the box runs (PCIe hot-unplug, as a drive sled pulled from a NAS).
+    pub fn unplug_disk(&self, bay: usize) -> Result<()> {
+        let mut qmp = self.qmp()?;
+        let id = self
+            .disk_ids
+            .lock()
+            .unwrap()
+            .remove(&bay)
+            .unwrap_or(format!("disk{bay}"));
+        qmp.execute("device_del", serde_json::json!({"id": id}))?;
+        Ok(())
+    }
+
+    /// Pushes a disk image into an empty `bay` while the box runs.
+    pub fn plug_disk(&self, bay: usize, disk: &DataDisk) -> Result<()> {
+        let mut qmp = self.qmp()?;
+        let n = self
+            .plugged
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let node = format!("hot{n}");
+        qmp.execute(
+            "blockdev-add",
+            serde_json::json!({"driver": "raw", "node-name": node,
+                "file": {"driver": "file", "filename": disk.file.to_string_lossy()}}),
+        )?;
+        let id = format!("hotdisk{n}");
+        qmp.execute(
+            "device_add",
+            serde_json::json!({"driver": "virtio-blk-pci", "drive": node, "id": id,
+                "bus": format!("bay{bay}"), "serial": disk.serial}),
+        )?;
+        self.disk_ids.lock().unwrap().insert(bay, id);
+        Ok(())
+    }
+
     pub fn qmp(&self) -> Result<Qmp> {
         Qmp::connect(&self.qmp_path)
     }

@@ -5,7 +5,15 @@
 //! medium is never offered as a data disk. It never writes to a disk.
 #![forbid(unsafe_code)]
 
+pub mod contents;
+mod error;
+pub mod manager;
 pub mod md;
+pub mod volumes;
+
+pub use error::StorageError;
+pub use manager::{DiskView, Event, JobView, MemberView, Paths, Storage, VolumeView};
+pub use volumes::{CreateRequest, Level, VolumeRecord};
 
 use cairn_board::Board;
 use serde::Serialize;
@@ -54,6 +62,7 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
     let Ok(entries) = std::fs::read_dir(sys.join("block")) else {
         return vec![];
     };
+    let pci_slots = pci_slots(sys);
     let mut disks: Vec<Disk> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -118,13 +127,36 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
                 model,
                 size_bytes: sectors * 512,
                 rotational: read(&dir.join("queue/rotational")) == "1",
-                slot: None,
+                slot: board.bay_of(&real).or_else(|| {
+                    if !board.storage.bays_from_pci_slots {
+                        return None;
+                    }
+                    pci_slots
+                        .iter()
+                        .find(|(_, addr)| real.contains(&format!("/{addr}.")))
+                        .map(|(n, _)| *n)
+                }),
                 role,
             })
         })
         .collect();
     disks.sort_by(|a, b| a.device.cmp(&b.device));
     disks
+}
+
+/// Numbered PCI hot-plug slots and the bus address behind each (`/sys/bus/pci/slots/<n>/address`).
+fn pci_slots(sys: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir(sys.join("bus/pci/slots")) else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_str()?.parse().ok()?;
+            let addr = read(&e.path().join("address"));
+            (!addr.is_empty()).then_some((n, addr))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,6 +206,18 @@ mod tests {
         disk(sys.path(), "vdc", "CAIRN-BAY2", 2_097_152, &["md-member"]);
         disk(sys.path(), "vdd", "CAIRN-BAY3", 2_097_152, &["partitioned"]);
         disk(sys.path(), "loop0", "", 100, &[]);
+        for (n, addr) in [
+            ("1", "0000:01:00"),
+            ("2", "0000:00:02"),
+            ("0-1", "0000:03:00"),
+        ] {
+            std::fs::create_dir_all(sys.path().join("bus/pci/slots").join(n)).unwrap();
+            std::fs::write(
+                sys.path().join("bus/pci/slots").join(n).join("address"),
+                format!("{addr}\n"),
+            )
+            .unwrap();
+        }
         let found = discover(sys.path(), &board());
         let roles: Vec<(&str, DiskRole)> =
             found.iter().map(|d| (d.device.as_str(), d.role)).collect();
@@ -187,6 +231,12 @@ mod tests {
             ]
         );
         assert_eq!(found[1].id, "CAIRN-BAY1");
+        assert_eq!(
+            found[1].slot,
+            Some(2),
+            "the PCI slot whose address the disk sits behind"
+        );
+        assert_eq!(found[0].slot, None);
         assert_eq!(found[1].size_bytes, 1024 * 1024 * 1024);
         assert!(!found[1].rotational);
     }

@@ -1,0 +1,440 @@
+//! Volumes as Cairn records them, and the rules a new volume must pass before any disk is touched.
+//! Pure: the checks run over a snapshot of the disks, so every refusal is tested on the host.
+
+use crate::{DiskRole, DiskView, StorageError};
+use serde::{Deserialize, Serialize};
+
+/// The smallest disk Cairn builds a volume on: below this the filesystem's own overhead dominates.
+pub const MIN_DISK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How a volume spreads data over its disks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Single,
+    Raid0,
+    Raid1,
+    Raid5,
+    Raid6,
+    Raid10,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Single => "single",
+            Level::Raid0 => "raid0",
+            Level::Raid1 => "raid1",
+            Level::Raid5 => "raid5",
+            Level::Raid6 => "raid6",
+            Level::Raid10 => "raid10",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        [
+            Level::Single,
+            Level::Raid0,
+            Level::Raid1,
+            Level::Raid5,
+            Level::Raid6,
+            Level::Raid10,
+        ]
+        .into_iter()
+        .find(|l| l.name() == s)
+    }
+
+    /// Whether `n` disks make this level, and if not the rule in words.
+    pub fn check_count(self, n: usize) -> Result<(), &'static str> {
+        let ok = match self {
+            Level::Single => n == 1,
+            Level::Raid0 | Level::Raid1 => n >= 2,
+            Level::Raid5 => n >= 3,
+            Level::Raid6 => n >= 4,
+            Level::Raid10 => n >= 4 && n % 2 == 0,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            Level::Single => "exactly 1 disk",
+            Level::Raid0 | Level::Raid1 => "at least 2 disks",
+            Level::Raid5 => "at least 3 disks",
+            Level::Raid6 => "at least 4 disks",
+            Level::Raid10 => "an even number of disks, at least 4",
+        })
+    }
+
+    /// mdadm's `--level`; a single disk is a one-disk mirror so a second disk can be added later.
+    pub fn md_level(self) -> &'static str {
+        match self {
+            Level::Single | Level::Raid1 => "1",
+            Level::Raid0 => "0",
+            Level::Raid5 => "5",
+            Level::Raid6 => "6",
+            Level::Raid10 => "10",
+        }
+    }
+
+    /// The kernel module the level needs, loaded only when a volume uses it.
+    pub fn module(self) -> &'static str {
+        match self {
+            Level::Single | Level::Raid1 => "raid1",
+            Level::Raid0 => "raid0",
+            Level::Raid5 | Level::Raid6 => "raid456",
+            Level::Raid10 => "raid10",
+        }
+    }
+
+    /// How many disks may fail without losing data.
+    pub fn redundancy(self, disks: usize) -> usize {
+        match self {
+            Level::Single | Level::Raid0 => 0,
+            Level::Raid1 => disks.saturating_sub(1),
+            Level::Raid5 => 1,
+            Level::Raid6 => 2,
+            Level::Raid10 => 1,
+        }
+    }
+
+    /// Usable bytes from `n` disks whose smallest holds `smallest` bytes.
+    pub fn usable_bytes(self, n: u64, smallest: u64) -> u64 {
+        match self {
+            Level::Single => smallest,
+            Level::Raid0 => smallest * n,
+            Level::Raid1 => smallest,
+            Level::Raid5 => smallest * n.saturating_sub(1),
+            Level::Raid6 => smallest * n.saturating_sub(2),
+            Level::Raid10 => smallest * n / 2,
+        }
+    }
+}
+
+/// A disk as it was when it joined a volume, so a pulled or dead disk can still be named by bay and serial.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiskSnapshot {
+    pub id: String,
+    pub serial: String,
+    pub model: String,
+    pub size_bytes: u64,
+    pub slot: Option<u32>,
+}
+
+impl DiskSnapshot {
+    /// "bay 2 (Virtual disk, serial CAIRN-BAY2)": how owners find the disk to pull.
+    pub fn describe(&self) -> String {
+        describe(self.slot, &self.model, &self.serial, &self.id)
+    }
+}
+
+pub(crate) fn describe(slot: Option<u32>, model: &str, serial: &str, id: &str) -> String {
+    let place = match slot {
+        Some(n) => format!("bay {n}"),
+        None => format!("disk {id}"),
+    };
+    if serial.is_empty() {
+        format!("{place} ({model})")
+    } else {
+        format!("{place} ({model}, serial {serial})")
+    }
+}
+
+/// A volume in Cairn's store: what it should be, never how it is (the kernel says that).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub level: Level,
+    /// The md array's UUID (mdadm's colon form): how the array is found and assembled at boot.
+    pub uuid: String,
+    /// The md device number (`/dev/md<minor>`) this box uses for it.
+    pub md_minor: u32,
+    /// Member disks, in the order they joined.
+    pub disks: Vec<DiskSnapshot>,
+    pub created_s: u64,
+    #[serde(default)]
+    pub last_scrub_s: Option<u64>,
+    #[serde(default)]
+    pub last_mismatches: Option<u64>,
+    /// The state last reported in the event log, so each change is logged once.
+    #[serde(default)]
+    pub last_state: String,
+}
+
+/// What the owner asked to build.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub name: String,
+    pub level: String,
+    pub disks: Vec<String>,
+    /// The volume's name again: the owner's consent to erase disks that hold data.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// A checked request: the disks to use, and which of them hold data that will be erased.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    pub name: String,
+    pub level: Level,
+    pub disks: Vec<DiskView>,
+    pub erase: Vec<DiskView>,
+    pub usable_bytes: u64,
+}
+
+/// Checks a create request against the disks as they are now; nothing is touched.
+pub fn check_create(
+    req: &CreateRequest,
+    disks: &[DiskView],
+    taken_names: &[String],
+) -> Result<CreatePlan, StorageError> {
+    cairn_accounts::validate_user_name(&req.name)
+        .map_err(|e| StorageError::InvalidName(e.to_string()))?;
+    if req.name == cairn_accounts::SYSTEM_VOLUME || taken_names.iter().any(|n| *n == req.name) {
+        return Err(StorageError::VolumeExists(req.name.clone()));
+    }
+    let level =
+        Level::parse(&req.level).ok_or_else(|| StorageError::InvalidLevel(req.level.clone()))?;
+    level
+        .check_count(req.disks.len())
+        .map_err(|rule| StorageError::DiskCount {
+            level: level.name(),
+            rule,
+            got: req.disks.len(),
+        })?;
+    let mut chosen: Vec<DiskView> = Vec::new();
+    for id in &req.disks {
+        if chosen.iter().any(|d| d.disk.id == *id) {
+            return Err(StorageError::DiskTwice(id.clone()));
+        }
+        let d = disks
+            .iter()
+            .find(|d| d.disk.id == *id)
+            .ok_or_else(|| StorageError::NoSuchDisk(id.clone()))?;
+        match d.disk.role {
+            DiskRole::Boot => return Err(StorageError::BootMedium(d.describe())),
+            _ if d.in_use.is_some() => {
+                return Err(StorageError::DiskInUse {
+                    disk: d.describe(),
+                    by: d.in_use.clone().unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        if d.disk.size_bytes < MIN_DISK_BYTES {
+            return Err(StorageError::DiskTooSmall {
+                disk: d.describe(),
+                min_mib: MIN_DISK_BYTES / (1024 * 1024),
+            });
+        }
+        chosen.push(d.clone());
+    }
+    let erase: Vec<DiskView> = chosen
+        .iter()
+        .filter(|d| d.disk.role != DiskRole::Free)
+        .cloned()
+        .collect();
+    if !erase.is_empty() && req.confirm.as_deref() != Some(req.name.as_str()) {
+        let what = erase
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} holds {}",
+                    d.describe(),
+                    d.holds.as_deref().unwrap_or("data")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(StorageError::ConfirmRequired {
+            volume: req.name.clone(),
+            what: format!("Creating this volume erases everything on these disks: {what}"),
+        });
+    }
+    let smallest = chosen.iter().map(|d| d.disk.size_bytes).min().unwrap_or(0);
+    Ok(CreatePlan {
+        name: req.name.clone(),
+        level,
+        usable_bytes: level.usable_bytes(chosen.len() as u64, smallest),
+        disks: chosen,
+        erase,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Disk;
+
+    fn disk(id: &str, role: DiskRole, mib: u64) -> DiskView {
+        DiskView {
+            disk: Disk {
+                id: id.into(),
+                device: format!("vd-{id}"),
+                serial: id.into(),
+                model: "Virtual disk".into(),
+                size_bytes: mib * 1024 * 1024,
+                rotational: false,
+                slot: Some(id.trim_start_matches("BAY").parse().unwrap_or(0)),
+                role,
+            },
+            volume: None,
+            holds: match role {
+                DiskRole::Foreign => Some("an ext2/3/4 filesystem".into()),
+                _ => None,
+            },
+            in_use: None,
+            smart: "not available".into(),
+        }
+    }
+
+    fn box_disks() -> Vec<DiskView> {
+        let mut used = disk("BAY4", DiskRole::Member, 256);
+        used.volume = Some("photos".into());
+        used.in_use = Some("volume photos".into());
+        vec![
+            disk("BOOT", DiskRole::Boot, 322),
+            disk("BAY1", DiskRole::Free, 256),
+            disk("BAY2", DiskRole::Free, 256),
+            disk("BAY3", DiskRole::Foreign, 512),
+            used,
+            disk("BAY5", DiskRole::Free, 32),
+        ]
+    }
+
+    fn req(level: &str, disks: &[&str], confirm: Option<&str>) -> CreateRequest {
+        CreateRequest {
+            name: "media".into(),
+            level: level.into(),
+            disks: disks.iter().map(|s| s.to_string()).collect(),
+            confirm: confirm.map(String::from),
+        }
+    }
+
+    #[test]
+    fn disk_counts_per_level() {
+        for (level, ok, bad) in [
+            (Level::Single, 1, 2),
+            (Level::Raid0, 2, 1),
+            (Level::Raid1, 2, 1),
+            (Level::Raid5, 3, 2),
+            (Level::Raid6, 4, 3),
+            (Level::Raid10, 4, 5),
+        ] {
+            assert!(level.check_count(ok).is_ok(), "{level:?} {ok}");
+            assert!(level.check_count(bad).is_err(), "{level:?} {bad}");
+        }
+        assert!(Level::Raid10.check_count(2).is_err());
+    }
+
+    #[test]
+    fn too_few_disks_are_refused_with_the_rule() {
+        let e =
+            check_create(&req("raid5", &["BAY1", "BAY2"], None), &box_disks(), &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StorageError::DiskCount {
+                    got: 2,
+                    rule: "at least 3 disks",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_boot_medium_and_disks_in_use_are_refused_by_name() {
+        let e =
+            check_create(&req("raid1", &["BAY1", "BOOT"], None), &box_disks(), &[]).unwrap_err();
+        assert!(matches!(e, StorageError::BootMedium(_)), "{e:?}");
+        let e = check_create(
+            &req("raid1", &["BAY1", "BAY4"], Some("media")),
+            &box_disks(),
+            &[],
+        )
+        .unwrap_err();
+        match e {
+            StorageError::DiskInUse { disk, by } => {
+                assert!(disk.contains("bay 4") && disk.contains("BAY4"), "{disk}");
+                assert_eq!(by, "volume photos");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_data_needs_the_volume_name_as_confirmation() {
+        let e =
+            check_create(&req("raid1", &["BAY1", "BAY3"], None), &box_disks(), &[]).unwrap_err();
+        match &e {
+            StorageError::ConfirmRequired { what, .. } => assert!(
+                what.contains("bay 3") && what.contains("ext2/3/4"),
+                "{what}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(check_create(
+            &req("raid1", &["BAY1", "BAY3"], Some("wrong")),
+            &box_disks(),
+            &[]
+        )
+        .is_err());
+        let plan = check_create(
+            &req("raid1", &["BAY1", "BAY3"], Some("media")),
+            &box_disks(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plan.erase.len(), 1);
+        assert_eq!(plan.usable_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_twice_small_and_taken() {
+        let d = box_disks();
+        assert!(matches!(
+            check_create(&req("raid1", &["BAY1", "NOPE"], None), &d, &[]),
+            Err(StorageError::NoSuchDisk(_))
+        ));
+        assert!(matches!(
+            check_create(&req("raid1", &["BAY1", "BAY1"], None), &d, &[]),
+            Err(StorageError::DiskTwice(_))
+        ));
+        assert!(matches!(
+            check_create(&req("raid1", &["BAY1", "BAY5"], None), &d, &[]),
+            Err(StorageError::DiskTooSmall { .. })
+        ));
+        assert!(matches!(
+            check_create(
+                &req("raid1", &["BAY1", "BAY2"], None),
+                &d,
+                &["media".into()]
+            ),
+            Err(StorageError::VolumeExists(_))
+        ));
+        assert!(matches!(
+            check_create(&req("raid7", &["BAY1", "BAY2"], None), &d, &[]),
+            Err(StorageError::InvalidLevel(_))
+        ));
+        let mut bad = req("raid1", &["BAY1", "BAY2"], None);
+        bad.name = "../etc".into();
+        assert!(matches!(
+            check_create(&bad, &d, &[]),
+            Err(StorageError::InvalidName(_))
+        ));
+        bad.name = "system".into();
+        assert!(matches!(
+            check_create(&bad, &d, &[]),
+            Err(StorageError::InvalidName(_) | StorageError::VolumeExists(_))
+        ));
+        let plan = check_create(
+            &req("raid5", &["BAY1", "BAY2", "BAY3"], Some("media")),
+            &d,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plan.usable_bytes, 2 * 256 * 1024 * 1024);
+    }
+}
