@@ -147,7 +147,8 @@ impl NewShare {
         validate_text(&self.description, DESCRIPTION_MAX)
             .map_err(AccountError::InvalidDescription)?;
         let volume = self.volume.unwrap_or_else(|| SYSTEM_VOLUME.to_string());
-        if volume != SYSTEM_VOLUME {
+        // Which volumes exist is the storage manager's to say (the API asks it); here only the grammar.
+        if volume != SYSTEM_VOLUME && crate::names::validate_user_name(&volume).is_err() {
             return Err(AccountError::NoSuchVolume(volume));
         }
         let path = self.path.unwrap_or_else(|| self.name.clone());

@@ -240,10 +240,15 @@ async fn admin_pages(
         (&Method::GET, ["shares"]) => shares_page(ctx, c, None),
         (&Method::POST, ["shares"]) => {
             let path = f("path");
+            let volume = f("volume");
+            let volume = (!volume.is_empty()).then_some(volume);
+            if let Err(e) = crate::resources::check_volume(ctx, volume.as_deref()) {
+                return shares_page(ctx, c, Some(&e));
+            }
             let new = NewShare {
                 name: f("name").trim().to_string(),
                 description: f("description"),
-                volume: None,
+                volume,
                 path: (!path.trim().is_empty()).then(|| path.trim().to_string()),
                 guest: f("guest") == "on",
                 access: Access::default(),
@@ -444,6 +449,43 @@ fn groups_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
     Ok(page_with(c, "Groups", status_of(e), body))
 }
 
+/// " · 1.2 GiB": space a share's folder takes (counted up to 100,000 entries, then shown as a floor).
+fn share_usage(ctx: &Ctx, share: &cairn_accounts::Share) -> String {
+    let root = if share.volume == cairn_accounts::SYSTEM_VOLUME {
+        Some(std::path::PathBuf::from("/config/shares"))
+    } else {
+        ctx.app
+            .storage
+            .as_ref()
+            .and_then(|s| s.mounted_roots().remove(&share.volume))
+    };
+    match root {
+        Some(r) if r.join(&share.path).is_dir() => {
+            let (bytes, complete) =
+                cairn_storage::manager::used_bytes(&r.join(&share.path), 100_000);
+            format!(
+                " · {}{}",
+                if complete { "" } else { "over " },
+                crate::storage_page::human(bytes)
+            )
+        }
+        Some(_) => String::new(),
+        None => " · volume not available".into(),
+    }
+}
+
+/// The volumes a new share may go on: data volumes that are mounted, then the small system volume.
+fn volume_options(ctx: &Ctx) -> String {
+    let mut out = String::new();
+    if let Some(s) = &ctx.app.storage {
+        for name in s.mounted_roots().keys() {
+            out.push_str(&format!(r#"<option value="{0}">{0}</option>"#, esc(name)));
+        }
+    }
+    out.push_str(r#"<option value="system">system (small, on the settings partition)</option>"#);
+    out
+}
+
 fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiError> {
     let rows: String = ctx
         .app
@@ -453,8 +495,10 @@ fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
         .map(|s| {
             let who = s.access.users.len() + s.access.groups.len();
             format!(
-                r#"<tr><td><a href="/shares/{n}">{n}</a></td><td class="opt">{d}</td><td>{who} {entries}{guest}</td></tr>"#,
+                r#"<tr><td><a href="/shares/{n}">{n}</a></td><td class="opt">{d}</td><td>{vol}{used}</td><td>{who} {entries}{guest}</td></tr>"#,
                 n = esc(&s.name),
+                vol = esc(&s.volume),
+                used = share_usage(ctx, s),
                 d = esc(&s.description),
                 entries = if who == 1 { "entry" } else { "entries" },
                 guest = if s.guest { ", guests may read" } else { "" }
@@ -463,16 +507,18 @@ fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
         .collect();
     let body = format!(
         r#"<section class="card"><h1>Shares</h1>
-<table><thead><tr><th>Share</th><th class="opt">Description</th><th>Access</th></tr></thead><tbody>{rows}</tbody></table></section>
+<table><thead><tr><th>Share</th><th class="opt">Description</th><th>Volume · used</th><th>Access</th></tr></thead><tbody>{rows}</tbody></table></section>
 <section class="card"><h2>Add a share</h2>{problem}<form method="post" action="/shares" class="stack">{csrf}
 <div class="grid2"><label>Share name<input name="name" required maxlength="32" autocapitalize="none"></label>
 <label>Folder<input name="path" placeholder="same as the name"></label></div>
+<label>Volume<select name="volume">{volumes}</select></label>
 <label>Description<input name="description" maxlength="256"></label>
 <label class="check"><input type="checkbox" name="guest"> Guests without an account may read</label>
 <p class="help">Nobody has access until you give it on the share's page.</p>
 <button type="submit">Add share</button></form></section>"#,
         problem = problem(e),
-        csrf = csrf_field(c)
+        csrf = csrf_field(c),
+        volumes = volume_options(ctx),
     );
     Ok(page_with(c, "Shares", status_of(e), body))
 }

@@ -132,6 +132,14 @@ impl ApiError {
             "Restart or power off the machine itself.",
         )
     }
+    pub fn storage_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage.unavailable",
+            "This server does not manage disks (a development server without a box).",
+            "Use the box's own dashboard to manage its disks.",
+        )
+    }
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         log::error!("internal error: {detail}");
         ApiError::new(
@@ -170,6 +178,36 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidDescription(_) => (S::BAD_REQUEST, "share.description_invalid", "Use at most 256 characters on one line."),
             AccountError::Store(e) => return ApiError::internal(e),
             AccountError::Random => return ApiError::internal("random number generator failed"),
+        };
+        ApiError::new(status, code, msg, hint)
+    }
+}
+
+impl From<cairn_storage::StorageError> for ApiError {
+    fn from(e: cairn_storage::StorageError) -> ApiError {
+        use cairn_storage::StorageError as E;
+        use StatusCode as S;
+        let msg = capitalise(&e.to_string());
+        let (status, code, hint) = match e {
+            E::NoSuchVolume(_) => (S::NOT_FOUND, "volume.not_found", "Check the name; the storage page lists every volume and found array."),
+            E::NoSuchDisk(_) => (S::UNPROCESSABLE_ENTITY, "disk.not_found", "Choose disks from GET /api/v1/disks (the id is the disk's serial)."),
+            E::NoSuchJob(_) => (S::NOT_FOUND, "job.not_found", "Check the id; GET /api/v1/jobs lists recent jobs."),
+            E::VolumeExists(_) => (S::CONFLICT, "volume.name_taken", "Choose another name for the volume."),
+            E::InvalidName(_) => (S::BAD_REQUEST, "name.invalid", "Use 1 to 32 characters: a lowercase letter first, then lowercase letters, digits, '_' or '-'."),
+            E::InvalidLevel(_) => (S::BAD_REQUEST, "volume.level_invalid", "Choose single, raid0, raid1, raid5, raid6 or raid10."),
+            E::DiskCount { .. } => (S::UNPROCESSABLE_ENTITY, "volume.disk_count", "Choose more disks, or a level that fits the disks you have."),
+            E::DiskTwice(_) => (S::BAD_REQUEST, "volume.disk_twice", "List each disk once."),
+            E::BootMedium(_) => (S::UNPROCESSABLE_ENTITY, "disk.boot_medium", "Choose one of the data disks; the system disk is never used for volumes."),
+            E::DiskInUse { .. } => (S::CONFLICT, "disk.in_use", "Choose a free disk, or delete the volume that uses this one first."),
+            E::DiskTooSmall { .. } => (S::UNPROCESSABLE_ENTITY, "disk.too_small", "Choose a larger disk."),
+            E::ConfirmRequired { .. } => (S::CONFLICT, "volume.confirm_required", "If that is what you want, send the volume's name as \"confirm\" (the dashboard asks you to type it)."),
+            E::HasShares { .. } => (S::CONFLICT, "volume.has_shares", "Delete the shares on this volume, or move them, then delete the volume."),
+            E::Busy(_) => (S::CONFLICT, "volume.busy", "Wait for the running work to finish (the storage page shows its progress) and try again."),
+            E::NotMember { .. } => (S::UNPROCESSABLE_ENTITY, "volume.disk_not_member", "Choose one of the volume's own disks; GET /api/v1/volumes/{name} lists them."),
+            E::Refused(_) => (S::UNPROCESSABLE_ENTITY, "volume.refused", "Nothing was changed; the storage page and event log say what the volume needs."),
+            E::Tool { .. } => (S::INTERNAL_SERVER_ERROR, "storage.tool_failed", "Nothing more was changed; the storage event log has the tool's own words."),
+            E::Store(e) => return ApiError::internal(e),
+            E::Io(e) => return ApiError::internal(e),
         };
         ApiError::new(status, code, msg, hint)
     }
@@ -227,4 +265,21 @@ pub const ALL_CODES: &[&str] = &[
     "user.password_mismatch",
     "system.power_unavailable",
     "system.internal",
+    "storage.unavailable",
+    "storage.tool_failed",
+    "volume.not_found",
+    "volume.name_taken",
+    "volume.level_invalid",
+    "volume.disk_count",
+    "volume.disk_twice",
+    "volume.confirm_required",
+    "volume.has_shares",
+    "volume.busy",
+    "volume.disk_not_member",
+    "volume.refused",
+    "disk.not_found",
+    "disk.boot_medium",
+    "disk.in_use",
+    "disk.too_small",
+    "job.not_found",
 ];

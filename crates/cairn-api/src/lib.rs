@@ -14,6 +14,8 @@ pub mod network;
 mod pages;
 mod resources;
 mod routes;
+mod storage;
+mod storage_page;
 pub mod system;
 mod throttle;
 
@@ -64,6 +66,8 @@ pub struct App {
     pub board: Option<cairn_board::Board>,
     /// Root of sysfs (`/sys`), where disks are discovered.
     pub sys_root: std::path::PathBuf,
+    /// The disk and volume manager; absent on a development host.
+    pub storage: Option<cairn_storage::Storage>,
     throttle: throttle::Throttle,
     on_change: Option<ChangeHook>,
 }
@@ -83,6 +87,7 @@ impl App {
             network_window: network::CONFIRM_WINDOW,
             board: None,
             sys_root: std::path::PathBuf::from("/sys"),
+            storage: None,
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
             on_change: None,
         })

@@ -7,7 +7,7 @@ use cairn_accounts::{Role, Session, User};
 pub(crate) fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> String {
     let links = match user {
         Some(u) if u.role == Role::Admin => {
-            r#"<a href="/">Home</a><a href="/users">Users</a><a href="/groups">Groups</a><a href="/shares">Shares</a><a href="/system">System</a><a href="/me">My account</a>"#
+            r#"<a href="/">Home</a><a href="/users">Users</a><a href="/groups">Groups</a><a href="/shares">Shares</a><a href="/storage">Storage</a><a href="/system">System</a><a href="/me">My account</a>"#
         }
         Some(_) => r#"<a href="/me">My account</a>"#,
         None => "",

@@ -66,6 +66,9 @@ pub(crate) struct MePatch {
 
 /// Routes under /api/v1 other than health, setup and session. `segs` is the path after `/api/v1/`.
 pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, ApiError> {
+    if let Some(answer) = crate::storage::route(ctx, method, segs).await {
+        return answer;
+    }
     let accounts = &ctx.app.accounts;
     match (method, segs) {
         (&Method::GET, ["users"]) => {
@@ -171,6 +174,7 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
         (&Method::POST, ["shares"]) => {
             ctx.admin()?;
             let new: NewShare = http::parse_json(&ctx.body)?;
+            check_volume(ctx, new.volume.as_deref())?;
             let share = accounts.create_share(new)?;
             ctx.app.changed();
             created(share_json(&share))
@@ -202,15 +206,6 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
             system::update(ctx.app, patch)?;
             ok(system::describe(ctx.app)?)
         }
-        (&Method::GET, ["disks"]) => {
-            ctx.admin()?;
-            let disks = match &ctx.app.board {
-                Some(board) => cairn_storage::discover(&ctx.app.sys_root, board),
-                None => vec![],
-            };
-            ok(serde_json::to_value(disks).map_err(ApiError::internal)?)
-        }
-        (_, ["disks"]) => Err(ApiError::method()),
         (&Method::GET, ["network"]) => {
             ctx.admin()?;
             ok(crate::network::describe(ctx.app)?)
@@ -276,4 +271,14 @@ pub(crate) async fn update_me(ctx: &Ctx<'_>, patch: MePatch) -> Result<(), ApiEr
     }
     ctx.app.changed();
     Ok(())
+}
+
+/// A share may only be placed on the system volume or a volume of this box.
+pub(crate) fn check_volume(ctx: &Ctx, volume: Option<&str>) -> Result<(), ApiError> {
+    match volume {
+        None => Ok(()),
+        Some(v) if v == cairn_accounts::SYSTEM_VOLUME => Ok(()),
+        Some(v) if ctx.app.storage.as_ref().is_some_and(|s| s.exists(v)) => Ok(()),
+        Some(v) => Err(cairn_accounts::AccountError::NoSuchVolume(v.to_string()).into()),
+    }
 }

@@ -56,6 +56,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/shares/{name}"),
     ("DELETE", "/api/v1/shares/{name}"),
     ("GET", "/api/v1/disks"),
+    ("GET", "/api/v1/volumes"),
+    ("POST", "/api/v1/volumes"),
+    ("GET", "/api/v1/volumes/{name}"),
+    ("DELETE", "/api/v1/volumes/{name}"),
+    ("POST", "/api/v1/volumes/{name}/replace"),
+    ("POST", "/api/v1/volumes/{name}/fail"),
+    ("POST", "/api/v1/volumes/{name}/scrub"),
+    ("POST", "/api/v1/volumes/{name}/import"),
+    ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/{id}"),
+    ("GET", "/api/v1/storage/events"),
     ("GET", "/api/v1/network"),
     ("PUT", "/api/v1/network"),
     ("POST", "/api/v1/network/confirm"),
@@ -92,6 +103,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/me/password"),
     ("POST", "/me/sessions/{id}/revoke"),
     ("GET", "/static/cairn.css"),
+    ("GET", "/storage"),
+    ("POST", "/storage/volumes"),
+    ("POST", "/storage/volumes/{name}/delete"),
+    ("POST", "/storage/volumes/{name}/replace"),
+    ("POST", "/storage/volumes/{name}/fail"),
+    ("POST", "/storage/volumes/{name}/scrub"),
+    ("POST", "/storage/volumes/{name}/import"),
 ];
 
 /// The OpenAPI description the box serves; a test checks it against [`ROUTES`].
@@ -640,6 +658,9 @@ async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiErr
             }
             let caller = ctx.caller()?;
             if let Some(answer) = crate::dashboard::route(ctx, method, path).await {
+                return answer;
+            }
+            if let Some(answer) = crate::storage_page::route(ctx, method, path).await {
                 return answer;
             }
             match (method, path) {

@@ -300,9 +300,39 @@ fn start(log: &Arc<LogRing>, spec: &ServiceSpec) -> Option<Pid> {
     }
 }
 
+/// Unmounts every data volume (newest mount first) so their filesystems are clean at power-off; one that
+/// stays busy is remounted read-only instead.
+fn unmount_data_volumes(log: &LogRing) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with("/data/"))
+        .collect();
+    points.reverse();
+    for point in points {
+        match umount2(point, MntFlags::empty()) {
+            Ok(()) => log.line("init", &format!("{point} unmounted cleanly")),
+            Err(e) => {
+                log.line(
+                    "init",
+                    &format!("ERROR unmount {point}: {e}; remounting read-only"),
+                );
+                let _ = mount(
+                    None::<&str>,
+                    point,
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                );
+            }
+        }
+    }
+}
+
 fn mount_virtual_filesystems(log: &LogRing) {
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let table: [(&str, &str, &str, MsFlags, Option<&str>); 6] = [
+    let table: [(&str, &str, &str, MsFlags, Option<&str>); 7] = [
         ("proc", "/proc", "proc", nodev, None),
         ("sysfs", "/sys", "sysfs", nodev, None),
         (
@@ -332,6 +362,14 @@ fn mount_virtual_filesystems(log: &LogRing) {
             "tmpfs",
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=1777,size=32m"),
+        ),
+        // Mount points of the data volumes (the root slot is read-only); nothing is stored here itself.
+        (
+            "tmpfs",
+            "/data",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=1m"),
         ),
     ];
     for (source, target, fstype, flags, data) in table {
@@ -516,6 +554,7 @@ fn shutdown(
         }
     }
     nix::unistd::sync();
+    unmount_data_volumes(log);
     match umount2(CONFIG_MOUNT, MntFlags::empty()) {
         Ok(()) => log.line("init", "config partition unmounted cleanly"),
         Err(e) => {

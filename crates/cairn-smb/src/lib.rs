@@ -27,18 +27,33 @@ pub struct Layout {
     pub etc_dir: PathBuf,
     /// Root of the `system` volume: share folders are made below it.
     pub system_volume: PathBuf,
+    /// Mounted data volumes and their roots. A share on a volume not listed here (missing, being created)
+    /// is left out of the server's configuration and no folder is made for it on the root filesystem.
+    pub volumes: BTreeMap<String, PathBuf>,
     /// Base passwd/group with the system accounts, from the image.
     pub base_passwd: PathBuf,
     pub base_group: PathBuf,
 }
 
 impl Layout {
+    /// Where a share's folder is, when its volume is available.
+    pub fn share_dir(&self, share: &Share) -> Option<PathBuf> {
+        if share.volume == cairn_accounts::SYSTEM_VOLUME {
+            Some(self.system_volume.join(&share.path))
+        } else {
+            self.volumes
+                .get(&share.volume)
+                .map(|root| root.join(&share.path))
+        }
+    }
+
     /// The image's layout.
     pub fn on_box() -> Layout {
         Layout {
             config_dir: PathBuf::from("/run/ksmbd"),
             etc_dir: PathBuf::from("/run/cairn"),
             system_volume: PathBuf::from("/config/shares"),
+            volumes: BTreeMap::new(),
             base_passwd: PathBuf::from("/etc/cairn/passwd.base"),
             base_group: PathBuf::from("/etc/cairn/group.base"),
         }
@@ -144,7 +159,9 @@ pub fn render<'a>(
     ));
     for share in shares {
         safe_name("share name", &share.name)?;
-        let path = layout.system_volume.join(&share.path);
+        let Some(path) = layout.share_dir(share) else {
+            continue;
+        };
         let path = path.to_string_lossy();
         safe_path(&path)?;
         // Walk only the share's own grants (users, and members of granted groups): linear in the access list.
@@ -316,7 +333,9 @@ pub fn apply(rendered: &Rendered, shares: &[Share], layout: &Layout) -> Result<b
     )?;
     changed |= write_atomic(&layout.config_dir.join("ksmbd.conf"), &rendered.conf, 0o644)?;
     for share in shares {
-        let dir = layout.system_volume.join(&share.path);
+        let Some(dir) = layout.share_dir(share) else {
+            continue;
+        };
         if !dir.exists() {
             std::fs::create_dir_all(&dir).map_err(|source| SmbError::Write {
                 path: dir.clone(),

@@ -20,6 +20,7 @@ fn layout() -> Layout {
         config_dir: "/run/ksmbd".into(),
         etc_dir: "/run/cairn".into(),
         system_volume: "/config/shares".into(),
+        volumes: [("media".to_string(), "/data/media".into())].into(),
         base_passwd: "/x".into(),
         base_group: "/y".into(),
     }
@@ -179,4 +180,16 @@ fn atomic_write_replaces_whole_files_and_reports_changes() {
     assert!(write_atomic(&p, "two\n", 0o644).unwrap());
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
     assert!(!p.with_extension("cairn-new").exists());
+}
+
+#[test]
+fn shares_on_data_volumes_use_the_volume_root_and_missing_volumes_are_left_out() {
+    let users = vec![];
+    let mut on_media = share("films", &[], &[], true);
+    on_media.volume = "media".into();
+    let mut on_gone = share("old", &[], &[], true);
+    on_gone.volume = "gone".into();
+    let r = render(&users, &[], &[on_media, on_gone], &layout(), "nas", "", "").unwrap();
+    assert!(r.conf.contains("path = /data/media/films"), "{}", r.conf);
+    assert!(!r.conf.contains("[old]"), "{}", r.conf);
 }

@@ -1856,21 +1856,6 @@ impl Storage {
             }
         }
     }
-
-    /// Runs [`Storage::start`] then [`Storage::tick`] every second, on a thread of its own.
-    pub fn spawn_monitor(&self) {
-        let me = self.clone();
-        std::thread::Builder::new()
-            .name("storage".into())
-            .spawn(move || {
-                me.start();
-                loop {
-                    me.tick();
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            })
-            .expect("thread");
-    }
 }
 
 fn split_tool(e: StorageError) -> (String, String) {

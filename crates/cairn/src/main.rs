@@ -18,6 +18,7 @@ commands:
       --board FILE       board description (default /etc/cairn/board.toml)
       --power init|none  who carries out reboot and power-off (default none)
       --smb on|off       render the SMB server's files (default: on with --power init)
+      --storage on|off   manage disks and volumes (default: on with --power init)
       --ctl PATH         control socket for `cairn ctl` (default /run/cairn/ctl.sock)
   ctl ...              manage the box from its console (root): `cairn ctl help`
   version              print the firmware version";
@@ -71,6 +72,7 @@ struct DaemonOptions {
     board: PathBuf,
     power: cairn_api::PowerControl,
     smb: Option<bool>,
+    storage: Option<bool>,
     ctl: PathBuf,
 }
 
@@ -81,6 +83,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
         board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
         power: cairn_api::PowerControl::None,
         smb: None,
+        storage: None,
         ctl: PathBuf::from(ctl::SOCKET),
     };
     let mut it = args.iter();
@@ -102,6 +105,13 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
                 }
             }
             "--ctl" => o.ctl = PathBuf::from(value()?),
+            "--storage" => {
+                o.storage = match value()?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    v => return Err(format!("--storage takes on or off, not {v:?}")),
+                }
+            }
             "--smb" => {
                 o.smb = match value()?.as_str() {
                     "on" => Some(true),
@@ -158,8 +168,25 @@ fn daemon(args: &[String]) -> ExitCode {
     };
     let on_box = options.power == cairn_api::PowerControl::Init;
     let smb = options.smb.unwrap_or(on_box);
+    let storage = match (&board_data, options.storage.unwrap_or(on_box)) {
+        (Some(b), true) => {
+            match cairn_storage::Storage::new(
+                b.clone(),
+                cairn_storage::Paths::on_box(),
+                store.clone(),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("storage records unreadable, disks not managed: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let app = match cairn_api::App::new(identity, store, options.power).map(|mut a| {
         a.board = board_data;
+        a.storage = storage;
         a
     }) {
         Ok(a) if smb => Arc::new(a.with_change_hook(Box::new(render_smb))),
@@ -186,6 +213,20 @@ fn daemon(args: &[String]) -> ExitCode {
     }
     // Render the servers' files now, and again every minute to repair any drift.
     app.changed();
+    if let Some(storage) = app.storage.clone() {
+        // Volumes are assembled off the start-up path (the dashboard answers meanwhile), then watched.
+        let app = app.clone();
+        let _ = std::thread::Builder::new()
+            .name("storage".into())
+            .spawn(move || {
+                storage.start();
+                app.changed();
+                loop {
+                    storage.tick();
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+    }
     let periodic = app.clone();
     runtime.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -230,7 +271,10 @@ fn daemon(args: &[String]) -> ExitCode {
 
 /// Renders ksmbd's files from the accounts; logs instead of failing the change that triggered it.
 fn render_smb(app: &cairn_api::App) {
-    let layout = cairn_smb::Layout::on_box();
+    let mut layout = cairn_smb::Layout::on_box();
+    if let Some(storage) = &app.storage {
+        layout.volumes = storage.mounted_roots();
+    }
     let result = (|| -> Result<bool, String> {
         let users = app.accounts.users().map_err(|e| e.to_string())?;
         let groups = app.accounts.groups().map_err(|e| e.to_string())?;
