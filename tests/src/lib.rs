@@ -200,3 +200,38 @@ pub fn smbclient(
 }
 
 pub mod webdriver;
+
+/// The session's CSRF token.
+pub fn csrf(client: &cairn_qemu::HttpClient) -> String {
+    client.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Sends a JSON request with the CSRF token.
+pub fn send(
+    client: &cairn_qemu::HttpClient,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> cairn_qemu::HttpResponse {
+    let token = csrf(client);
+    client
+        .request(
+            method,
+            path,
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap()
+}
+
+/// Asserts the status; returns the JSON body (null when there is none).
+pub fn expect(r: &cairn_qemu::HttpResponse, status: u16) -> serde_json::Value {
+    assert_eq!(r.status, status, "{}", r.text());
+    r.json().unwrap_or(serde_json::Value::Null)
+}

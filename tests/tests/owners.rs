@@ -2,7 +2,7 @@
 //! route beyond the host (QEMU `restrict=on`): every local operation here runs "with the internet cable pulled".
 
 use cairn_e2e::*;
-use cairn_qemu::{BootOptions, HttpClient, Network};
+use cairn_qemu::{BootOptions, Network};
 use serde_json::json;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -21,38 +21,6 @@ fn the_box() -> std::sync::MutexGuard<'static, SharedBox> {
             ..BootOptions::default()
         }
     })
-}
-
-fn csrf(client: &HttpClient) -> String {
-    client.get("/api/v1/session").unwrap().json().unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn send(
-    client: &HttpClient,
-    method: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> cairn_qemu::HttpResponse {
-    let token = csrf(client);
-    client
-        .request(
-            method,
-            path,
-            &[
-                ("content-type", "application/json"),
-                ("x-csrf-token", &token),
-            ],
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .unwrap()
-}
-
-fn expect(r: &cairn_qemu::HttpResponse, status: u16) -> serde_json::Value {
-    assert_eq!(r.status, status, "{}", r.text());
-    r.json().unwrap_or(serde_json::Value::Null)
 }
 
 /// SMB end to end: a user with write access writes and reads back; one without and a guest are refused.

@@ -559,11 +559,21 @@ impl Machine {
                 "file": {"driver": "file", "filename": disk.file.to_string_lossy()}}),
         )?;
         let id = format!("hotdisk{n}");
-        qmp.execute(
-            "device_add",
-            serde_json::json!({"driver": "virtio-blk-pci", "drive": node, "id": id,
-                "bus": format!("bay{bay}"), "serial": disk.serial}),
-        )?;
+        // A disk pulled a moment ago leaves its slot only once the guest has powered the slot off.
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            match qmp.execute(
+                "device_add",
+                serde_json::json!({"driver": "virtio-blk-pci", "drive": node, "id": id,
+                    "bus": format!("bay{bay}"), "serial": disk.serial}),
+            ) {
+                Ok(_) => break,
+                Err(e) if e.to_string().contains("occupied") && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.disk_ids.lock().unwrap().insert(bay, id);
         Ok(())
     }

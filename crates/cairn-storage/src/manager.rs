@@ -599,7 +599,8 @@ impl Storage {
             .into_iter()
             .rev()
             .map(|(_, j)| j)
-            .find(|j| j.volume == volume && j.state == "running")
+            .filter(|j| j.volume == volume && j.state == "running")
+            .find(|j| self.judge(j, self.md_live(j.md_minor).as_ref()).0 == "running")
     }
 
     /// A job's state, measuring kernel work now: (state, percent, message).
@@ -817,6 +818,12 @@ impl Storage {
             _ => None,
         };
         let mounted = self.is_mounted(&s.mounts, &r.name);
+        let problem = match problem {
+            None if !mounted && matches!(state, "clean" | "degraded" | "rebuilding") => Some(
+                "The filesystem is not mounted: it is being checked, or the check failed (see the events).".to_string(),
+            ),
+            p => p,
+        };
         let (size, used, free) = if mounted {
             fs_space(&self.mount_point(&r.name))
         } else {
@@ -1786,6 +1793,37 @@ impl Storage {
         }
     }
 
+    /// Closes every running job of a volume whose kernel work is over (oldest first), logging the outcome.
+    fn finish_jobs(&self, r: &mut VolumeRecord) {
+        let Ok(jobs) = self.inner.jobs.all::<JobRecord>() else {
+            return;
+        };
+        for (_, mut j) in jobs {
+            if j.volume != r.name || j.state != "running" {
+                continue;
+            }
+            let live = self.md_live(j.md_minor);
+            let (state, _, message) = self.judge(&j, live.as_ref());
+            if state == "running" {
+                continue;
+            }
+            if j.kind == "scrub" {
+                r.last_scrub_s = Some(now_s());
+                r.last_mismatches = live.as_ref().map(|l| l.mismatch_cnt);
+            }
+            j.state = state.clone();
+            j.message = message.clone();
+            j.finished_s = Some(now_s());
+            let _ = self.save_job(&j);
+            let level = match (state.as_str(), r.last_mismatches) {
+                ("failed", _) => "error",
+                (_, Some(n)) if n > 0 && j.kind == "scrub" => "warning",
+                _ => "info",
+            };
+            self.event(level, &r.name, &format!("Volume {}: {message}", r.name), "");
+        }
+    }
+
     /// One pass of the monitor: vanished disks failed out, state changes logged, finished jobs closed,
     /// scrubs started when due. Cheap (sysfs reads); run every second.
     pub fn tick(&self) {
@@ -1801,26 +1839,7 @@ impl Storage {
                     self.kick_vanished(&r, l);
                 }
             }
-            if let Some(mut j) = self.running_job(&r.name) {
-                let live = self.md_live(j.md_minor);
-                let (state, _, message) = self.judge(&j, live.as_ref());
-                if state != "running" {
-                    if j.kind == "scrub" {
-                        r.last_scrub_s = Some(now_s());
-                        r.last_mismatches = live.as_ref().map(|l| l.mismatch_cnt);
-                    }
-                    j.state = state.clone();
-                    j.message = message.clone();
-                    j.finished_s = Some(now_s());
-                    let _ = self.save_job(&j);
-                    let level = match (state.as_str(), r.last_mismatches) {
-                        ("failed", _) => "error",
-                        (_, Some(n)) if n > 0 && j.kind == "scrub" => "warning",
-                        _ => "info",
-                    };
-                    self.event(level, &r.name, &format!("Volume {}: {message}", r.name), "");
-                }
-            }
+            self.finish_jobs(&mut r);
             let Ok(s) = self.survey() else { continue };
             let view = self.volume_view(&r, &s);
             if view.state != r.last_state {

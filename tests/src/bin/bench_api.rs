@@ -279,6 +279,7 @@ fn main() {
             config_dir: out.path().join("ksmbd"),
             etc_dir: out.path().join("etc"),
             system_volume: out.path().join("shares"),
+            volumes: Default::default(),
             base_passwd: out.path().join("none"),
             base_group: out.path().join("none"),
         };

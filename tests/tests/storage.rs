@@ -1,0 +1,617 @@
+//! Disks, RAID and volumes end to end in the image: real md RAID and ext4 on virtual disks, failures by
+//! `mdadm --fail` through the API and by pulling a disk (PCIe hot-unplug through QMP), replacement with disks
+//! pushed into empty bays, a reboot, and the disks moved to a freshly flashed box that imports the volume.
+//! One boot carries the RAID 5 story (it is one story: each step starts from the last one's disks).
+
+use cairn_e2e::*;
+use cairn_qemu::{BootDisk, BootOptions, DataDisk, HttpClient, Machine, Manifest, Network};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const DISK_MIB: u64 = 128;
+
+fn boot(board: &str, options: &BootOptions) -> (Machine, BootDisk, HttpClient) {
+    let (manifest, dir) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
+    let disk = BootDisk::flash(&manifest, &dir).unwrap();
+    let started = Instant::now();
+    let mut m = Machine::boot(board, &disk, options).unwrap();
+    if let Err(e) = m.wait_healthy(started, Duration::from_secs(240)) {
+        panic!("{e}\n{}", m.console_log());
+    }
+    let admin = m.http();
+    setup_through_form(&admin);
+    (m, disk, admin)
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// Polls a job until it ends; returns (final job, every percent seen).
+fn wait_job(admin: &HttpClient, job: &Value, deadline: Duration) -> (Value, Vec<f64>) {
+    let id = job["id"].as_str().expect("job id").to_string();
+    let until = Instant::now() + deadline;
+    let mut seen = vec![];
+    loop {
+        let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
+        seen.push(j["percent"].as_f64().unwrap_or(-1.0));
+        if j["state"] != "running" {
+            return (j, seen);
+        }
+        assert!(Instant::now() < until, "job {id} still running: {j}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn volume(admin: &HttpClient, name: &str) -> Value {
+    expect(&admin.get(&format!("/api/v1/volumes/{name}")).unwrap(), 200)
+}
+
+/// Waits until the volume reaches `state`; returns it and how long that took.
+fn wait_state(
+    admin: &HttpClient,
+    name: &str,
+    state: &str,
+    deadline: Duration,
+) -> (Value, Duration) {
+    let start = Instant::now();
+    loop {
+        let v = volume(admin, name);
+        if v["state"] == state {
+            return (v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "volume {name} never became {state}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn disks(admin: &HttpClient) -> Vec<Value> {
+    expect(&admin.get("/api/v1/disks").unwrap(), 200)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn wait_disk(admin: &HttpClient, id: &str, present: bool) -> Option<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = disks(admin).into_iter().find(|d| d["id"] == id);
+        if d.is_some() == present {
+            return d;
+        }
+        assert!(
+            Instant::now() < until,
+            "disk {id} present={} never came",
+            present
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// sha256 of files as the box reads them, by name.
+fn box_checksums(m: &mut Machine, dir: &str, names: &[&str]) -> Vec<String> {
+    let files: Vec<String> = names.iter().map(|n| format!("{dir}/{n}")).collect();
+    let out = m
+        .serial(
+            &format!("sha256sum {}", files.join(" ")),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    files
+        .iter()
+        .map(|f| {
+            out.lines()
+                .find(|l| l.trim_end().ends_with(f.as_str()))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no checksum for {f} in {out:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn host_sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn random_file(path: &Path, mib: usize, seed: u8) {
+    // Deterministic but not compressible or repetitive at the block level.
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    let data: Vec<u8> = (0..mib * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(path, data).unwrap();
+}
+
+fn disk_file(dir: &Path, name: &str) -> DataDisk {
+    let file = dir.join(format!("{name}.img"));
+    cairn_qemu::blank_disk(&file, DISK_MIB).unwrap();
+    DataDisk {
+        file,
+        serial: format!("CAIRN-{}", name.to_uppercase()),
+    }
+}
+
+#[test]
+fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
+    let board = "qemu-aarch64-virt";
+    let dir = cairn_qemu::workspace_root().join("target/e2e-disks/storage");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bays: Vec<DataDisk> = (1..=4)
+        .map(|n| disk_file(&dir, &format!("bay{n}")))
+        .collect();
+    let options = BootOptions {
+        network: Network::Offline,
+        forward: vec![445],
+        data_disks: bays.clone(),
+        empty_bays: 2,
+        ..BootOptions::default()
+    };
+    let (mut m, _disk, admin) = boot(board, &options);
+    let _log = ConsoleOnFailure(m.console_handle(), "raid5 lifecycle");
+
+    // Disks by bay; the boot medium is listed as such and refused.
+    let listed = disks(&admin);
+    let boot_id = listed
+        .iter()
+        .find(|d| d["role"] == "boot")
+        .expect("boot medium listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 1..=4u64 {
+        let d = listed
+            .iter()
+            .find(|d| d["id"] == format!("CAIRN-BAY{n}"))
+            .expect("bay disk");
+        assert_eq!(d["slot"], n, "{d}");
+        assert_eq!(d["role"], "free", "{d}");
+    }
+    let ids: Vec<String> = (1..=4).map(|n| format!("CAIRN-BAY{n}")).collect();
+
+    // Refusals, before anything is touched.
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes",
+        json!({"name": "vault", "level": "raid5", "disks": ["CAIRN-BAY1", "CAIRN-BAY2"]}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (422, "volume.disk_count"),
+        "{}",
+        r.text()
+    );
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes",
+        json!({"name": "vault", "level": "raid1", "disks": ["CAIRN-BAY1", boot_id]}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (422, "disk.boot_medium"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json().unwrap()["error"]["hint"].as_str().unwrap().len() > 10);
+    assert!(
+        disks(&admin).iter().all(|d| d["role"] != "member"),
+        "a refusal touched a disk"
+    );
+
+    // RAID 5 on four disks: the job reaches 100 %.
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes",
+            json!({"name": "vault", "level": "raid5", "disks": ids}),
+        ),
+        202,
+    );
+    let (job, seen) = wait_job(&admin, &r["job"], Duration::from_secs(600));
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["percent"], 100.0, "{job}");
+    assert!(
+        seen.windows(2).all(|w| w[1] >= w[0] || w[1] == 100.0),
+        "progress went backwards: {seen:?}"
+    );
+    let v = volume(&admin, "vault");
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["mounted"].as_bool(),
+            v["level"].as_str()
+        ),
+        (Some("clean"), Some(true), Some("raid5")),
+        "{v}"
+    );
+    assert!(
+        v["size_bytes"].as_u64().unwrap() > 2 * DISK_MIB * 1024 * 1024,
+        "{v}"
+    );
+    // A disk already in use is refused, naming it.
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes",
+        json!({"name": "more", "level": "single", "disks": ["CAIRN-BAY1"]}),
+    );
+    let body = r.json().unwrap();
+    assert_eq!(
+        (r.status, error_code(&body)),
+        (409, "disk.in_use"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("bay 1"),
+        "{body}"
+    );
+
+    // Files written over SMB to a share on the volume.
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/shares",
+            json!({"name": "safe", "volume": "vault", "access": {"users": {ADMIN: "write"}}}),
+        ),
+        201,
+    );
+    let port = m.host_port(445).expect("SMB forwarded");
+    let names = ["a.bin", "b.bin", "c.bin"];
+    let mut sums = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let f = dir.join(n);
+        random_file(&f, 3, i as u8);
+        sums.push(host_sha256(&f));
+    }
+    let commands = names
+        .iter()
+        .map(|n| format!("put {} {n}", dir.join(n).display()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out) = smbclient(port, "safe", Some((ADMIN, ADMIN_PASSWORD)), &commands);
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "SMB writes to the volume failed: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let share_dir = "/data/vault/safe";
+    assert_eq!(box_checksums(&mut m, share_dir, &names), sums);
+    m.serial("sync", Duration::from_secs(30)).unwrap();
+
+    // Deleting a volume that carries shares is refused.
+    let r = send(
+        &admin,
+        "DELETE",
+        "/api/v1/volumes/vault",
+        json!({"confirm": "vault"}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (409, "volume.has_shares"),
+        "{}",
+        r.text()
+    );
+
+    // Failure 1: mdadm --fail through the API; the volume is degraded and names the disk by bay and serial.
+    let failed_at = Instant::now();
+    let v = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes/vault/fail",
+            json!({"disk": "CAIRN-BAY2"}),
+        ),
+        200,
+    );
+    assert_eq!(v["state"], "degraded", "{v}");
+    let problem = v["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("bay 2") && problem.contains("CAIRN-BAY2"),
+        "{problem}"
+    );
+    eprintln!(
+        "degraded shown {:?} after the failure request",
+        failed_at.elapsed()
+    );
+    // Failing a second disk would lose data: refused.
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes/vault/fail",
+        json!({"disk": "CAIRN-BAY3"}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (422, "volume.refused"),
+        "{}",
+        r.text()
+    );
+
+    // A fresh disk pushed into empty bay 5 replaces it; the rebuild is a job.
+    let new5 = disk_file(&dir, "new5");
+    m.plug_disk(5, &new5).unwrap();
+    let d = wait_disk(&admin, "CAIRN-NEW5", true).unwrap();
+    assert_eq!(
+        (d["slot"].as_u64(), d["role"].as_str()),
+        (Some(5), Some("free")),
+        "{d}"
+    );
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes/vault/replace",
+            json!({"failed": "CAIRN-BAY2", "with": "CAIRN-NEW5"}),
+        ),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(600));
+    assert_eq!(
+        (job["state"].as_str(), job["kind"].as_str()),
+        (Some("done"), Some("rebuild")),
+        "{job}"
+    );
+    wait_state(&admin, "vault", "clean", Duration::from_secs(30));
+
+    // Failure 2: bay 3's disk is pulled out (PCIe hot-unplug). The box notices by itself.
+    m.unplug_disk(3).unwrap();
+    let (v, took) = wait_state(&admin, "vault", "degraded", Duration::from_secs(60));
+    eprintln!("pulled disk shown as degraded {took:?} after the unplug request (includes the 5 s PCIe button delay)");
+    let problem = v["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("bay 3") && problem.contains("CAIRN-BAY3"),
+        "{problem}"
+    );
+    wait_disk(&admin, "CAIRN-BAY3", false);
+    let events = expect(&admin.get("/api/v1/storage/events").unwrap(), 200);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap_or("").contains("bay 3")),
+        "{events}"
+    );
+    // A new disk goes into the same bay and replaces the pulled one.
+    let new3 = disk_file(&dir, "new3");
+    m.plug_disk(3, &new3).unwrap();
+    wait_disk(&admin, "CAIRN-NEW3", true);
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes/vault/replace",
+            json!({"failed": "CAIRN-BAY3", "with": "CAIRN-NEW3"}),
+        ),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(600));
+    assert_eq!(job["state"], "done", "{job}");
+    let v = wait_state(&admin, "vault", "clean", Duration::from_secs(30)).0;
+    let members: Vec<&str> = v["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        members,
+        ["CAIRN-BAY1", "CAIRN-NEW5", "CAIRN-NEW3", "CAIRN-BAY4"]
+    );
+    m.serial("echo 3 > /proc/sys/vm/drop_caches", Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        box_checksums(&mut m, share_dir, &names),
+        sums,
+        "data after two rebuilds"
+    );
+
+    // A scrub reads everything and reports mismatches.
+    let r = expect(
+        &send(&admin, "POST", "/api/v1/volumes/vault/scrub", json!({})),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(600));
+    assert_eq!(job["state"], "done", "{job}");
+    assert!(
+        job["message"].as_str().unwrap().contains("0 mismatched"),
+        "{job}"
+    );
+
+    // Reboot: the volume is assembled from the store's UUID with the same data.
+    let mark = m.mark();
+    expect(
+        &send(&admin, "POST", "/api/v1/system/reboot", json!({})),
+        202,
+    );
+    m.wait_console(
+        "/data/vault unmounted cleanly",
+        mark,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    m.wait_console("Cairn 0.1.0 starting", mark, Duration::from_secs(120))
+        .unwrap();
+    m.wait_healthy(Instant::now(), Duration::from_secs(240))
+        .unwrap();
+    wait_state(&admin, "vault", "clean", Duration::from_secs(120));
+    // Assembled first, then the filesystem is checked and mounted.
+    let until = Instant::now() + Duration::from_secs(120);
+    while volume(&admin, "vault")["mounted"] != true {
+        assert!(Instant::now() < until, "{}", volume(&admin, "vault"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        box_checksums(&mut m, share_dir, &names),
+        sums,
+        "data after a reboot"
+    );
+
+    // Power off, move the four member disks to a freshly flashed box (in another order): found, imported.
+    let mark = m.mark();
+    expect(
+        &send(&admin, "POST", "/api/v1/system/poweroff", json!({})),
+        202,
+    );
+    m.wait_console(
+        "/data/vault unmounted cleanly",
+        mark,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    m.wait_exit(Duration::from_secs(60)).unwrap();
+    drop(m);
+    let moved = vec![new3, bays[3].clone(), bays[0].clone(), new5];
+    let options = BootOptions {
+        network: Network::Offline,
+        data_disks: moved,
+        ..BootOptions::default()
+    };
+    let (mut m2, _disk2, admin2) = boot(board, &options);
+    let _log2 = ConsoleOnFailure(m2.console_handle(), "import on a new box");
+    let found = expect(&admin2.get("/api/v1/volumes").unwrap(), 200);
+    let f = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["state"] == "found")
+        .unwrap_or_else(|| panic!("{found}"))
+        .clone();
+    assert_eq!(
+        (
+            f["name"].as_str(),
+            f["origin"].as_str(),
+            f["level"].as_str()
+        ),
+        (Some("vault"), Some("cairn"), Some("raid5")),
+        "{f}"
+    );
+    assert_eq!(f["disks"].as_array().unwrap().len(), 4);
+    // Found disks are never offered as free.
+    assert!(disks(&admin2)
+        .iter()
+        .filter(|d| d["role"] != "boot")
+        .all(|d| d["role"] == "member"));
+    let v = expect(
+        &send(&admin2, "POST", "/api/v1/volumes/vault/import", json!({})),
+        200,
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["mounted"].as_bool()),
+        (Some("clean"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(
+        box_checksums(&mut m2, share_dir, &names),
+        sums,
+        "data after moving the disks"
+    );
+}
+
+/// RAID 1 on the armv7 board: build, write, delete (with the typed confirmation), and the disks are free again.
+#[test]
+fn raid1_on_armv7() {
+    let board = "qemu-armv7-virt";
+    let dir = cairn_qemu::workspace_root().join("target/e2e-disks/storage-armv7");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bays: Vec<DataDisk> = (1..=2)
+        .map(|n| disk_file(&dir, &format!("bay{n}")))
+        .collect();
+    let options = BootOptions {
+        network: Network::Offline,
+        data_disks: bays,
+        ..BootOptions::default()
+    };
+    let (mut m, _disk, admin) = boot(board, &options);
+    let _log = ConsoleOnFailure(m.console_handle(), "raid1 armv7");
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes",
+            json!({"name": "mirror", "level": "raid1", "disks": ["CAIRN-BAY1", "CAIRN-BAY2"]}),
+        ),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(900));
+    assert_eq!(job["state"], "done", "{job}");
+    let v = volume(&admin, "mirror");
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["level"].as_str(),
+            v["mounted"].as_bool()
+        ),
+        (Some("clean"), Some("raid1"), Some(true)),
+        "{v}"
+    );
+    let out = m
+        .serial("dd if=/dev/urandom of=/data/mirror/f bs=1024 count=2048 2>/dev/null; sync; sha256sum /data/mirror/f", Duration::from_secs(120))
+        .unwrap();
+    assert!(out.contains("/data/mirror/f"), "{out}");
+    let r = send(&admin, "DELETE", "/api/v1/volumes/mirror", json!({}));
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (409, "volume.confirm_required"),
+        "{}",
+        r.text()
+    );
+    let r = send(
+        &admin,
+        "DELETE",
+        "/api/v1/volumes/mirror",
+        json!({"confirm": "Mirror"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    expect(
+        &send(
+            &admin,
+            "DELETE",
+            "/api/v1/volumes/mirror",
+            json!({"confirm": "mirror"}),
+        ),
+        200,
+    );
+    let free: Vec<Value> = disks(&admin)
+        .into_iter()
+        .filter(|d| d["role"] == "free")
+        .collect();
+    assert_eq!(
+        free.len(),
+        2,
+        "both disks free again after delete: {free:?}"
+    );
+    let _: PathBuf = dir;
+}
