@@ -54,6 +54,7 @@ bench: bootstrap images
 	cargo build --release --locked -p cairn
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench-api
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench
+	cargo run --release --locked -p cairn-e2e --bin cairn-bench-storage
 
 lint:
 	cargo fmt --all -- --check

@@ -340,6 +340,12 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         problem.contains("bay 2") && problem.contains("CAIRN-BAY2"),
         "{problem}"
     );
+    let page = admin.get("/storage").unwrap().text();
+    assert!(
+        page.contains("degraded")
+            && page.contains("bay 2 (Virtual disk, serial CAIRN-BAY2) is out of the array"),
+        "{page}"
+    );
     eprintln!(
         "degraded shown {:?} after the failure request",
         failed_at.elapsed()
@@ -394,19 +400,33 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         "{problem}"
     );
     wait_disk(&admin, "CAIRN-BAY3", false);
-    let events = expect(&admin.get("/api/v1/storage/events").unwrap(), 200);
-    assert!(
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["message"].as_str().unwrap_or("").contains("bay 3")),
-        "{events}"
-    );
+    // The monitor fails the pulled disk out of the array and logs it by bay (on its next pass, within 10 s).
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = expect(&admin.get("/api/v1/storage/events").unwrap(), 200);
+        if events.as_array().unwrap().iter().any(|e| {
+            let m = e["message"].as_str().unwrap_or("");
+            m.contains("bay 3") && m.contains("removed from the box")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no event for the pulled disk: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     // A new disk goes into the same bay and replaces the pulled one.
     let new3 = disk_file(&dir, "new3");
     m.plug_disk(3, &new3).unwrap();
     wait_disk(&admin, "CAIRN-NEW3", true);
+    // This rebuild is slowed down so the daemon can be restarted in the middle: the job goes on, because
+    // the kernel, not the daemon, is its source of truth.
+    m.serial(
+        "echo 3000 > /proc/sys/dev/raid/speed_limit_max",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let r = expect(
         &send(
             &admin,
@@ -416,6 +436,39 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         ),
         202,
     );
+    let id = r["job"]["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
+        let p = j["percent"].as_f64().unwrap();
+        if p > 0.0 {
+            break p;
+        }
+        assert!(Instant::now() < until, "rebuild never progressed: {j}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mark = m.mark();
+    m.serial(
+        "for p in $(pidof cairn); do [ $p != 1 ] && kill $p; done; true",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    m.wait_console("started daemon", mark, Duration::from_secs(30))
+        .unwrap();
+    m.wait_healthy(Instant::now(), Duration::from_secs(60))
+        .unwrap();
+    let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
+    assert_eq!(j["kind"], "rebuild", "{j}");
+    assert!(
+        j["state"] == "running" && j["percent"].as_f64().unwrap() >= before,
+        "after a daemon restart the job must go on from the kernel's figures: {j} (was {before} %)"
+    );
+    assert!(j["speed_kib_s"].as_u64().is_some(), "{j}");
+    m.serial(
+        "echo 200000 > /proc/sys/dev/raid/speed_limit_max",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(600));
     assert_eq!(job["state"], "done", "{job}");
     let v = wait_state(&admin, "vault", "clean", Duration::from_secs(30)).0;
@@ -556,16 +609,38 @@ fn raid1_on_armv7() {
     };
     let (mut m, _disk, admin) = boot(board, &options);
     let _log = ConsoleOnFailure(m.console_handle(), "raid1 armv7");
-    let r = expect(
-        &send(
-            &admin,
-            "POST",
-            "/api/v1/volumes",
-            json!({"name": "mirror", "level": "raid1", "disks": ["CAIRN-BAY1", "CAIRN-BAY2"]}),
-        ),
-        202,
+    // Built from the dashboard's Storage page, as an owner would.
+    let token = csrf(&admin);
+    let page = admin.get("/storage").unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("CAIRN-BAY2") && page.text().contains("Create volume"),
+        "{}",
+        page.text()
     );
-    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(900));
+    let r = admin
+        .post_form(
+            "/storage/volumes",
+            &[
+                ("csrf_token", token.as_str()),
+                ("name", "mirror"),
+                ("level", "raid1"),
+                ("disk", "CAIRN-BAY1"),
+                ("disk", "CAIRN-BAY2"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Building volume mirror"), "{}", r.text());
+    let jobs = expect(&admin.get("/api/v1/jobs").unwrap(), 200);
+    let job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["volume"] == "mirror")
+        .expect("create job")
+        .clone();
+    let (job, _) = wait_job(&admin, &job, Duration::from_secs(900));
     assert_eq!(job["state"], "done", "{job}");
     let v = volume(&admin, "mirror");
     assert_eq!(
@@ -595,14 +670,18 @@ fn raid1_on_armv7() {
         json!({"confirm": "Mirror"}),
     );
     assert_eq!(r.status, 409, "{}", r.text());
-    expect(
-        &send(
-            &admin,
-            "DELETE",
-            "/api/v1/volumes/mirror",
-            json!({"confirm": "mirror"}),
-        ),
-        200,
+    let page = admin.get("/storage").unwrap().text();
+    assert!(page.contains("Type <b>mirror</b>"), "{page}");
+    let r = admin
+        .post_form(
+            "/storage/volumes/mirror/delete",
+            &[("csrf_token", token.as_str()), ("confirm", "mirror")],
+        )
+        .unwrap();
+    assert!(
+        r.text().contains("Volume mirror was deleted"),
+        "{}",
+        r.text()
     );
     let free: Vec<Value> = disks(&admin)
         .into_iter()

@@ -247,6 +247,22 @@ fn start(log: &Arc<LogRing>, spec: &ServiceSpec) -> Option<Pid> {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // PID 1 blocks the signals it waits for; a service must not inherit that mask, or it would ignore the
+    // SIGTERM that asks it to stop (found by a test that restarts the daemon mid-rebuild).
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only sigprocmask, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::sigprocmask(
+                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
     for e in &spec.env {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);

@@ -92,7 +92,7 @@ pub struct MemberView {
     pub size_bytes: u64,
     /// Kernel name while present.
     pub device: Option<String>,
-    /// in_sync, rebuilding, spare, faulty, missing.
+    /// in_sync, rebuilding, spare, faulty, removed (in the box, out of the array), missing (not in the box).
     pub state: &'static str,
     /// "bay 2 (Virtual disk, serial CAIRN-BAY2)".
     pub description: String,
@@ -155,6 +155,9 @@ struct JobRecord {
     finished_s: Option<u64>,
     /// The disk a rebuild writes to.
     disk: Option<String>,
+    /// Its kernel name when the job started (checked against the array; names change across boots).
+    #[serde(default)]
+    device: Option<String>,
 }
 
 /// One line of the storage event log.
@@ -493,6 +496,19 @@ impl Storage {
         })
     }
 
+    /// The survey without reading any disk: enough to tell which member disks are present (the monitor's
+    /// once-a-second pass must cost next to nothing).
+    fn survey_light(&self) -> Result<Survey, StorageError> {
+        Ok(Survey {
+            disks: discover(&self.inner.paths.sys, &self.inner.board)
+                .into_iter()
+                .map(|d| (d, Contents::Blank, None))
+                .collect(),
+            records: self.records()?,
+            mounts: self.mounts(),
+        })
+    }
+
     fn disk_views(&self, s: &Survey) -> Vec<DiskView> {
         let mut taken: Vec<String> = s.records.iter().map(|r| r.name.clone()).collect();
         let mut found_names: BTreeMap<String, String> = BTreeMap::new();
@@ -638,7 +654,10 @@ impl Storage {
             ),
             "rebuild" => {
                 if let Some(disk) = &j.disk {
-                    let dev = self.device_of(disk);
+                    let dev = match &j.device {
+                        Some(d) if live.member(d).is_some() => Some(d.clone()),
+                        _ => self.device_of(disk),
+                    };
                     let gone = match &dev {
                         None => true,
                         Some(d) => live
@@ -760,7 +779,7 @@ impl Storage {
                     (_, None) => "missing",
                     (None, Some(_)) => "missing",
                     (Some(l), Some(dev)) => match l.member(dev) {
-                        None => "missing",
+                        None => "removed",
                         Some((_, _, false)) => "missing",
                         Some((_, st, _)) if st.contains("faulty") => "faulty",
                         Some((_, st, _)) if st.contains("in_sync") => "in_sync",
@@ -785,7 +804,7 @@ impl Storage {
             .collect();
         let lost: Vec<&MemberView> = members
             .iter()
-            .filter(|m| m.state == "missing" || m.state == "faulty")
+            .filter(|m| matches!(m.state, "missing" | "faulty" | "removed"))
             .collect();
         let creating = job_view
             .as_ref()
@@ -800,7 +819,14 @@ impl Storage {
         };
         let describe_lost = || {
             lost.iter()
-                .map(|m| format!("{} is {}", m.description, m.state))
+                .map(|m| {
+                    let how = match m.state {
+                        "missing" => "missing from the box",
+                        "removed" => "out of the array",
+                        other => other,
+                    };
+                    format!("{} is {how}", m.description)
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         };
@@ -984,8 +1010,16 @@ impl Storage {
             message: message.into(),
             finished_s: None,
             disk,
+            device: None,
         };
         self.save_job(&j)?;
+        // Keep the newest jobs; finished ones older than that are only history.
+        while self.inner.jobs.len() > 100 {
+            match self.inner.jobs.tree().pop_min() {
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
         Ok(j)
     }
 
@@ -1231,15 +1265,20 @@ impl Storage {
     /// A volume without its disks is left as `missing`, never re-created.
     pub fn start(&self) {
         let started = Instant::now();
+        self.close_interrupted();
         let Ok(records) = self.records() else { return };
         if records.is_empty() {
             return;
         }
         let _guard = self.guard();
+        let survey_started = Instant::now();
         let survey = match self.survey() {
             Ok(s) => s,
             Err(e) => return log::error!("storage survey failed: {e}"),
         };
+        // Time spent finding members and assembling, without module loading and filesystem checks:
+        // the figure comparable with `mdadm --assemble --scan`.
+        let mut assembling = survey_started.elapsed();
         for mut r in records {
             if r.uuid.is_empty() {
                 // A create interrupted by a power cut before the array existed: nothing to assemble.
@@ -1269,7 +1308,10 @@ impl Storage {
                     let _ = self.save(&r);
                 }
                 self.load_modules(r.level);
-                if let Err(e) = self.assemble(&r, &devs) {
+                let t = Instant::now();
+                let assembled = self.assemble(&r, &devs);
+                assembling += t.elapsed();
+                if let Err(e) = assembled {
                     let (msg, detail) = split_tool(e);
                     self.event(
                         "error",
@@ -1291,8 +1333,55 @@ impl Storage {
             }
         }
         let ms = started.elapsed().as_millis();
-        let _ = std::fs::write("/run/cairn/assembly-ms", format!("{ms}\n"));
-        self.event("info", "", &format!("Volumes assembled in {ms} ms."), "");
+        let asm = assembling.as_millis();
+        let _ = std::fs::write("/run/cairn/assembly-ms", format!("{asm} {ms}\n"));
+        self.event(
+            "info",
+            "",
+            &format!(
+                "Volumes assembled in {asm} ms ({ms} ms with driver loading, checks and mounts)."
+            ),
+            "",
+        );
+    }
+
+    /// Work the daemon itself was doing when the box lost power or the daemon restarted (wiping, creating the
+    /// array, formatting) cannot resume: it is closed as failed and said so. A volume whose array was never
+    /// created is dropped (its disks hold nothing); kernel work (sync, rebuild, scrub) simply goes on.
+    fn close_interrupted(&self) {
+        let Ok(jobs) = self.inner.jobs.all::<JobRecord>() else {
+            return;
+        };
+        for (_, mut j) in jobs {
+            if j.state != "running" || j.step == "kernel" {
+                continue;
+            }
+            let record = self
+                .inner
+                .volumes
+                .get::<VolumeRecord>(&j.volume)
+                .ok()
+                .flatten();
+            let message = match &record {
+                Some(r) if r.uuid.is_empty() => {
+                    let _ = self.inner.volumes.remove(&r.name);
+                    format!(
+                        "Creating volume {} was interrupted before its array existed; its disks are free again.",
+                        j.volume
+                    )
+                }
+                _ => format!(
+                    "Creating volume {} was interrupted while {}; delete the volume and create it again.",
+                    j.volume,
+                    if j.step == "formatting" { "formatting" } else { "preparing its disks" }
+                ),
+            };
+            j.state = "failed".into();
+            j.message = message.clone();
+            j.finished_s = Some(now_s());
+            let _ = self.save_job(&j);
+            self.event("error", &j.volume, &message, "");
+        }
     }
 
     fn assemble(&self, r: &VolumeRecord, devs: &[String]) -> Result<(), StorageError> {
@@ -1521,7 +1610,7 @@ impl Storage {
         let old = r.disks[idx].clone();
         r.disks[idx] = new.snapshot();
         self.save(&r)?;
-        let job = self.new_job(
+        let mut job = self.new_job(
             "rebuild",
             volume,
             r.md_minor,
@@ -1529,6 +1618,8 @@ impl Storage {
             "Rebuilding onto the new disk.",
             Some(with.into()),
         )?;
+        job.device = Some(new.disk.device.clone());
+        self.save_job(&job)?;
         drop(guard);
         self.event(
             "info",
@@ -1824,6 +1915,22 @@ impl Storage {
         }
     }
 
+    /// Sleeps until the kernel reports an md event (a disk failed or was added, a sync started or ended:
+    /// /proc/mdstat polls with POLLPRI, as `mdadm --monitor` uses it) or `at_most` passes. Progress alone
+    /// wakes nothing, so watching costs nothing while a rebuild runs.
+    pub fn wait_for_change(&self, at_most: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let Ok(mut f) = std::fs::File::open(self.inner.paths.proc.join("mdstat")) else {
+            return std::thread::sleep(at_most);
+        };
+        let mut sink = String::new();
+        let _ = f.read_to_string(&mut sink);
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
+        let ms = u16::try_from(at_most.as_millis()).unwrap_or(u16::MAX);
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+    }
+
     /// One pass of the monitor: vanished disks failed out, state changes logged, finished jobs closed,
     /// scrubs started when due. Cheap (sysfs reads); run every second.
     pub fn tick(&self) {
@@ -1840,7 +1947,7 @@ impl Storage {
                 }
             }
             self.finish_jobs(&mut r);
-            let Ok(s) = self.survey() else { continue };
+            let Ok(s) = self.survey_light() else { continue };
             let view = self.volume_view(&r, &s);
             if view.state != r.last_state {
                 let level = match view.state {

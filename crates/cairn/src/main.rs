@@ -223,7 +223,9 @@ fn daemon(args: &[String]) -> ExitCode {
                 app.changed();
                 loop {
                     storage.tick();
-                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    // The pages read the kernel live; this pass only logs changes, closes finished jobs and
+                    // fails out pulled disks, so it runs on md events and otherwise every 10 s.
+                    storage.wait_for_change(std::time::Duration::from_secs(10));
                 }
             });
     }
