@@ -24,6 +24,42 @@ fn boot(board: &str, options: &BootOptions) -> (Machine, BootDisk, HttpClient) {
     (m, disk, admin)
 }
 
+/// Powers the box off through the API and boots the same boot disk again with other data disks.
+fn restart_with(
+    mut m: Machine,
+    admin: &HttpClient,
+    board: &str,
+    disk: &BootDisk,
+    disks: Vec<DataDisk>,
+) -> Machine {
+    expect(
+        &send(admin, "POST", "/api/v1/system/poweroff", json!({})),
+        202,
+    );
+    m.wait_exit(Duration::from_secs(120)).unwrap();
+    drop(m);
+    let options = BootOptions {
+        network: Network::Offline,
+        data_disks: disks,
+        ..BootOptions::default()
+    };
+    let started = Instant::now();
+    let mut m = Machine::boot(board, disk, &options).unwrap();
+    if let Err(e) = m.wait_healthy(started, Duration::from_secs(240)) {
+        panic!("{e}\n{}", m.console_log());
+    }
+    m
+}
+
+/// Waits until the volume's filesystem is mounted (it is checked first after assembly).
+fn wait_mounted(admin: &HttpClient, name: &str) {
+    let until = Instant::now() + Duration::from_secs(120);
+    while volume(admin, name)["mounted"] != true {
+        assert!(Instant::now() < until, "{}", volume(admin, name));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn error_code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
@@ -400,13 +436,14 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         "{problem}"
     );
     wait_disk(&admin, "CAIRN-BAY3", false);
-    // The monitor fails the pulled disk out of the array and logs it by bay (on its next pass, within 10 s).
+    // The event log names the pulled disk by bay (the monitor's next pass, within 10 s).
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let events = expect(&admin.get("/api/v1/storage/events").unwrap(), 200);
         if events.as_array().unwrap().iter().any(|e| {
             let m = e["message"].as_str().unwrap_or("");
-            m.contains("bay 3") && m.contains("removed from the box")
+            m.contains("bay 3")
+                && (m.contains("missing from the box") || m.contains("removed from the box"))
         }) {
             break;
         }
@@ -520,11 +557,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         .unwrap();
     wait_state(&admin, "vault", "clean", Duration::from_secs(120));
     // Assembled first, then the filesystem is checked and mounted.
-    let until = Instant::now() + Duration::from_secs(120);
-    while volume(&admin, "vault")["mounted"] != true {
-        assert!(Instant::now() < until, "{}", volume(&admin, "vault"));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_mounted(&admin, "vault");
     assert_eq!(
         box_checksums(&mut m, share_dir, &names),
         sums,
@@ -604,10 +637,10 @@ fn raid1_on_armv7() {
         .collect();
     let options = BootOptions {
         network: Network::Offline,
-        data_disks: bays,
+        data_disks: bays.clone(),
         ..BootOptions::default()
     };
-    let (mut m, _disk, admin) = boot(board, &options);
+    let (mut m, disk, admin) = boot(board, &options);
     let _log = ConsoleOnFailure(m.console_handle(), "raid1 armv7");
     // Built from the dashboard's Storage page, as an owner would.
     let token = csrf(&admin);
@@ -655,13 +688,74 @@ fn raid1_on_armv7() {
     let out = m
         .serial("dd if=/dev/urandom of=/data/mirror/f bs=1024 count=2048 2>/dev/null; sync; sha256sum /data/mirror/f", Duration::from_secs(120))
         .unwrap();
-    assert!(out.contains("/data/mirror/f"), "{out}");
+    let sum = out
+        .lines()
+        .find(|l| l.trim_end().ends_with("/data/mirror/f") && !l.contains("sha256sum"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let cookie = admin.cookie("cairn_session").unwrap();
+
+    // Restarted with only one disk of the mirror: degraded, the missing disk named, the data intact.
+    let mut m = restart_with(m, &admin, board, &disk, vec![bays[1].clone()]);
+    let admin = m.http();
+    admin.set_cookie("cairn_session", &cookie);
+    let (v, _) = wait_state(&admin, "mirror", "degraded", Duration::from_secs(120));
+    let problem = v["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("CAIRN-BAY1") && problem.contains("missing from the box"),
+        "{problem}"
+    );
+    wait_mounted(&admin, "mirror");
+    assert_eq!(
+        box_checksums(&mut m, "/data/mirror", &["f"]),
+        vec![sum.clone()]
+    );
+
+    // Restarted with no disk at all: the volume is missing, never re-created, and says what to do.
+    let m = restart_with(m, &admin, board, &disk, vec![]);
+    let admin = m.http();
+    admin.set_cookie("cairn_session", &cookie);
+    let (v, _) = wait_state(&admin, "mirror", "missing", Duration::from_secs(120));
+    assert!(
+        v["problem"].as_str().unwrap().contains("never re-created"),
+        "{v}"
+    );
+    assert!(admin.get("/storage").unwrap().text().contains("missing"));
+
+    // Both disks back: the one left out is stale and stays out of the array until it is replaced (by itself).
+    let mut m = restart_with(m, &admin, board, &disk, bays.clone());
+    let admin = m.http();
+    admin.set_cookie("cairn_session", &cookie);
+    let (v, _) = wait_state(&admin, "mirror", "degraded", Duration::from_secs(120));
+    assert!(v["problem"].as_str().unwrap().contains("CAIRN-BAY1"), "{v}");
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes/mirror/replace",
+            json!({"failed": "CAIRN-BAY1", "with": "CAIRN-BAY1"}),
+        ),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(900));
+    assert_eq!(job["state"], "done", "{job}");
+    wait_state(&admin, "mirror", "clean", Duration::from_secs(60));
+    wait_mounted(&admin, "mirror");
+    assert_eq!(box_checksums(&mut m, "/data/mirror", &["f"]), vec![sum]);
+    let token = csrf(&admin);
+
     let r = send(&admin, "DELETE", "/api/v1/volumes/mirror", json!({}));
     assert_eq!(
         (r.status, error_code(&r.json().unwrap())),
         (409, "volume.confirm_required"),
         "{}",
         r.text()
+    );
+    assert_eq!(
+        r.json().unwrap()["error"]["confirm"],
+        "mirror",
+        "the refusal gives the token to send"
     );
     let r = send(
         &admin,

@@ -15,6 +15,9 @@ pub struct ApiError {
     pub hint: &'static str,
     /// Seconds before a retry can succeed (429), sent as `Retry-After`.
     pub retry_after_s: Option<u64>,
+    /// For a change that erases data: the token to send back as `confirm` (the volume's name, which the
+    /// dashboard has the owner type).
+    pub confirm: Option<String>,
 }
 
 impl ApiError {
@@ -30,12 +33,17 @@ impl ApiError {
             message: message.into(),
             hint,
             retry_after_s: None,
+            confirm: None,
         }
     }
 
     /// The JSON body every error has.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message, "hint": self.hint}})
+        let mut e = json!({"code": self.code, "message": self.message, "hint": self.hint});
+        if let Some(token) = &self.confirm {
+            e["confirm"] = json!(token);
+        }
+        json!({"error": e})
     }
 
     pub fn unauthenticated() -> ApiError {
@@ -188,6 +196,10 @@ impl From<cairn_storage::StorageError> for ApiError {
         use cairn_storage::StorageError as E;
         use StatusCode as S;
         let msg = capitalise(&e.to_string());
+        let confirm = match &e {
+            E::ConfirmRequired { volume, .. } => Some(volume.clone()),
+            _ => None,
+        };
         let (status, code, hint) = match e {
             E::NoSuchVolume(_) => (S::NOT_FOUND, "volume.not_found", "Check the name; the storage page lists every volume and found array."),
             E::NoSuchDisk(_) => (S::UNPROCESSABLE_ENTITY, "disk.not_found", "Choose disks from GET /api/v1/disks (the id is the disk's serial)."),
@@ -209,7 +221,10 @@ impl From<cairn_storage::StorageError> for ApiError {
             E::Store(e) => return ApiError::internal(e),
             E::Io(e) => return ApiError::internal(e),
         };
-        ApiError::new(status, code, msg, hint)
+        ApiError {
+            confirm,
+            ..ApiError::new(status, code, msg, hint)
+        }
     }
 }
 

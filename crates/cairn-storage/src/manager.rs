@@ -215,6 +215,8 @@ struct Inner {
     events: Table,
     /// Held while a change is checked and recorded, so two requests cannot pick the same disks.
     lock: Mutex<()>,
+    /// Held while a finished job is recorded, so it is recorded (and logged) once.
+    settling: Mutex<()>,
 }
 
 fn now_s() -> u64 {
@@ -284,6 +286,7 @@ impl Storage {
                 paths,
                 store,
                 lock: Mutex::new(()),
+                settling: Mutex::new(()),
             }),
         })
     }
@@ -707,6 +710,9 @@ impl Storage {
             None
         };
         let (state, percent, message) = self.judge(j, live.as_ref());
+        if j.state == "running" && state != "running" {
+            self.settle(j, live.as_ref());
+        }
         let (speed, eta) = match (&live, state.as_str()) {
             (Some(l), "running") if l.sync_action != "idle" => {
                 let eta = match (l.sync, l.speed_kib_s) {
@@ -770,11 +776,17 @@ impl Storage {
             .disks
             .iter()
             .map(|m| {
-                let device = s
+                let present = s
                     .disks
                     .iter()
                     .find(|(d, _, _)| d.id == m.id)
-                    .map(|(d, _, _)| d.device.clone());
+                    .map(|(d, _, _)| d);
+                let device = present.map(|d| d.device.clone());
+                // A disk moved to another bay is named by the bay it is in now.
+                let m = &DiskSnapshot {
+                    slot: present.map(|d| d.slot).unwrap_or(m.slot),
+                    ..m.clone()
+                };
                 let state = match (&live, &device) {
                     (_, None) => "missing",
                     (None, Some(_)) => "missing",
@@ -1884,51 +1896,93 @@ impl Storage {
         }
     }
 
-    /// Closes every running job of a volume whose kernel work is over (oldest first), logging the outcome.
-    fn finish_jobs(&self, r: &mut VolumeRecord) {
+    /// Closes every running job of a volume whose kernel work is over, oldest first.
+    fn finish_jobs(&self, volume: &str) {
         let Ok(jobs) = self.inner.jobs.all::<JobRecord>() else {
             return;
         };
-        for (_, mut j) in jobs {
-            if j.volume != r.name || j.state != "running" {
-                continue;
+        for (_, j) in jobs {
+            if j.volume == volume && j.state == "running" {
+                let live = self.md_live(j.md_minor);
+                self.settle(&j, live.as_ref());
             }
-            let live = self.md_live(j.md_minor);
-            let (state, _, message) = self.judge(&j, live.as_ref());
-            if state == "running" {
-                continue;
-            }
-            if j.kind == "scrub" {
-                r.last_scrub_s = Some(now_s());
-                r.last_mismatches = live.as_ref().map(|l| l.mismatch_cnt);
-            }
-            j.state = state.clone();
-            j.message = message.clone();
-            j.finished_s = Some(now_s());
-            let _ = self.save_job(&j);
-            let level = match (state.as_str(), r.last_mismatches) {
-                ("failed", _) => "error",
-                (_, Some(n)) if n > 0 && j.kind == "scrub" => "warning",
-                _ => "info",
-            };
-            self.event(level, &r.name, &format!("Volume {}: {message}", r.name), "");
         }
     }
 
-    /// Sleeps until the kernel reports an md event (a disk failed or was added, a sync started or ended:
-    /// /proc/mdstat polls with POLLPRI, as `mdadm --monitor` uses it) or `at_most` passes. Progress alone
-    /// wakes nothing, so watching costs nothing while a rebuild runs.
-    pub fn wait_for_change(&self, at_most: Duration) {
+    /// Records the end of a job the moment anyone sees it ended (a request or the monitor), once: its state,
+    /// the scrub's mismatch count on the volume, and a line in the event log.
+    fn settle(&self, j: &JobRecord, live: Option<&MdLive>) {
+        let (state, _, message) = self.judge(j, live);
+        if state == "running" {
+            return;
+        }
+        let _once = self
+            .inner
+            .settling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Ok(Some(mut current)) = self.job_record(&j.id) else {
+            return;
+        };
+        if current.state != "running" {
+            return;
+        }
+        current.state = state.clone();
+        current.message = message.clone();
+        current.finished_s = Some(now_s());
+        let _ = self.save_job(&current);
+        let mut mismatches = None;
+        if j.kind == "scrub" {
+            if let Ok(Some(mut r)) = self.inner.volumes.get::<VolumeRecord>(&j.volume) {
+                r.last_scrub_s = Some(now_s());
+                r.last_mismatches = live.map(|l| l.mismatch_cnt);
+                mismatches = r.last_mismatches;
+                let _ = self.save(&r);
+            }
+        }
+        let level = match (state.as_str(), mismatches) {
+            ("failed", _) => "error",
+            (_, Some(n)) if n > 0 => "warning",
+            _ => "info",
+        };
+        self.event(
+            level,
+            &j.volume,
+            &format!("Volume {}: {message}", j.volume),
+            "",
+        );
+    }
+
+    /// The monitor, forever: a pass ([`Storage::tick`]) whenever the kernel reports an md event (a disk
+    /// failed or was added, a sync started or ended: /proc/mdstat polls with POLLPRI, as `mdadm --monitor`
+    /// uses it) and at least every `at_most`. Progress alone wakes nothing, so a rebuild costs nothing to
+    /// watch; the pages read the kernel live, so nothing waits on this loop to show a failure.
+    pub fn run_monitor(&self, at_most: Duration) -> ! {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
-        let Ok(mut f) = std::fs::File::open(self.inner.paths.proc.join("mdstat")) else {
-            return std::thread::sleep(at_most);
-        };
-        let mut sink = String::new();
-        let _ = f.read_to_string(&mut sink);
-        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
         let ms = u16::try_from(at_most.as_millis()).unwrap_or(u16::MAX);
-        let _ = poll(&mut fds, PollTimeout::from(ms));
+        let mut mdstat: Option<std::fs::File> = None;
+        loop {
+            if mdstat.is_none() {
+                // md_mod is loaded on demand: /proc/mdstat appears with the first volume.
+                mdstat = std::fs::File::open(self.inner.paths.proc.join("mdstat")).ok();
+            }
+            // Read before the pass: an event during the pass then wakes the poll at once.
+            if let Some(f) = mdstat.as_mut() {
+                let mut sink = String::new();
+                let _ = f
+                    .seek(SeekFrom::Start(0))
+                    .and_then(|_| f.read_to_string(&mut sink));
+            }
+            self.tick();
+            match &mdstat {
+                Some(f) => {
+                    let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
+                    let _ = poll(&mut fds, PollTimeout::from(ms));
+                }
+                None => std::thread::sleep(at_most),
+            }
+        }
     }
 
     /// One pass of the monitor: vanished disks failed out, state changes logged, finished jobs closed,
@@ -1946,7 +2000,11 @@ impl Storage {
                     self.kick_vanished(&r, l);
                 }
             }
-            self.finish_jobs(&mut r);
+            self.finish_jobs(&r.name);
+            // Settling a scrub updated the record: read it again.
+            if let Ok(Some(fresh)) = self.inner.volumes.get::<VolumeRecord>(&r.name) {
+                r = fresh;
+            }
             let Ok(s) = self.survey_light() else { continue };
             let view = self.volume_view(&r, &s);
             if view.state != r.last_state {
@@ -1972,11 +2030,9 @@ impl Storage {
                 }
             }
             if let Ok(Some(current)) = self.inner.volumes.get::<VolumeRecord>(&r.name) {
-                if current.last_state != r.last_state || current.last_scrub_s != r.last_scrub_s {
+                if current.last_state != r.last_state {
                     let mut c = current;
                     c.last_state = r.last_state.clone();
-                    c.last_scrub_s = r.last_scrub_s;
-                    c.last_mismatches = r.last_mismatches;
                     let _ = self.save(&c);
                 }
             }

@@ -221,12 +221,7 @@ fn daemon(args: &[String]) -> ExitCode {
             .spawn(move || {
                 storage.start();
                 app.changed();
-                loop {
-                    storage.tick();
-                    // The pages read the kernel live; this pass only logs changes, closes finished jobs and
-                    // fails out pulled disks, so it runs on md events and otherwise every 10 s.
-                    storage.wait_for_change(std::time::Duration::from_secs(10));
-                }
+                storage.run_monitor(std::time::Duration::from_secs(10));
             });
     }
     let periodic = app.clone();

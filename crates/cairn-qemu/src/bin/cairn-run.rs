@@ -74,9 +74,18 @@ fn run() -> Result<(), String> {
         http: env_u16("HTTP_PORT", 8080)?,
         forwarded: vec![(445, env_u16("SMB_PORT", 1445)?)],
     };
+    let empty_bays: usize = std::env::var("EMPTY_BAYS")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("EMPTY_BAYS={v:?} is not a number"))
+        })
+        .transpose()?
+        .unwrap_or(0);
     let options = BootOptions {
         network,
         data_disks,
+        empty_bays,
         ..BootOptions::default()
     };
     let qmp = box_dir.join("qmp.sock");
