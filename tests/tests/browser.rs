@@ -12,7 +12,13 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
     let (manifest, dir) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
     let disk = BootDisk::flash(&manifest, &dir).unwrap();
     let started = Instant::now();
-    let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
+    let disks_dir = workspace_root().join("target/e2e-disks/browser");
+    let _ = std::fs::remove_dir_all(&disks_dir);
+    let options = BootOptions {
+        data_disks: cairn_qemu::blank_data_disks(&disks_dir, 2, 128).unwrap(),
+        ..BootOptions::default()
+    };
+    let mut m = Machine::boot(board, &disk, &options).unwrap();
     let _log = ConsoleOnFailure(m.console_handle(), "browser");
     m.wait_healthy(started, Duration::from_secs(120)).unwrap();
     let shots = workspace_root().join("target/screenshots");
@@ -52,6 +58,26 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
     b.click("form[action='/shares/family'] button[type=submit]");
     b.wait_url("saved=1");
     b.screenshot(&shots.join("4-share.png"));
+
+    // Storage: a mirror on the two disks, built while the page shows its progress.
+    b.open(&format!("{base}/storage"));
+    b.wait_text("CAIRN-BAY2");
+    b.fill("input[name=name]", "photos");
+    b.select("level", "raid1");
+    b.click("input[value='CAIRN-BAY1']");
+    b.click("input[value='CAIRN-BAY2']");
+    b.click("form[action='/storage/volumes'] button[type=submit]");
+    b.wait_url("done=created");
+    let until = Instant::now() + Duration::from_secs(120);
+    while !b.text().contains("raid1 · clean") {
+        assert!(
+            Instant::now() < until,
+            "the mirror never became clean: {}",
+            b.text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    b.screenshot(&shots.join("6-storage.png"));
 
     b.click("nav button");
     b.wait_url("/login");

@@ -135,6 +135,8 @@ pub(crate) struct Ctx<'a> {
     pub caller: Option<Caller>,
     /// Form or JSON body, read once for state-changing requests.
     pub body: hyper::body::Bytes,
+    /// The query string (after `?`), empty when there is none.
+    pub query: String,
 }
 
 impl Ctx<'_> {
@@ -291,6 +293,7 @@ pub async fn handle_as(
         peer,
         caller: None,
         body: Default::default(),
+        query: parts.uri.query().unwrap_or("").to_string(),
     };
     if console {
         ctx.caller = Some(console_caller());

@@ -16,6 +16,27 @@ fn csrf(c: &Caller) -> String {
     )
 }
 
+/// "2026-11-23 19:04 UTC": event times, in the box's clock (no time zone is configured yet).
+pub(crate) fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
 /// "1.5 GiB": sizes as owners read them.
 pub(crate) fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -212,9 +233,10 @@ async fn page(
         .iter()
         .map(|ev| {
             format!(
-                r#"<li class="{lvl}"><time data-s="{t}">{t}</time> {msg}{detail}</li>"#,
+                r#"<li class="{lvl}"><time data-s="{s}">{t}</time> {msg}{detail}</li>"#,
                 lvl = esc(&ev.level),
-                t = ev.time_s,
+                s = ev.time_s,
+                t = utc(ev.time_s),
                 msg = esc(&ev.message),
                 detail = if ev.detail.is_empty() {
                     String::new()
@@ -265,6 +287,16 @@ async fn page(
     ))
 }
 
+/// What the page says after a change, by the code in `?done=`.
+const NOTES: &[(&str, &str)] = &[
+    ("created", "The volume is being built; it is usable once mounted, and redundant when the job reaches 100 %."),
+    ("deleted", "The volume was deleted and its disks are free."),
+    ("replaced", "The rebuild started."),
+    ("failed", "The disk was taken out of the volume."),
+    ("scrub", "The scrub started."),
+    ("imported", "The volume was imported with its data."),
+];
+
 /// Handles /storage pages; `None` when the path is not one of them.
 pub(crate) async fn route(
     ctx: &Ctx<'_>,
@@ -284,8 +316,17 @@ async fn handle(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, A
     let f = |k: &str| form_field(&form, k).trim().to_string();
     let confirm = || Some(f("confirm")).filter(|s| !s.is_empty());
     let s = storage(ctx)?;
-    let outcome: Result<String, ApiError> = match (method, segs) {
-        (&Method::GET, ["storage"]) => return page(ctx, c, None, "").await,
+    let outcome: Result<&'static str, ApiError> = match (method, segs) {
+        (&Method::GET, ["storage"]) => {
+            let note = ctx
+                .query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("done="))
+                .and_then(|code| NOTES.iter().find(|(c, _)| *c == code))
+                .map(|(_, text)| *text)
+                .unwrap_or("");
+            return page(ctx, c, None, note).await;
+        }
         (&Method::POST, ["storage", "volumes"]) => {
             let req = CreateRequest {
                 name: f("name"),
@@ -297,48 +338,59 @@ async fn handle(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, A
                     .collect(),
                 confirm: confirm(),
             };
-            blocking(s, move |s| s.create(req))
-                .await
-                .map(|j| format!("Building volume {}.", j.volume))
+            blocking(s, move |s| s.create(req)).await.map(|_| "created")
         }
         (&Method::POST, ["storage", "volumes", name, "delete"]) => {
             let shares = shares_on(ctx, name)?;
             let (n, conf) = (name.to_string(), confirm());
             let r = blocking(s, move |s| s.delete(&n, conf.as_deref(), &shares)).await;
             ctx.app.changed();
-            r.map(|_| format!("Volume {name} was deleted."))
+            r.map(|_| "deleted")
         }
         (&Method::POST, ["storage", "volumes", name, "replace"]) => {
             let (n, failed, with, conf) = (name.to_string(), f("failed"), f("with"), confirm());
             blocking(s, move |s| s.replace(&n, &failed, &with, conf.as_deref()))
                 .await
-                .map(|_| "Rebuild started.".to_string())
+                .map(|_| "replaced")
         }
         (&Method::POST, ["storage", "volumes", name, "fail"]) => {
             let (n, disk, by) = (name.to_string(), f("disk"), c.user.name.clone());
             blocking(s, move |s| s.fail(&n, &disk, &by))
                 .await
-                .map(|_| "The disk was taken out of the volume.".to_string())
+                .map(|_| "failed")
         }
         (&Method::POST, ["storage", "volumes", name, "scrub"]) => {
             let n = name.to_string();
-            blocking(s, move |s| s.scrub(&n))
-                .await
-                .map(|_| "Scrub started.".to_string())
+            blocking(s, move |s| s.scrub(&n)).await.map(|_| "scrub")
         }
         (&Method::POST, ["storage", "volumes", name, "import"]) => {
             let (n, as_name) = (name.to_string(), Some(f("as")).filter(|s| !s.is_empty()));
             let r = blocking(s, move |s| s.import(&n, as_name.as_deref())).await;
             ctx.app.changed();
-            r.map(|v| format!("Imported volume {}.", v.name))
+            r.map(|_| "imported")
         }
         _ => return Err(ApiError::not_found()),
     };
     match outcome {
-        Ok(note) => page(ctx, c, None, &note).await,
+        // Post, then redirect: reloading the page (or its auto-refresh) never repeats the change.
+        Ok(code) => Ok(http::redirect(&format!("/storage?done={code}"), None)),
         Err(e) if e.status.is_client_error() || e.code == "storage.tool_failed" => {
             page(ctx, c, Some(&e), "").await
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_sizes_read_as_owners_expect() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_795_460_278), "2026-11-23 18:57 UTC");
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }

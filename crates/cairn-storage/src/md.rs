@@ -40,6 +40,8 @@ pub struct Member {
 pub struct ArrayStatus {
     pub name: String,
     pub active: bool,
+    /// The kernel gave up on the array: too many members failed.
+    pub broken: bool,
     pub level: String,
     pub members: Vec<Member>,
     /// Devices the array should have, and how many are in sync ([4/3]).
@@ -107,12 +109,15 @@ pub fn parse_mdstat(text: &str) -> Vec<ArrayStatus> {
         if let Some((name, rest)) = line.split_once(" : ") {
             if name.starts_with("md") && !name.contains(' ') {
                 let mut words = rest.split_whitespace();
-                let active = words.next() == Some("active");
+                let state = words.next();
+                let active = state == Some("active");
+                // "broken": more members failed than the level survives; the array exists but cannot work.
+                let broken = state == Some("broken");
                 let mut words: Vec<&str> = words.collect();
                 if words.first().is_some_and(|w| w.starts_with('(')) {
                     words.remove(0); // (read-only) / (auto-read-only)
                 }
-                let level = if active {
+                let level = if active || broken {
                     words.first().copied().unwrap_or("").to_string()
                 } else {
                     String::new()
@@ -121,6 +126,7 @@ pub fn parse_mdstat(text: &str) -> Vec<ArrayStatus> {
                 arrays.push(ArrayStatus {
                     name: name.to_string(),
                     active,
+                    broken,
                     level,
                     members,
                     raid_disks: None,
@@ -252,6 +258,25 @@ mod tests {
             .map(|m| m.device.as_str())
             .collect();
         assert_eq!(failed, vec!["vdb"]);
+    }
+
+    #[test]
+    fn two_failed_members_break_a_raid5() {
+        let a = &parse_mdstat(&fixture("mdstat-raid5-failed.txt"))[0];
+        assert!(a.broken && !a.active, "{a:?}");
+        assert_eq!(a.level, "raid5");
+        assert_eq!((a.raid_disks, a.in_sync), (Some(4), Some(2)));
+        assert!(a.degraded());
+        let faulty: Vec<&str> = a
+            .members
+            .iter()
+            .filter(|m| m.faulty)
+            .map(|m| m.device.as_str())
+            .collect();
+        assert_eq!(faulty, ["vdc", "vdb"]);
+        let d = parse_detail_export(&fixture("detail-raid5-failed.txt"));
+        assert_eq!((d.level.as_str(), d.devices), ("raid5", 4));
+        assert_eq!(d.uuid, "ca68a636:5e4e790c:c0836396:010fd571");
     }
 
     #[test]
