@@ -309,7 +309,7 @@ impl Accounts {
         // Two setup requests racing: the lock key lets exactly one create the first account.
         self.tx(|tx| {
             if tx.exists(Kind::Meta, SETUP_DONE)?
-                || tx.list::<serde_json::Value>(Kind::User)?.first().is_some()
+                || !tx.list::<serde_json::Value>(Kind::User)?.is_empty()
             {
                 return Err(AccountError::SetupDone);
             }
@@ -695,7 +695,7 @@ impl Accounts {
             .filter(|s| s.user == user)
             .collect();
         out.retain(|s| !s.expired(self.session_policy, now_s()));
-        out.sort_by(|a, b| b.created_s.cmp(&a.created_s));
+        out.sort_by_key(|s| std::cmp::Reverse(s.created_s));
         Ok(out)
     }
 

@@ -205,7 +205,7 @@ pub fn confirm(app: &App) -> Result<serde_json::Value, ApiError> {
     t.put(CONFIRMED, &p.settings).map_err(ApiError::internal)?;
     t.remove(PENDING).map_err(ApiError::internal)?;
     app.store.commit().map_err(ApiError::internal)?;
-    Ok(serde_json::to_value(&p.settings).map_err(ApiError::internal)?)
+    serde_json::to_value(&p.settings).map_err(ApiError::internal)
 }
 
 /// At start-up: a change left pending by a power cut is dropped; the confirmed settings are applied.

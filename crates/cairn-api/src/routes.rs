@@ -235,7 +235,7 @@ fn host_is_ours(app: &App, headers: &HeaderMap) -> bool {
         return true;
     }
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    app.own_names().iter().any(|own| *own == name)
+    app.own_names().contains(&name)
 }
 
 fn is_public(method: &Method, path: &str) -> bool {

@@ -62,7 +62,7 @@ fn set_up(server: &Server) -> (HttpClient, String) {
 
 /// POST /api/v1/session as a browser would.
 fn login(c: &HttpClient, user: &str, password: &str) -> cairn_qemu::HttpResponse {
-    login_with(&c, user, password, &[])
+    login_with(c, user, password, &[])
 }
 
 fn login_with(

@@ -2081,6 +2081,8 @@ fn zero_ends(dev: &Path) -> std::io::Result<()> {
 }
 
 /// (size, used, free) bytes of a mounted filesystem.
+// statvfs's field types are u32 on some 32-bit targets and u64 on others: the casts are not no-ops everywhere.
+#[allow(clippy::unnecessary_cast)]
 fn fs_space(path: &Path) -> (u64, u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {

@@ -51,7 +51,7 @@ impl Level {
             Level::Raid0 | Level::Raid1 => n >= 2,
             Level::Raid5 => n >= 3,
             Level::Raid6 => n >= 4,
-            Level::Raid10 => n >= 4 && n % 2 == 0,
+            Level::Raid10 => n >= 4 && n.is_multiple_of(2),
         };
         if ok {
             return Ok(());
@@ -190,7 +190,7 @@ pub fn check_create(
 ) -> Result<CreatePlan, StorageError> {
     cairn_accounts::validate_user_name(&req.name)
         .map_err(|e| StorageError::InvalidName(e.to_string()))?;
-    if req.name == cairn_accounts::SYSTEM_VOLUME || taken_names.iter().any(|n| *n == req.name) {
+    if req.name == cairn_accounts::SYSTEM_VOLUME || taken_names.contains(&req.name) {
         return Err(StorageError::VolumeExists(req.name.clone()));
     }
     let level =

@@ -252,7 +252,7 @@ fn human(v: &Value) -> String {
     match v {
         Value::Array(items) => items
             .iter()
-            .map(|i| human_line(i))
+            .map(human_line)
             .collect::<Vec<_>>()
             .join("\n"),
         Value::Object(_) => human_line(v),
