@@ -250,11 +250,7 @@ async fn send(socket: &str, r: &Request) -> Result<(u16, Value), String> {
 
 fn human(v: &Value) -> String {
     match v {
-        Value::Array(items) => items
-            .iter()
-            .map(human_line)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(items) => items.iter().map(human_line).collect::<Vec<_>>().join("\n"),
         Value::Object(_) => human_line(v),
         other => other.to_string(),
     }
