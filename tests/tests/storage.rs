@@ -51,6 +51,27 @@ fn restart_with(
     m
 }
 
+/// Asks the box to reboot or power off and waits until it unmounted `volume` cleanly; returns the console mark.
+fn power(m: &Machine, admin: &HttpClient, action: &str, volume: &str) -> usize {
+    let mark = m.mark();
+    expect(
+        &send(
+            admin,
+            "POST",
+            &format!("/api/v1/system/{action}"),
+            json!({}),
+        ),
+        202,
+    );
+    m.wait_console(
+        &format!("{volume} unmounted cleanly"),
+        mark,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    mark
+}
+
 /// Waits until the volume's filesystem is mounted (it is checked first after assembly).
 fn wait_mounted(admin: &HttpClient, name: &str) {
     let until = Instant::now() + Duration::from_secs(120);
@@ -540,17 +561,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     );
 
     // Reboot: the volume is assembled from the store's UUID with the same data.
-    let mark = m.mark();
-    expect(
-        &send(&admin, "POST", "/api/v1/system/reboot", json!({})),
-        202,
-    );
-    m.wait_console(
-        "/data/vault unmounted cleanly",
-        mark,
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    let mark = power(&m, &admin, "reboot", "/data/vault");
     m.wait_console("Cairn 0.1.0 starting", mark, Duration::from_secs(120))
         .unwrap();
     m.wait_healthy(Instant::now(), Duration::from_secs(240))
@@ -565,17 +576,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     );
 
     // Power off, move the four member disks to a freshly flashed box (in another order): found, imported.
-    let mark = m.mark();
-    expect(
-        &send(&admin, "POST", "/api/v1/system/poweroff", json!({})),
-        202,
-    );
-    m.wait_console(
-        "/data/vault unmounted cleanly",
-        mark,
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    power(&m, &admin, "poweroff", "/data/vault");
     m.wait_exit(Duration::from_secs(60)).unwrap();
     drop(m);
     let moved = vec![new3, bays[3].clone(), bays[0].clone(), new5];

@@ -364,13 +364,18 @@ impl Storage {
         self.inner.paths.sys.join(format!("block/md{minor}/md"))
     }
 
-    fn md_dev(&self, minor: u32) -> String {
+    /// `/dev/<name>` as a string for a tool's argument vector.
+    fn dev_path(&self, device: impl AsRef<Path>) -> String {
         self.inner
             .paths
             .dev
-            .join(format!("md{minor}"))
+            .join(device)
             .to_string_lossy()
             .into_owned()
+    }
+
+    fn md_dev(&self, minor: u32) -> String {
+        self.dev_path(format!("md{minor}"))
     }
 
     fn md_live(&self, minor: u32) -> Option<MdLive> {
@@ -1118,14 +1123,7 @@ impl Storage {
         self.load_modules(record.level);
         let devs: Vec<String> = disks
             .iter()
-            .map(|d| {
-                self.inner
-                    .paths
-                    .dev
-                    .join(&d.disk.device)
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|d| self.dev_path(&d.disk.device))
             .collect();
         for dev in &devs {
             let _ = run(
@@ -1301,7 +1299,7 @@ impl Storage {
                     .disks
                     .iter()
                     .filter(|(_, c, _)| matches!(c, Contents::Md(sb) if norm_uuid(&sb.uuid) == norm_uuid(&r.uuid)))
-                    .map(|(d, _, _)| self.inner.paths.dev.join(&d.device).to_string_lossy().into_owned())
+                    .map(|(d, _, _)| self.dev_path(&d.device))
                     .collect();
                 if devs.is_empty() {
                     self.event(
@@ -1432,13 +1430,7 @@ impl Storage {
             )));
         }
         let md = self.md_dev(r.md_minor);
-        let path = self
-            .inner
-            .paths
-            .dev
-            .join(&dev)
-            .to_string_lossy()
-            .into_owned();
+        let path = self.dev_path(&dev);
         run(
             "marking the disk failed",
             "mdadm",
@@ -1536,13 +1528,7 @@ impl Storage {
             });
         }
         let md = self.md_dev(r.md_minor);
-        let new_path = self
-            .inner
-            .paths
-            .dev
-            .join(&new.disk.device)
-            .to_string_lossy()
-            .into_owned();
+        let new_path = self.dev_path(&new.disk.device);
         let old_dev = s
             .disks
             .iter()
@@ -1563,13 +1549,7 @@ impl Storage {
         match (&old_dev, &old_state) {
             (Some(old), Some(st)) if st.contains("in_sync") && !st.contains("faulty") => {
                 // A healthy disk swapped out: keep redundancy during the copy (md hot replace).
-                let old_path = self
-                    .inner
-                    .paths
-                    .dev
-                    .join(old)
-                    .to_string_lossy()
-                    .into_owned();
+                let old_path = self.dev_path(old);
                 run(
                     "adding the new disk",
                     "mdadm",
@@ -1584,13 +1564,7 @@ impl Storage {
                 )?;
             }
             (Some(old), Some(_)) => {
-                let old_path = self
-                    .inner
-                    .paths
-                    .dev
-                    .join(old)
-                    .to_string_lossy()
-                    .into_owned();
+                let old_path = self.dev_path(old);
                 let _ = run(
                     "removing the failed disk",
                     "mdadm",
@@ -1751,13 +1725,7 @@ impl Storage {
             }
         }
         for dev in members {
-            let path = self
-                .inner
-                .paths
-                .dev
-                .join(&dev)
-                .to_string_lossy()
-                .into_owned();
+            let path = self.dev_path(&dev);
             let _ = run(
                 "clearing RAID labels",
                 "mdadm",
@@ -1821,14 +1789,7 @@ impl Storage {
         self.load_modules(level);
         let devs: Vec<String> = disks
             .iter()
-            .map(|d| {
-                self.inner
-                    .paths
-                    .dev
-                    .join(&d.disk.device)
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|d| self.dev_path(&d.disk.device))
             .collect();
         self.assemble(&record, &devs)?;
         if let Err(e) = self.check_and_mount(&record) {
