@@ -581,6 +581,9 @@ impl Storage {
                         Some(r) => format!("volume {}", r.name),
                         None => format!("the running md array {h}"),
                     });
+                } else if let Some(r) = ours.filter(|r| r.disks.iter().any(|m| m.id == d.id)) {
+                    // A member of a volume, even when not running in its array (missing disks, dropped out): its data.
+                    v.in_use = Some(format!("volume {}", r.name));
                 } else if s.mounts.iter().any(|(dev, _)| {
                     dev.strip_prefix("/dev/").is_some_and(|n| {
                         n == d.device
@@ -1504,7 +1507,13 @@ impl Storage {
                 by: format!("volume {volume}"),
             });
         }
-        if let Some(by) = &new.in_use {
+        // A member replaced by itself (a disk that dropped out and came back) is in use only by this volume,
+        // and only its stale copy is rewritten, provided it is not running in the array right now.
+        let itself = with == failed
+            && live
+                .member(&new.disk.device)
+                .is_none_or(|(_, st, _)| st.contains("faulty"));
+        if let Some(by) = new.in_use.as_ref().filter(|_| !itself) {
             return Err(StorageError::DiskInUse {
                 disk: new.describe(),
                 by: by.clone(),

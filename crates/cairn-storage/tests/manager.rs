@@ -1,0 +1,276 @@
+//! The storage manager's reading side on the host: a sysfs tree shaped like the kernel's, disks as files with
+//! real superblock bytes (captured from a RAID 5 member in the image), and a real store. Everything that runs
+//! `mdadm` is covered by the QEMU scenario (tests/tests/storage.rs); here are the rules owners meet first: what
+//! each disk is called, which arrays are "found", and what is refused before any tool runs.
+
+use cairn_board::Board;
+use cairn_storage::{CreateRequest, DiskRole, Level, Paths, Storage, StorageError, VolumeRecord};
+use std::path::Path;
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for d in ["sys/block", "dev", "proc", "data", "store"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("proc/mounts"), "/dev/vde4 /config ext4 rw 0 0\n").unwrap();
+        Bench { _dir: dir, root }
+    }
+
+    /// A disk in PCIe bay `bay` (or the virtio-mmio boot medium when `bay` is 0) holding `head` at its start.
+    fn disk(&self, name: &str, bay: u32, serial: &str, head: &[u8]) {
+        let parent = if bay == 0 {
+            "sys/devices/platform/a003e00.virtio_mmio/virtio3/block".to_string()
+        } else {
+            format!("sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:0{bay}.0/0000:0{bay}:00.0/virtio{bay}/block")
+        };
+        let d = self.root.join(parent).join(name);
+        for sub in ["queue", "holders"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::os::unix::fs::symlink(&d, self.root.join("sys/block").join(name)).unwrap();
+        std::fs::write(d.join("size"), "524288\n").unwrap(); // 256 MiB
+        std::fs::write(d.join("serial"), format!("{serial}\n")).unwrap();
+        std::fs::write(d.join("queue/rotational"), "1\n").unwrap();
+        if bay > 0 {
+            let slot = self.root.join(format!("sys/bus/pci/slots/{bay}"));
+            std::fs::create_dir_all(&slot).unwrap();
+            std::fs::write(slot.join("address"), format!("0000:0{bay}:00\n")).unwrap();
+        }
+        let mut bytes = vec![0u8; 256 * 1024];
+        bytes[..head.len()].copy_from_slice(head);
+        std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
+    }
+
+    fn storage(&self) -> (Storage, cairn_store::Store) {
+        let board = Board::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/qemu-aarch64-virt/board.toml"),
+        )
+        .unwrap();
+        let store = cairn_store::Store::open(&self.root.join("store")).unwrap();
+        let paths = Paths {
+            sys: self.root.join("sys"),
+            dev: self.root.join("dev"),
+            proc: self.root.join("proc"),
+            data: self.root.join("data"),
+        };
+        (Storage::new(board, paths, store.clone()).unwrap(), store)
+    }
+}
+
+/// The first 8 KiB of a RAID 5 member from the image (superblock at 4 KiB), its array UUID changed to `uuid`.
+fn member(uuid_byte: u8, name: &str) -> Vec<u8> {
+    let hex = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/md/superblock-raid5-member.hex"),
+    )
+    .unwrap();
+    let sb: Vec<u8> = hex
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let mut head = vec![0u8; 8192];
+    head[4096..4096 + sb.len()].copy_from_slice(&sb);
+    head[4096 + 16] = uuid_byte;
+    head[4096 + 32..4096 + 64].fill(0);
+    head[4096 + 32..4096 + 32 + name.len()].copy_from_slice(name.as_bytes());
+    head
+}
+
+fn ext4() -> Vec<u8> {
+    let mut head = vec![0u8; 2048];
+    head[1080] = 0x53;
+    head[1081] = 0xef;
+    head
+}
+
+fn request(name: &str, level: &str, disks: &[&str], confirm: Option<&str>) -> CreateRequest {
+    CreateRequest {
+        name: name.into(),
+        level: level.into(),
+        disks: disks.iter().map(|d| d.to_string()).collect(),
+        confirm: confirm.map(String::from),
+    }
+}
+
+#[test]
+fn each_disk_is_named_by_bay_with_what_it_holds_and_arrays_from_elsewhere_are_found() {
+    let b = Bench::new();
+    b.disk("vde", 0, "", &[]);
+    b.disk("vda", 1, "BLANK", &[]);
+    b.disk("vdb", 2, "OLDFS", &ext4());
+    b.disk("vdc", 3, "MOVED-A", &member(0x11, "cairn:photos"));
+    b.disk("vdd", 4, "MOVED-B", &member(0x11, "cairn:photos"));
+    b.disk("vdf", 5, "LINUX", &member(0x22, "debian:0"));
+    let (s, _) = b.storage();
+    let disks = s.disks().unwrap();
+    let by_id = |id: &str| disks.iter().find(|d| d.disk.id == id).unwrap();
+    assert_eq!(
+        disks
+            .iter()
+            .filter(|d| d.disk.role == DiskRole::Boot)
+            .count(),
+        1
+    );
+    assert_eq!(
+        (by_id("BLANK").disk.role, by_id("BLANK").disk.slot),
+        (DiskRole::Free, Some(1))
+    );
+    assert_eq!(by_id("OLDFS").disk.role, DiskRole::Foreign);
+    assert_eq!(
+        by_id("OLDFS").holds.as_deref(),
+        Some("an ext2/3/4 filesystem")
+    );
+    assert_eq!(by_id("MOVED-A").disk.role, DiskRole::Member);
+    assert_eq!(by_id("MOVED-A").volume.as_deref(), Some("photos"));
+    assert!(
+        by_id("MOVED-A").in_use.is_none(),
+        "a found array's disk is not running anywhere"
+    );
+    assert_eq!(by_id("LINUX").volume.as_deref(), Some("found-22cef75c"));
+
+    let volumes = s.volumes().unwrap();
+    let photos = volumes.iter().find(|v| v.name == "photos").unwrap();
+    assert_eq!(
+        (photos.state, photos.origin, photos.level.as_str()),
+        ("found", Some("cairn"), "raid5")
+    );
+    assert_eq!(photos.disks, ["MOVED-A", "MOVED-B"]);
+    assert!(
+        photos.problem.as_deref().unwrap().contains("2 of 4 disks"),
+        "{:?}",
+        photos.problem
+    );
+    let linux = volumes.iter().find(|v| v.name == "found-22cef75c").unwrap();
+    assert_eq!(linux.origin, Some("linux"));
+}
+
+#[test]
+fn refusals_come_before_any_disk_is_touched() {
+    let b = Bench::new();
+    b.disk("vde", 0, "", &[]);
+    b.disk("vda", 1, "BLANK", &[]);
+    b.disk("vdb", 2, "OLDFS", &ext4());
+    b.disk("vdc", 3, "MOVED-A", &member(0x11, "cairn:photos"));
+    let (s, _) = b.storage();
+    let before: Vec<u8> = std::fs::read(b.root.join("dev/vdb")).unwrap();
+    let boot_id = s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.disk.role == DiskRole::Boot)
+        .unwrap()
+        .disk
+        .id;
+    let cases: Vec<(CreateRequest, fn(&StorageError) -> bool)> = vec![
+        (request("media", "raid5", &["BLANK", "OLDFS"], None), |e| {
+            matches!(e, StorageError::DiskCount { .. })
+        }),
+        (request("media", "raid1", &["BLANK", &boot_id], None), |e| {
+            matches!(e, StorageError::BootMedium(_))
+        }),
+        (request("media", "raid1", &["BLANK", "OLDFS"], None), |e| {
+            matches!(e, StorageError::ConfirmRequired { .. })
+        }),
+        (
+            request("media", "raid1", &["BLANK", "MOVED-A"], Some("wrong")),
+            |e| matches!(e, StorageError::ConfirmRequired { .. }),
+        ),
+        (
+            request("photos", "raid1", &["BLANK", "OLDFS"], Some("photos")),
+            |e| matches!(e, StorageError::VolumeExists(_)),
+        ),
+        (request("Media", "raid1", &["BLANK", "OLDFS"], None), |e| {
+            matches!(e, StorageError::InvalidName(_))
+        }),
+        (request("media", "raid1", &["BLANK", "GONE"], None), |e| {
+            matches!(e, StorageError::NoSuchDisk(_))
+        }),
+    ];
+    for (req, ok) in cases {
+        let what = format!("{req:?}");
+        let e = s.create(req).expect_err(&what);
+        assert!(ok(&e), "{what}: {e:?}");
+    }
+    assert!(
+        s.volumes().unwrap().iter().all(|v| v.state == "found"),
+        "no volume was recorded"
+    );
+    assert_eq!(
+        std::fs::read(b.root.join("dev/vdb")).unwrap(),
+        before,
+        "a refused request wrote to a disk"
+    );
+    assert!(matches!(s.job("12"), Err(StorageError::NoSuchJob(_))));
+    assert!(matches!(s.job("../x"), Err(StorageError::NoSuchJob(_))));
+}
+
+#[test]
+fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
+    let b = Bench::new();
+    b.disk("vde", 0, "", &[]);
+    b.disk("vda", 1, "STILL-HERE", &member(0x33, "cairn:vault"));
+    let (s, store) = b.storage();
+    let snapshot = |id: &str, bay| cairn_storage::volumes::DiskSnapshot {
+        id: id.into(),
+        serial: id.into(),
+        model: "Virtual disk".into(),
+        size_bytes: 256 << 20,
+        slot: Some(bay),
+    };
+    let record = VolumeRecord {
+        name: "vault".into(),
+        level: Level::Raid1,
+        uuid: "33cef75c:3273207a:3e100ad7:3714c3ca".into(),
+        md_minor: 0,
+        disks: vec![snapshot("STILL-HERE", 1), snapshot("PULLED", 2)],
+        created_s: 1,
+        last_scrub_s: None,
+        last_mismatches: None,
+        last_state: "clean".into(),
+    };
+    store
+        .table("volumes")
+        .unwrap()
+        .put("vault", &record)
+        .unwrap();
+    let v = s.volume("vault").unwrap();
+    assert_eq!(v.state, "missing");
+    assert!(
+        v.problem.as_deref().unwrap().contains("never re-created"),
+        "{:?}",
+        v.problem
+    );
+    let pulled = v.members.iter().find(|m| m.id == "PULLED").unwrap();
+    assert_eq!(
+        (pulled.state, pulled.description.as_str()),
+        ("missing", "bay 2 (Virtual disk, serial PULLED)")
+    );
+    // Its remaining disk belongs to it, not to a "found" array, and cannot be taken for a new volume, even with consent: delete the volume first.
+    let here = s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.disk.id == "STILL-HERE")
+        .unwrap();
+    assert_eq!(here.volume.as_deref(), Some("vault"));
+    assert!(s.volumes().unwrap().iter().all(|v| v.state != "found"));
+    let e = s
+        .create(request("other", "single", &["STILL-HERE"], Some("other")))
+        .unwrap_err();
+    assert!(matches!(e, StorageError::DiskInUse { .. }), "{e:?}");
+    // Deleting it needs its name, and shares on it block it.
+    assert!(matches!(
+        s.delete("vault", None, &[]),
+        Err(StorageError::ConfirmRequired { .. })
+    ));
+    assert!(matches!(
+        s.delete("vault", Some("vault"), &["docs".to_string()]),
+        Err(StorageError::HasShares { .. })
+    ));
+}
