@@ -579,7 +579,28 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     power(&m, &admin, "poweroff", "/data/vault");
     m.wait_exit(Duration::from_secs(60)).unwrap();
     drop(m);
-    let moved = vec![new3, bays[3].clone(), bays[0].clone(), new5];
+    // Two more disks, partitioned on the host, will carry a plain Linux md mirror made on their partitions.
+    let legacy: Vec<DataDisk> = ["legacy1", "legacy2"]
+        .iter()
+        .map(|n| disk_file(&dir, n))
+        .collect();
+    for d in &legacy {
+        let mut sfdisk = std::process::Command::new("sfdisk")
+            .args(["-q", &d.file.to_string_lossy()])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sfdisk (util-linux) on the host");
+        use std::io::Write;
+        sfdisk
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"label: gpt\n,,L\n")
+            .unwrap();
+        assert!(sfdisk.wait().unwrap().success());
+    }
+    let mut moved = vec![new3, bays[3].clone(), bays[0].clone(), new5];
+    moved.extend(legacy);
     let options = BootOptions {
         network: Network::Offline,
         data_disks: moved,
@@ -606,9 +627,10 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     );
     assert_eq!(f["disks"].as_array().unwrap().len(), 4);
     // Found disks are never offered as free.
+    let vault_disks = f["disks"].as_array().unwrap().clone();
     assert!(disks(&admin2)
         .iter()
-        .filter(|d| d["role"] != "boot")
+        .filter(|d| vault_disks.contains(&d["id"]))
         .all(|d| d["role"] == "member"));
     let v = expect(
         &send(&admin2, "POST", "/api/v1/volumes/vault/import", json!({})),
@@ -624,6 +646,80 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         sums,
         "data after moving the disks"
     );
+
+    // A plain Linux md mirror on partitions (as other systems make them), with a file on it: found, imported.
+    let dev = |serial: &str| -> String {
+        disks(&admin2)
+            .into_iter()
+            .find(|d| d["serial"] == serial)
+            .unwrap_or_else(|| panic!("no disk {serial}"))["device"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (dev("CAIRN-LEGACY1"), dev("CAIRN-LEGACY2"));
+    let out = m2
+        .serial(
+            &format!(
+                "modprobe raid1; mdadm --create /dev/md9 --config=none --run --level=1 --raid-devices=2 --metadata=1.2 --homehost=debian --name=0 /dev/{a}1 /dev/{b}1 >/dev/null 2>&1 && /sbin/mke2fs -t ext4 -q /dev/md9 && mkdir -p /tmp/l && mount /dev/md9 /tmp/l && dd if=/dev/urandom of=/tmp/l/old bs=1024 count=512 2>/dev/null && sha256sum /tmp/l/old && umount /tmp/l && mdadm --stop /dev/md9 >/dev/null 2>&1 && echo legacy-ready"
+            ),
+            Duration::from_secs(180),
+        )
+        .unwrap();
+    assert!(out.contains("legacy-ready"), "{out}");
+    let old_sum = out
+        .lines()
+        .find(|l| l.trim_end().ends_with("/tmp/l/old") && !l.contains("sha256sum"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let found = expect(&admin2.get("/api/v1/volumes").unwrap(), 200);
+    let legacy = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["state"] == "found")
+        .unwrap_or_else(|| panic!("the partition array is not found: {found}"))
+        .clone();
+    assert_eq!(
+        (
+            legacy["origin"].as_str(),
+            legacy["level"].as_str(),
+            legacy["disks"].as_array().unwrap().len()
+        ),
+        (Some("linux"), Some("raid1"), 2),
+        "{legacy}"
+    );
+    let name = legacy["name"].as_str().unwrap().to_string();
+    assert!(
+        name.starts_with("found-"),
+        "md name \"0\" is no volume name: {name}"
+    );
+    let v = expect(
+        &send(
+            &admin2,
+            "POST",
+            &format!("/api/v1/volumes/{name}/import"),
+            json!({"as": "legacy"}),
+        ),
+        200,
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["mounted"].as_bool()),
+        (Some("clean"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(
+        box_checksums(&mut m2, "/data/legacy", &["old"]),
+        vec![old_sum]
+    );
+    let members: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["in_sync", "in_sync"], "{v}");
 }
 
 /// RAID 1 on the armv7 board: build, write, delete (with the typed confirmation), and the disks are free again.

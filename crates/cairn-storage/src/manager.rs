@@ -191,13 +191,38 @@ impl MdLive {
     fn member(&self, device: &str) -> Option<&(String, String, bool)> {
         self.members.iter().find(|(d, _, _)| d == device)
     }
+
+    /// The member on a disk: the whole disk or one of its partitions.
+    fn member_on(&self, disk: &str) -> Option<&(String, String, bool)> {
+        self.members
+            .iter()
+            .find(|(d, _, _)| d == disk || is_partition_of(d, disk))
+    }
 }
 
 /// Everything read in one pass over the disks.
 struct Survey {
-    disks: Vec<(Disk, Contents, Option<String>)>,
+    disks: Vec<Surveyed>,
     records: Vec<VolumeRecord>,
     mounts: Vec<(String, String)>,
+}
+
+/// One disk as read: what its start holds, which md array runs on it, and the md superblocks on it (on the
+/// whole disk, or on its partitions: arrays made by other systems often live on partitions, several per disk).
+struct Surveyed {
+    disk: Disk,
+    contents: Contents,
+    holder: Option<String>,
+    /// (device carrying the superblock: the disk or one of its partitions, the superblock).
+    md: Vec<(String, MdSuperblock)>,
+}
+
+/// Whether kernel name `part` is a partition of disk `disk` (`vdb1` of `vdb`, `nvme0n1p2` of `nvme0n1`).
+fn is_partition_of(part: &str, disk: &str) -> bool {
+    part.strip_prefix(disk).is_some_and(|rest| {
+        let digits = rest.strip_prefix('p').unwrap_or(rest);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    })
 }
 
 /// The storage manager. Cheap to clone; one storage change runs at a time.
@@ -389,7 +414,9 @@ impl Storage {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some(dev) = name.strip_prefix("dev-") {
-                    let exists = self.inner.paths.sys.join("block").join(dev).exists();
+                    // /sys/class/block lists partitions too (members of arrays made on partitions).
+                    let exists = self.inner.paths.sys.join("class/block").join(dev).exists()
+                        || self.inner.paths.sys.join("block").join(dev).exists();
                     members.push((dev.to_string(), read_trim(&e.path().join("state")), exists));
                 }
             }
@@ -472,29 +499,64 @@ impl Storage {
         identify(&head, &tail)
     }
 
+    fn holder_of(&self, device_dir: &Path) -> Option<String> {
+        std::fs::read_dir(device_dir.join("holders"))
+            .ok()
+            .and_then(|mut h| h.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    }
+
+    /// A disk's partitions by kernel name, in order.
+    fn partitions(&self, disk: &str) -> Vec<String> {
+        let dir = self.inner.paths.sys.join("block").join(disk);
+        let mut parts: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("partition").exists())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        parts.sort();
+        parts
+    }
+
     fn survey(&self) -> Result<Survey, StorageError> {
         let found = discover(&self.inner.paths.sys, &self.inner.board);
         let disks = found
             .into_iter()
             .map(|d| {
-                let contents = if d.role == DiskRole::Boot {
-                    Contents::Blank
-                } else {
-                    self.read_contents(&d.device)
-                };
-                let holder = std::fs::read_dir(
-                    self.inner
-                        .paths
-                        .sys
-                        .join("block")
-                        .join(&d.device)
-                        .join("holders"),
-                )
-                .ok()
-                .and_then(|mut h| h.next())
-                .and_then(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned());
-                (d, contents, holder)
+                if d.role == DiskRole::Boot {
+                    return Surveyed {
+                        disk: d,
+                        contents: Contents::Blank,
+                        holder: None,
+                        md: vec![],
+                    };
+                }
+                let dir = self.inner.paths.sys.join("block").join(&d.device);
+                let contents = self.read_contents(&d.device);
+                let mut holder = self.holder_of(&dir);
+                let mut md = vec![];
+                match &contents {
+                    Contents::Md(sb) => md.push((d.device.clone(), sb.clone())),
+                    Contents::Data { .. } => {
+                        for part in self.partitions(&d.device) {
+                            if let Contents::Md(sb) = self.read_contents(&part) {
+                                holder = holder.or_else(|| self.holder_of(&dir.join(&part)));
+                                md.push((part, sb));
+                            }
+                        }
+                    }
+                    Contents::Blank => {}
+                }
+                Surveyed {
+                    disk: d,
+                    contents,
+                    holder,
+                    md,
+                }
             })
             .collect();
         Ok(Survey {
@@ -504,13 +566,37 @@ impl Storage {
         })
     }
 
+    /// Names for the arrays found on disks that belong to no volume of this box, by UUID.
+    fn found_names(&self, s: &Survey) -> BTreeMap<String, String> {
+        let mut taken: Vec<String> = s.records.iter().map(|r| r.name.clone()).collect();
+        let mut names = BTreeMap::new();
+        for sd in &s.disks {
+            for (_, sb) in &sd.md {
+                let uuid = norm_uuid(&sb.uuid);
+                if names.contains_key(&uuid) || s.records.iter().any(|r| norm_uuid(&r.uuid) == uuid)
+                {
+                    continue;
+                }
+                let name = found_name(sb, &taken);
+                taken.push(name.clone());
+                names.insert(uuid, name);
+            }
+        }
+        names
+    }
+
     /// The survey without reading any disk: enough to tell which member disks are present (the monitor's
     /// once-a-second pass must cost next to nothing).
     fn survey_light(&self) -> Result<Survey, StorageError> {
         Ok(Survey {
             disks: discover(&self.inner.paths.sys, &self.inner.board)
                 .into_iter()
-                .map(|d| (d, Contents::Blank, None))
+                .map(|d| Surveyed {
+                    disk: d,
+                    contents: Contents::Blank,
+                    holder: None,
+                    md: vec![],
+                })
                 .collect(),
             records: self.records()?,
             mounts: self.mounts(),
@@ -518,11 +604,11 @@ impl Storage {
     }
 
     fn disk_views(&self, s: &Survey) -> Vec<DiskView> {
-        let mut taken: Vec<String> = s.records.iter().map(|r| r.name.clone()).collect();
-        let mut found_names: BTreeMap<String, String> = BTreeMap::new();
+        let names = self.found_names(s);
         s.disks
             .iter()
-            .map(|(d, contents, holder)| {
+            .map(|sd| {
+                let d = &sd.disk;
                 let mut v = DiskView {
                     disk: d.clone(),
                     volume: None,
@@ -534,49 +620,49 @@ impl Storage {
                     v.in_use = Some("the system".into());
                     return v;
                 }
-                let ours = s.records.iter().find(|r| match contents {
-                    Contents::Md(sb) => {
-                        !r.uuid.is_empty() && norm_uuid(&sb.uuid) == norm_uuid(&r.uuid)
-                    }
-                    _ => false,
+                let ours = s.records.iter().find(|r| {
+                    !r.uuid.is_empty()
+                        && sd
+                            .md
+                            .iter()
+                            .any(|(_, sb)| norm_uuid(&sb.uuid) == norm_uuid(&r.uuid))
                 });
                 let reserved = s
                     .records
                     .iter()
                     .find(|r| r.uuid.is_empty() && r.disks.iter().any(|m| m.id == d.id));
-                match contents {
-                    Contents::Md(sb) => {
-                        v.disk.role = DiskRole::Member;
-                        if let Some(r) = ours {
-                            v.volume = Some(r.name.clone());
-                            v.holds = Some(format!("a member of volume {}", r.name));
-                        } else {
-                            let name = found_names
-                                .entry(norm_uuid(&sb.uuid))
-                                .or_insert_with(|| {
-                                    let n = found_name(sb, &taken);
-                                    taken.push(n.clone());
-                                    n
-                                })
-                                .clone();
-                            v.holds = Some(format!(
-                                "a member of the {} array \"{}\" found on it",
+                if let Some(r) = ours {
+                    v.disk.role = DiskRole::Member;
+                    v.volume = Some(r.name.clone());
+                    v.holds = Some(format!("a member of volume {}", r.name));
+                } else if !sd.md.is_empty() {
+                    v.disk.role = DiskRole::Member;
+                    v.volume = names.get(&norm_uuid(&sd.md[0].1.uuid)).cloned();
+                    let arrays: Vec<String> = sd
+                        .md
+                        .iter()
+                        .map(|(dev, sb)| {
+                            let on = if *dev == d.device {
+                                String::new()
+                            } else {
+                                format!(" (on {dev})")
+                            };
+                            format!(
+                                "a member of the {} array \"{}\"{on}",
                                 sb.level_name(),
                                 sb.name
-                            ));
-                            v.volume = Some(name);
-                        }
-                    }
-                    Contents::Data { what } => {
-                        v.disk.role = DiskRole::Foreign;
-                        v.holds = Some(what.clone());
-                    }
-                    Contents::Blank => {}
+                            )
+                        })
+                        .collect();
+                    v.holds = Some(arrays.join("; "));
+                } else if let Contents::Data { what } = &sd.contents {
+                    v.disk.role = DiskRole::Foreign;
+                    v.holds = Some(what.clone());
                 }
                 if let Some(r) = reserved {
                     v.in_use = Some(format!("volume {} (being created)", r.name));
                     v.volume = Some(r.name.clone());
-                } else if let Some(h) = holder {
+                } else if let Some(h) = &sd.holder {
                     v.in_use = Some(match ours {
                         Some(r) => format!("volume {}", r.name),
                         None => format!("the running md array {h}"),
@@ -585,13 +671,8 @@ impl Storage {
                     // A member of a volume, even when not running in its array (missing disks, dropped out): its data.
                     v.in_use = Some(format!("volume {}", r.name));
                 } else if s.mounts.iter().any(|(dev, _)| {
-                    dev.strip_prefix("/dev/").is_some_and(|n| {
-                        n == d.device
-                            || (n.starts_with(&d.device)
-                                && n[d.device.len()..]
-                                    .chars()
-                                    .all(|c| c.is_ascii_digit() || c == 'p'))
-                    })
+                    dev.strip_prefix("/dev/")
+                        .is_some_and(|n| n == d.device || is_partition_of(n, &d.device))
                 }) {
                     v.in_use = Some("a mounted filesystem".into());
                 }
@@ -787,8 +868,8 @@ impl Storage {
                 let present = s
                     .disks
                     .iter()
-                    .find(|(d, _, _)| d.id == m.id)
-                    .map(|(d, _, _)| d);
+                    .find(|sd| sd.disk.id == m.id)
+                    .map(|sd| &sd.disk);
                 let device = present.map(|d| d.device.clone());
                 // A disk moved to another bay is named by the bay it is in now.
                 let m = &DiskSnapshot {
@@ -798,7 +879,7 @@ impl Storage {
                 let state = match (&live, &device) {
                     (_, None) => "missing",
                     (None, Some(_)) => "missing",
-                    (Some(l), Some(dev)) => match l.member(dev) {
+                    (Some(l), Some(dev)) => match l.member_on(dev) {
                         None => "removed",
                         Some((_, _, false)) => "missing",
                         Some((_, st, _)) if st.contains("faulty") => "faulty",
@@ -895,33 +976,39 @@ impl Storage {
         }
     }
 
-    /// Found arrays: md members on disks that belong to no volume of this box, grouped by array.
+    /// Found arrays: md members on disks that belong to no volume of this box, grouped by array, with the
+    /// devices (disks or partitions) that carry them.
+    #[allow(clippy::type_complexity)]
     fn found(
         &self,
         s: &Survey,
         views: &[DiskView],
-    ) -> Vec<(VolumeView, MdSuperblock, Vec<DiskView>)> {
-        let mut groups: BTreeMap<String, (MdSuperblock, Vec<DiskView>)> = BTreeMap::new();
-        for (v, (_, contents, _)) in views.iter().zip(&s.disks) {
-            let Contents::Md(sb) = contents else { continue };
-            if s.records
-                .iter()
-                .any(|r| norm_uuid(&r.uuid) == norm_uuid(&sb.uuid))
-            {
-                continue;
+    ) -> Vec<(VolumeView, MdSuperblock, Vec<DiskView>, Vec<String>)> {
+        let names = self.found_names(s);
+        let mut groups: BTreeMap<String, (MdSuperblock, Vec<DiskView>, Vec<String>)> =
+            BTreeMap::new();
+        for (v, sd) in views.iter().zip(&s.disks) {
+            for (dev, sb) in &sd.md {
+                let uuid = norm_uuid(&sb.uuid);
+                if !names.contains_key(&uuid) {
+                    continue;
+                }
+                let entry = groups
+                    .entry(uuid)
+                    .or_insert_with(|| (sb.clone(), vec![], vec![]));
+                if sb.events > entry.0.events {
+                    entry.0 = sb.clone();
+                }
+                if !entry.1.iter().any(|d| d.disk.id == v.disk.id) {
+                    entry.1.push(v.clone());
+                }
+                entry.2.push(dev.clone());
             }
-            let entry = groups
-                .entry(norm_uuid(&sb.uuid))
-                .or_insert_with(|| (sb.clone(), vec![]));
-            if sb.events > entry.0.events {
-                entry.0 = sb.clone();
-            }
-            entry.1.push(v.clone());
         }
         groups
-            .into_values()
-            .map(|(sb, disks)| {
-                let name = disks[0].volume.clone().unwrap_or_default();
+            .into_iter()
+            .map(|(uuid, (sb, disks, devices))| {
+                let name = names.get(&uuid).cloned().unwrap_or_default();
                 let view = VolumeView {
                     name,
                     level: sb.level_name(),
@@ -956,7 +1043,7 @@ impl Storage {
                     last_mismatches: None,
                     origin: Some(if sb.name.starts_with("cairn:") { "cairn" } else { "linux" }),
                 };
-                (view, sb, disks)
+                (view, sb, disks, devices)
             })
             .collect()
     }
@@ -966,7 +1053,7 @@ impl Storage {
         let s = self.survey()?;
         let views = self.disk_views(&s);
         let mut out: Vec<VolumeView> = s.records.iter().map(|r| self.volume_view(r, &s)).collect();
-        out.extend(self.found(&s, &views).into_iter().map(|(v, _, _)| v));
+        out.extend(self.found(&s, &views).into_iter().map(|(v, _, _, _)| v));
         Ok(out)
     }
 
@@ -1062,7 +1149,11 @@ impl Storage {
         let s = self.survey()?;
         let views = self.disk_views(&s);
         let mut taken: Vec<String> = s.records.iter().map(|r| r.name.clone()).collect();
-        taken.extend(self.found(&s, &views).into_iter().map(|(v, _, _)| v.name));
+        taken.extend(
+            self.found(&s, &views)
+                .into_iter()
+                .map(|(v, _, _, _)| v.name),
+        );
         let plan = check_create(&req, &views, &taken)?;
         let minor = self.free_minor(&s.records);
         let record = VolumeRecord {
@@ -1301,8 +1392,9 @@ impl Storage {
                 let devs: Vec<String> = survey
                     .disks
                     .iter()
-                    .filter(|(_, c, _)| matches!(c, Contents::Md(sb) if norm_uuid(&sb.uuid) == norm_uuid(&r.uuid)))
-                    .map(|(d, _, _)| self.dev_path(&d.device))
+                    .flat_map(|sd| sd.md.iter())
+                    .filter(|(_, sb)| norm_uuid(&sb.uuid) == norm_uuid(&r.uuid))
+                    .map(|(dev, _)| self.dev_path(dev))
                     .collect();
                 if devs.is_empty() {
                     self.event(
@@ -1420,9 +1512,10 @@ impl Storage {
         let live = self
             .live_of(&r)
             .ok_or_else(|| StorageError::Busy(format!("Volume {volume} is not running.")))?;
+        // The member as the array knows it: the disk itself, or its partition for imported arrays.
         let dev = self
             .device_of(disk_id)
-            .filter(|d| live.member(d).is_some())
+            .and_then(|d| live.member_on(&d).map(|(name, _, _)| name.clone()))
             .ok_or_else(|| {
                 StorageError::Refused(format!("{} is already out of the array.", m.describe()))
             })?;
@@ -1511,7 +1604,7 @@ impl Storage {
         // and only its stale copy is rewritten, provided it is not running in the array right now.
         let itself = with == failed
             && live
-                .member(&new.disk.device)
+                .member_on(&new.disk.device)
                 .is_none_or(|(_, st, _)| st.contains("faulty"));
         if let Some(by) = new.in_use.as_ref().filter(|_| !itself) {
             return Err(StorageError::DiskInUse {
@@ -1538,15 +1631,15 @@ impl Storage {
         }
         let md = self.md_dev(r.md_minor);
         let new_path = self.dev_path(&new.disk.device);
-        let old_dev = s
+        // The failed member as the array knows it: the disk, or its partition.
+        let old_member = s
             .disks
             .iter()
-            .find(|(d, _, _)| d.id == failed)
-            .map(|(d, _, _)| d.device.clone());
-        let old_state = old_dev
-            .as_ref()
-            .and_then(|d| live.member(d))
-            .map(|(_, st, _)| st.clone());
+            .find(|sd| sd.disk.id == failed)
+            .and_then(|sd| live.member_on(&sd.disk.device))
+            .cloned();
+        let old_dev = old_member.as_ref().map(|(d, _, _)| d.clone());
+        let old_state = old_member.map(|(_, st, _)| st);
         let _ = run(
             "clearing old RAID labels",
             "mdadm",
@@ -1761,10 +1854,10 @@ impl Storage {
         let guard = self.guard();
         let s = self.survey()?;
         let views = self.disk_views(&s);
-        let (view, sb, disks) = self
+        let (view, sb, disks, devices) = self
             .found(&s, &views)
             .into_iter()
-            .find(|(v, _, _)| v.name == found)
+            .find(|(v, _, _, _)| v.name == found)
             .ok_or_else(|| StorageError::NoSuchVolume(found.into()))?;
         let name = as_name.unwrap_or(&view.name).to_string();
         cairn_accounts::validate_user_name(&name)
@@ -1796,10 +1889,7 @@ impl Storage {
             last_state: String::new(),
         };
         self.load_modules(level);
-        let devs: Vec<String> = disks
-            .iter()
-            .map(|d| self.dev_path(&d.disk.device))
-            .collect();
+        let devs: Vec<String> = devices.iter().map(|d| self.dev_path(d)).collect();
         self.assemble(&record, &devs)?;
         if let Err(e) = self.check_and_mount(&record) {
             let _ = run(
@@ -1847,10 +1937,7 @@ impl Storage {
                 let who = r
                     .disks
                     .iter()
-                    .find(|m| {
-                        !self.inner.paths.sys.join("block").join(dev).exists()
-                            && self.device_of(&m.id).is_none()
-                    })
+                    .find(|m| self.device_of(&m.id).is_none())
                     .map(|m| m.describe())
                     .unwrap_or_else(|| format!("disk {dev}"));
                 self.event(

@@ -48,6 +48,16 @@ impl Bench {
         std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
     }
 
+    /// A partition `name` of disk `disk` holding `head` at its start.
+    fn partition(&self, disk: &str, name: &str, head: &[u8]) {
+        let d = std::fs::canonicalize(self.root.join("sys/block").join(disk)).unwrap();
+        std::fs::create_dir_all(d.join(name).join("holders")).unwrap();
+        std::fs::write(d.join(name).join("partition"), "1\n").unwrap();
+        let mut bytes = vec![0u8; 64 * 1024];
+        bytes[..head.len()].copy_from_slice(head);
+        std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
+    }
+
     fn storage(&self) -> (Storage, cairn_store::Store) {
         let board = Board::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/qemu-aarch64-virt/board.toml"),
@@ -273,4 +283,48 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
         s.delete("vault", Some("vault"), &["docs".to_string()]),
         Err(StorageError::HasShares { .. })
     ));
+}
+
+fn gpt() -> Vec<u8> {
+    let mut head = vec![0u8; 1024];
+    head[510] = 0x55;
+    head[511] = 0xaa;
+    head[512..520].copy_from_slice(b"EFI PART");
+    head
+}
+
+#[test]
+fn arrays_on_partitions_are_found_with_the_partitions_to_assemble() {
+    let b = Bench::new();
+    b.disk("vde", 0, "", &[]);
+    b.disk("vda", 1, "SYNO-A", &gpt());
+    b.partition("vda", "vda1", &[]);
+    b.partition("vda", "vda5", &member(0x44, "nas:2"));
+    b.disk("vdb", 2, "SYNO-B", &gpt());
+    b.partition("vdb", "vdb1", &[]);
+    b.partition("vdb", "vdb5", &member(0x44, "nas:2"));
+    b.disk("vdc", 3, "JUST-GPT", &gpt());
+    let (s, _) = b.storage();
+    let disks = s.disks().unwrap();
+    let a = disks.iter().find(|d| d.disk.id == "SYNO-A").unwrap();
+    assert_eq!(a.disk.role, DiskRole::Member);
+    assert!(
+        a.holds.as_deref().unwrap().contains("(on vda5)"),
+        "{:?}",
+        a.holds
+    );
+    let plain = disks.iter().find(|d| d.disk.id == "JUST-GPT").unwrap();
+    assert_eq!(plain.disk.role, DiskRole::Foreign);
+    let found: Vec<_> = s
+        .volumes()
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.state == "found")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].name.as_str(), found[0].origin),
+        ("found-44cef75c", Some("linux"))
+    );
+    assert_eq!(found[0].disks, ["SYNO-A", "SYNO-B"]);
 }
