@@ -364,6 +364,14 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     }
     let share_dir = "/data/vault/safe";
     assert_eq!(box_checksums(&mut m, share_dir, &names), sums);
+    // Space per share and per volume.
+    let share = expect(&admin.get("/api/v1/shares/safe").unwrap(), 200);
+    assert!(share["used_bytes"].as_u64().unwrap() >= 9 << 20, "{share}");
+    assert!(volume(&admin, "vault")["used_bytes"].as_u64().unwrap() >= 9 << 20);
+    assert!(
+        admin.get("/shares").unwrap().text().contains("vault · 9."),
+        "the shares page shows the space used"
+    );
     m.serial("sync", Duration::from_secs(30)).unwrap();
 
     // Deleting a volume that carries shares is refused.

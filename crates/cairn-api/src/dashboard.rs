@@ -451,26 +451,24 @@ fn groups_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
 
 /// " · 1.2 GiB": space a share's folder takes (counted up to 100,000 entries, then shown as a floor).
 fn share_usage(ctx: &Ctx, share: &cairn_accounts::Share) -> String {
-    let root = if share.volume == cairn_accounts::SYSTEM_VOLUME {
-        Some(std::path::PathBuf::from("/config/shares"))
-    } else {
-        ctx.app
-            .storage
-            .as_ref()
-            .and_then(|s| s.mounted_roots().remove(&share.volume))
-    };
-    match root {
-        Some(r) if r.join(&share.path).is_dir() => {
-            let (bytes, complete) =
-                cairn_storage::manager::used_bytes(&r.join(&share.path), 100_000);
-            format!(
-                " · {}{}",
-                if complete { "" } else { "over " },
-                crate::storage_page::human(bytes)
-            )
+    let used = crate::resources::share_dir(ctx, share)
+        .map(|dir| cairn_storage::manager::used_bytes(&dir, 100_000));
+    match used {
+        Some((bytes, complete)) => format!(
+            " · {}{}",
+            if complete { "" } else { "over " },
+            crate::storage_page::human(bytes)
+        ),
+        None if share.volume != cairn_accounts::SYSTEM_VOLUME
+            && !ctx
+                .app
+                .storage
+                .as_ref()
+                .is_some_and(|s| s.mounted_roots().contains_key(&share.volume)) =>
+        {
+            " · volume not available".into()
         }
-        Some(_) => String::new(),
-        None => " · volume not available".into(),
+        None => String::new(),
     }
 }
 
@@ -487,10 +485,10 @@ fn volume_options(ctx: &Ctx) -> String {
 }
 
 fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiError> {
-    let rows: String = ctx
-        .app
-        .accounts
-        .shares()?
+    let shares = ctx.app.accounts.shares()?;
+    // Counting space walks each folder: on long lists it is left to each share's page and the API.
+    let many = shares.len() > 100;
+    let rows: String = shares
         .iter()
         .map(|s| {
             let who = s.access.users.len() + s.access.groups.len();
@@ -498,7 +496,7 @@ fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&ApiError>) -> Result<Resp, ApiE
                 r#"<tr><td><a href="/shares/{n}">{n}</a></td><td class="opt">{d}</td><td>{vol}{used}</td><td>{who} {entries}{guest}</td></tr>"#,
                 n = esc(&s.name),
                 vol = esc(&s.volume),
-                used = share_usage(ctx, s),
+                used = if many { String::new() } else { share_usage(ctx, s) },
                 d = esc(&s.description),
                 entries = if who == 1 { "entry" } else { "entries" },
                 guest = if s.guest { ", guests may read" } else { "" }

@@ -181,7 +181,22 @@ pub(crate) async fn route(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Resu
         }
         (&Method::GET, ["shares", name]) => {
             ctx.admin()?;
-            ok(share_json(&accounts.require_share(name)?))
+            let share = accounts.require_share(name)?;
+            let mut v = share_json(&share);
+            // Space the share's folder takes: counted up to 100,000 entries (`used_complete` false beyond).
+            let used = match share_dir(ctx, &share) {
+                Some(dir) => tokio::task::spawn_blocking(move || {
+                    cairn_storage::manager::used_bytes(&dir, 100_000)
+                })
+                .await
+                .ok(),
+                None => None,
+            };
+            if let Some((bytes, complete)) = used {
+                v["used_bytes"] = json!(bytes);
+                v["used_complete"] = json!(complete);
+            }
+            ok(v)
         }
         (&Method::PATCH, ["shares", name]) => {
             ctx.admin()?;
@@ -281,4 +296,18 @@ pub(crate) fn check_volume(ctx: &Ctx, volume: Option<&str>) -> Result<(), ApiErr
         Some(v) if ctx.app.storage.as_ref().is_some_and(|s| s.exists(v)) => Ok(()),
         Some(v) => Err(cairn_accounts::AccountError::NoSuchVolume(v.to_string()).into()),
     }
+}
+
+/// A share's folder when its volume is mounted and the folder exists.
+pub(crate) fn share_dir(ctx: &Ctx, share: &Share) -> Option<std::path::PathBuf> {
+    let root = if share.volume == cairn_accounts::SYSTEM_VOLUME {
+        Some(std::path::PathBuf::from("/config/shares"))
+    } else {
+        ctx.app
+            .storage
+            .as_ref()
+            .and_then(|s| s.mounted_roots().remove(&share.volume))
+    }?;
+    let dir = root.join(&share.path);
+    dir.is_dir().then_some(dir)
 }
