@@ -177,7 +177,8 @@ fn refusals_come_before_any_disk_is_touched() {
         .unwrap()
         .disk
         .id;
-    let cases: Vec<(CreateRequest, fn(&StorageError) -> bool)> = vec![
+    type Expect = fn(&StorageError) -> bool;
+    let cases: Vec<(CreateRequest, Expect)> = vec![
         (request("media", "raid5", &["BLANK", "OLDFS"], None), |e| {
             matches!(e, StorageError::DiskCount { .. })
         }),
