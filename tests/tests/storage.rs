@@ -669,7 +669,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     let out = m2
         .serial(
             &format!(
-                "modprobe raid1; mdadm --create /dev/md9 --config=none --run --level=1 --raid-devices=2 --metadata=1.2 --homehost=debian --name=0 /dev/{a}1 /dev/{b}1 >/dev/null 2>&1 && /sbin/mke2fs -t ext4 -q /dev/md9 && mkdir -p /tmp/l && mount /dev/md9 /tmp/l && dd if=/dev/urandom of=/tmp/l/old bs=1024 count=512 2>/dev/null && sha256sum /tmp/l/old && umount /tmp/l && mdadm --stop /dev/md9 >/dev/null 2>&1 && echo legacy-ready"
+                "mdadm --create /dev/md9 --config=none --run --level=1 --raid-devices=2 --metadata=1.2 --homehost=debian --name=0 /dev/{a}1 /dev/{b}1 >/dev/null 2>&1 && /sbin/mke2fs -t ext4 -q /dev/md9 && mkdir -p /tmp/l && mount /dev/md9 /tmp/l && dd if=/dev/urandom of=/tmp/l/old bs=1024 count=512 2>/dev/null && sha256sum /tmp/l/old && umount /tmp/l && mdadm --stop /dev/md9 >/dev/null 2>&1 && echo legacy-ready"
             ),
             Duration::from_secs(180),
         )
