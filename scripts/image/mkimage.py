@@ -203,8 +203,6 @@ def build(board_name, binary, outdir):
     install_busybox(pkgs, root)
     shutil.copy2(binary, root / "usr" / "bin" / "cairn")
     (root / "sbin" / "init").symlink_to("../usr/bin/cairn")
-    # The kernel loads modules on demand through /sbin/modprobe (e.g. raid1 for an array assembled by hand).
-    (root / "sbin" / "modprobe").symlink_to("../bin/busybox")
     copy_tree(ROOT / "rootfs" / "files", root)
     (root / "etc" / "cairn").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "board" / board_name / "board.toml", root / "etc" / "cairn" / "board.toml")

@@ -80,17 +80,24 @@ pub fn run() -> ! {
     }
     let _ = nix::unistd::sethostname("cairn");
     bring_up_network(&log, board.as_ref());
-    if let Some(late) = board
+    let late = board
         .as_ref()
         .map(|b| b.modules.late.clone())
-        .filter(|l| !l.is_empty())
+        .unwrap_or_default();
     {
         // Services that need these (the SMB server) restart with backoff until they are in. They wait for the
         // dashboard to listen first: on a single core, loading them would otherwise delay it.
         let log = log.clone();
         std::thread::spawn(move || {
             wait_for_listener(DASHBOARD_PORT, LATE_MODULES_WAIT);
-            load_modules(&log, &late)
+            if !late.is_empty() {
+                load_modules(&log, &late);
+            }
+            // Only now may the kernel load modules by itself (an array assembled by hand finds its RAID
+            // driver): its requests during boot would each start a modprobe and cost ~0.1 s of boot time.
+            if let Err(e) = std::fs::write("/proc/sys/kernel/modprobe", "/bin/modprobe") {
+                log.line("init", &format!("kernel module loading stays off: {e}"));
+            }
         });
     }
 

@@ -89,7 +89,12 @@ fn main() {
     ];
     println!("# Cairn benchmark (make bench: cargo run --release -p cairn-e2e --bin cairn-bench)");
     println!("# QEMU TCG on this host, {} cores; times are QEMU start to the first HTTP 200 on the host, median of {RUNS}.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    // CAIRN_BENCH_BOARDS=qemu-aarch64-virt limits the run to some boards (for quick comparisons).
+    let only = std::env::var("CAIRN_BENCH_BOARDS").unwrap_or_default();
     for (board, deadline) in boards {
+        if !only.is_empty() && !only.split(',').any(|b| b == board) {
+            continue;
+        }
         let (manifest, _) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
         let floors: Vec<Duration> = (0..RUNS)
             .map(|_| boot_floor(board, &manifest, deadline))
