@@ -305,6 +305,21 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         v["size_bytes"].as_u64().unwrap() > 2 * DISK_MIB * 1024 * 1024,
         "{v}"
     );
+    // The console sees the same (the rescue path when the dashboard is out of reach).
+    let out = m
+        .serial(
+            "cairn ctl volume list; cairn ctl disks",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(
+        out.contains("name=vault") && out.contains("state=clean"),
+        "{out}"
+    );
+    assert!(
+        out.contains("serial=CAIRN-BAY1") && out.contains("slot=1"),
+        "{out}"
+    );
     // A disk already in use is refused, naming it.
     let r = send(
         &admin,

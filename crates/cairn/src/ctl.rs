@@ -21,8 +21,16 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
   user passwd NAME                        set a new password (read from stdin): the rescue path
   user del NAME
   group list | group add NAME [MEMBER...] | group set NAME [MEMBER...] | group del NAME
-  share list | share show NAME | share add NAME [--path P] [--description D] | share del NAME
+  share list | share show NAME | share del NAME
+  share add NAME [--volume V] [--path P] [--description D]
   share grant NAME user:U=read|write|none ... group:G=read|write|none ...
+  disks                                   disks by bay, with role and contents
+  volume list | volume show NAME
+  volume create NAME LEVEL DISK... [--confirm NAME]   LEVEL: single raid0 raid1 raid5 raid6 raid10
+  volume delete NAME --confirm NAME       erases the volume's data (refused while shares live on it)
+  volume fail NAME DISK | volume replace NAME FAILED_DISK NEW_DISK [--confirm NAME]
+  volume scrub NAME | volume import NAME [--as NEW_NAME]
+  job ID | jobs | events                  storage jobs (progress from the kernel) and the event log
   system                                  host name, version, uptime
   hostname NAME                           rename the box
   network                                 network settings";
@@ -167,10 +175,14 @@ fn plan(
         ["share", "show"] => req("GET", format!("/api/v1/shares/{}", name(&args, 2)?), None),
         ["share", "add"] => {
             let path = take(&mut args, "--path");
+            let volume = take(&mut args, "--volume");
             let description = take(&mut args, "--description").unwrap_or_default();
             let mut body = json!({"name": name(&args, 2)?, "description": description});
             if let Some(p) = path {
                 body["path"] = p.into();
+            }
+            if let Some(v) = volume {
+                body["volume"] = v.into();
             }
             req("POST", "/api/v1/shares", Some(body))
         }
@@ -205,6 +217,64 @@ fn plan(
                 Some(json!({"access": access})),
             )
         }
+        ["disks", ..] => req("GET", "/api/v1/disks", None),
+        ["volume", "list"] => req("GET", "/api/v1/volumes", None),
+        ["volume", "show"] => req("GET", format!("/api/v1/volumes/{}", name(&args, 2)?), None),
+        ["volume", "create", ..] => {
+            let confirm = take(&mut args, "--confirm");
+            let (vol, level) = (name(&args, 2)?, name(&args, 3)?);
+            let disks: Vec<String> = args.iter().skip(4).cloned().collect();
+            let mut body = json!({"name": vol, "level": level, "disks": disks});
+            if let Some(c) = confirm {
+                body["confirm"] = c.into();
+            }
+            req("POST", "/api/v1/volumes", Some(body))
+        }
+        ["volume", "delete", ..] => {
+            let confirm = take(&mut args, "--confirm");
+            req(
+                "DELETE",
+                format!("/api/v1/volumes/{}", name(&args, 2)?),
+                Some(json!({"confirm": confirm})),
+            )
+        }
+        ["volume", "fail", ..] => req(
+            "POST",
+            format!("/api/v1/volumes/{}/fail", name(&args, 2)?),
+            Some(json!({"disk": name(&args, 3)?})),
+        ),
+        ["volume", "replace", ..] => {
+            let confirm = take(&mut args, "--confirm");
+            let mut body = json!({"failed": name(&args, 3)?, "with": name(&args, 4)?});
+            if let Some(c) = confirm {
+                body["confirm"] = c.into();
+            }
+            req(
+                "POST",
+                format!("/api/v1/volumes/{}/replace", name(&args, 2)?),
+                Some(body),
+            )
+        }
+        ["volume", "scrub", ..] => req(
+            "POST",
+            format!("/api/v1/volumes/{}/scrub", name(&args, 2)?),
+            Some(json!({})),
+        ),
+        ["volume", "import", ..] => {
+            let as_name = take(&mut args, "--as");
+            let body = match as_name {
+                Some(a) => json!({"as": a}),
+                None => json!({}),
+            };
+            req(
+                "POST",
+                format!("/api/v1/volumes/{}/import", name(&args, 2)?),
+                Some(body),
+            )
+        }
+        ["job", ..] => req("GET", format!("/api/v1/jobs/{}", name(&args, 1)?), None),
+        ["jobs", ..] => req("GET", "/api/v1/jobs", None),
+        ["events", ..] => req("GET", "/api/v1/storage/events", None),
         ["system", ..] => req("GET", "/api/v1/system", None),
         ["hostname", ..] => req(
             "PATCH",
