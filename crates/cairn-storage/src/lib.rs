@@ -98,20 +98,11 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
                 }
             };
             let sectors: u64 = read(&dir.join("size")).parse().unwrap_or(0);
-            let holders = std::fs::read_dir(dir.join("holders"))
-                .map(|h| h.count())
-                .unwrap_or(0);
-            let partitions = std::fs::read_dir(&dir)
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .any(|e| e.path().join("partition").exists())
-                })
-                .unwrap_or(false);
             let role = if is_boot {
                 DiskRole::Boot
-            } else if holders > 0 && read(&dir.join("md/level")).is_empty() {
+            } else if first_holder(&dir).is_some() && read(&dir.join("md/level")).is_empty() {
                 DiskRole::Member
-            } else if partitions {
+            } else if !partitions(&dir).is_empty() {
                 DiskRole::Foreign
             } else {
                 DiskRole::Free
@@ -142,6 +133,29 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
         .collect();
     disks.sort_by(|a, b| a.device.cmp(&b.device));
     disks
+}
+
+/// The first device stacked on a block device (`holders/`): the md array it runs in, say.
+pub(crate) fn first_holder(device_dir: &Path) -> Option<String> {
+    std::fs::read_dir(device_dir.join("holders"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+}
+
+/// A disk's partitions by kernel name, in order (sysfs subdirectories with a `partition` file).
+pub(crate) fn partitions(disk_dir: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = std::fs::read_dir(disk_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("partition").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort();
+    parts
 }
 
 /// Numbered PCI hot-plug slots and the bus address behind each (`/sys/bus/pci/slots/<n>/address`).

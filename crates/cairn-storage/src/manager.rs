@@ -499,29 +499,6 @@ impl Storage {
         identify(&head, &tail)
     }
 
-    fn holder_of(&self, device_dir: &Path) -> Option<String> {
-        std::fs::read_dir(device_dir.join("holders"))
-            .ok()
-            .and_then(|mut h| h.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-    }
-
-    /// A disk's partitions by kernel name, in order.
-    fn partitions(&self, disk: &str) -> Vec<String> {
-        let dir = self.inner.paths.sys.join("block").join(disk);
-        let mut parts: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| e.path().join("partition").exists())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        parts.sort();
-        parts
-    }
-
     fn survey(&self) -> Result<Survey, StorageError> {
         let found = discover(&self.inner.paths.sys, &self.inner.board);
         let disks = found
@@ -537,14 +514,14 @@ impl Storage {
                 }
                 let dir = self.inner.paths.sys.join("block").join(&d.device);
                 let contents = self.read_contents(&d.device);
-                let mut holder = self.holder_of(&dir);
+                let mut holder = crate::first_holder(&dir);
                 let mut md = vec![];
                 match &contents {
                     Contents::Md(sb) => md.push((d.device.clone(), sb.clone())),
                     Contents::Data { .. } => {
-                        for part in self.partitions(&d.device) {
+                        for part in crate::partitions(&dir) {
                             if let Contents::Md(sb) = self.read_contents(&part) {
-                                holder = holder.or_else(|| self.holder_of(&dir.join(&part)));
+                                holder = holder.or_else(|| crate::first_holder(&dir.join(&part)));
                                 md.push((part, sb));
                             }
                         }
@@ -1501,14 +1478,7 @@ impl Storage {
     pub fn fail(&self, volume: &str, disk_id: &str, by: &str) -> Result<VolumeView, StorageError> {
         let _guard = self.guard();
         let r = self.record(volume)?;
-        let m =
-            r.disks
-                .iter()
-                .find(|d| d.id == disk_id)
-                .ok_or_else(|| StorageError::NotMember {
-                    disk: disk_id.into(),
-                    volume: volume.into(),
-                })?;
+        let m = &r.disks[member_index(&r, disk_id)?];
         let live = self
             .live_of(&r)
             .ok_or_else(|| StorageError::Busy(format!("Volume {volume} is not running.")))?;
@@ -1562,26 +1532,18 @@ impl Storage {
     ) -> Result<JobView, StorageError> {
         let guard = self.guard();
         let mut r = self.record(volume)?;
-        let idx =
-            r.disks
-                .iter()
-                .position(|d| d.id == failed)
-                .ok_or_else(|| StorageError::NotMember {
-                    disk: failed.into(),
-                    volume: volume.into(),
-                })?;
+        let idx = member_index(&r, failed)?;
         let live = self.live_of(&r).ok_or_else(|| {
             StorageError::Busy(format!(
                 "Volume {volume} is not running; its disks must be in the box to replace one."
             ))
         })?;
+        // running_job already measured it against the kernel: only work still going on blocks.
         if let Some(j) = self.running_job(volume) {
-            if self.job_view(&j).state == "running" {
-                return Err(StorageError::Busy(format!(
-                    "Volume {volume} is busy with a {} job; wait for it to finish.",
-                    j.kind
-                )));
-            }
+            return Err(StorageError::Busy(format!(
+                "Volume {volume} is busy with a {} job; wait for it to finish.",
+                j.kind
+            )));
         }
         self.kick_vanished(&r, &live);
         let live = self.live_of(&r).unwrap_or(live);
@@ -2046,6 +2008,8 @@ impl Storage {
     /// scrubs started when due. Cheap (sysfs reads); run every second.
     pub fn tick(&self) {
         let Ok(records) = self.records() else { return };
+        // Which disks are present and what is mounted: read once for every volume of this pass.
+        let Ok(s) = self.survey_light() else { return };
         for mut r in records {
             let live = self.live_of(&r);
             if let Some(l) = &live {
@@ -2062,7 +2026,6 @@ impl Storage {
             if let Ok(Some(fresh)) = self.inner.volumes.get::<VolumeRecord>(&r.name) {
                 r = fresh;
             }
-            let Ok(s) = self.survey_light() else { continue };
             let view = self.volume_view(&r, &s);
             if view.state != r.last_state {
                 let level = match view.state {
@@ -2095,6 +2058,17 @@ impl Storage {
             }
         }
     }
+}
+
+/// Where a disk sits in a volume's member list; the API's `volume.disk_not_member` when it is not there.
+fn member_index(r: &VolumeRecord, disk_id: &str) -> Result<usize, StorageError> {
+    r.disks
+        .iter()
+        .position(|d| d.id == disk_id)
+        .ok_or_else(|| StorageError::NotMember {
+            disk: disk_id.into(),
+            volume: r.name.clone(),
+        })
 }
 
 fn split_tool(e: StorageError) -> (String, String) {
