@@ -235,3 +235,55 @@ pub fn expect(r: &cairn_qemu::HttpResponse, status: u16) -> serde_json::Value {
     assert_eq!(r.status, status, "{}", r.text());
     r.json().unwrap_or(serde_json::Value::Null)
 }
+
+/// Polls a job until it ends; returns (final job, every percent seen).
+pub fn wait_job(
+    admin: &cairn_qemu::HttpClient,
+    job: &serde_json::Value,
+    deadline: std::time::Duration,
+) -> (serde_json::Value, Vec<f64>) {
+    let id = job["id"].as_str().expect("job id").to_string();
+    let until = std::time::Instant::now() + deadline;
+    let mut seen = vec![];
+    loop {
+        let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
+        seen.push(j["percent"].as_f64().unwrap_or(-1.0));
+        if j["state"] != "running" {
+            return (j, seen);
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "job {id} still running: {j}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// The disks the box lists, boot medium included.
+pub fn disks(admin: &cairn_qemu::HttpClient) -> Vec<serde_json::Value> {
+    expect(&admin.get("/api/v1/disks").unwrap(), 200)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until disk `id` is listed (`present`) or gone; returns it when listed.
+pub fn wait_disk(
+    admin: &cairn_qemu::HttpClient,
+    id: &str,
+    present: bool,
+) -> Option<serde_json::Value> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let d = disks(admin).into_iter().find(|d| d["id"] == id);
+        if d.is_some() == present {
+            return d;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "disk {id} present={} never came",
+            present
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}

@@ -85,22 +85,6 @@ fn error_code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
-/// Polls a job until it ends; returns (final job, every percent seen).
-fn wait_job(admin: &HttpClient, job: &Value, deadline: Duration) -> (Value, Vec<f64>) {
-    let id = job["id"].as_str().expect("job id").to_string();
-    let until = Instant::now() + deadline;
-    let mut seen = vec![];
-    loop {
-        let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
-        seen.push(j["percent"].as_f64().unwrap_or(-1.0));
-        if j["state"] != "running" {
-            return (j, seen);
-        }
-        assert!(Instant::now() < until, "job {id} still running: {j}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn volume(admin: &HttpClient, name: &str) -> Value {
     expect(&admin.get(&format!("/api/v1/volumes/{name}")).unwrap(), 200)
 }
@@ -126,27 +110,15 @@ fn wait_state(
     }
 }
 
-fn disks(admin: &HttpClient) -> Vec<Value> {
-    expect(&admin.get("/api/v1/disks").unwrap(), 200)
-        .as_array()
+/// The one array the box lists as found (there is one at a time in these scenarios).
+fn found_volume(admin: &HttpClient) -> Value {
+    let all = expect(&admin.get("/api/v1/volumes").unwrap(), 200);
+    all.as_array()
         .unwrap()
+        .iter()
+        .find(|v| v["state"] == "found")
+        .unwrap_or_else(|| panic!("no found array: {all}"))
         .clone()
-}
-
-fn wait_disk(admin: &HttpClient, id: &str, present: bool) -> Option<Value> {
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let d = disks(admin).into_iter().find(|d| d["id"] == id);
-        if d.is_some() == present {
-            return d;
-        }
-        assert!(
-            Instant::now() < until,
-            "disk {id} present={} never came",
-            present
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// sha256 of files as the box reads them, by name.
@@ -631,14 +603,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     };
     let (mut m2, _disk2, admin2) = boot(board, &options);
     let _log2 = ConsoleOnFailure(m2.console_handle(), "import on a new box");
-    let found = expect(&admin2.get("/api/v1/volumes").unwrap(), 200);
-    let f = found
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["state"] == "found")
-        .unwrap_or_else(|| panic!("{found}"))
-        .clone();
+    let f = found_volume(&admin2);
     assert_eq!(
         (
             f["name"].as_str(),
@@ -696,14 +661,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_string();
-    let found = expect(&admin2.get("/api/v1/volumes").unwrap(), 200);
-    let legacy = found
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["state"] == "found")
-        .unwrap_or_else(|| panic!("the partition array is not found: {found}"))
-        .clone();
+    let legacy = found_volume(&admin2);
     assert_eq!(
         (
             legacy["origin"].as_str(),

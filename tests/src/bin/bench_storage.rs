@@ -38,17 +38,8 @@ fn cpu_percent(m: &mut Machine) -> f64 {
 }
 
 fn wait_done(admin: &cairn_qemu::HttpClient, job: &serde_json::Value) {
-    let id = job["id"].as_str().unwrap().to_string();
-    let until = Instant::now() + Duration::from_secs(900);
-    loop {
-        let j = expect(&admin.get(&format!("/api/v1/jobs/{id}")).unwrap(), 200);
-        if j["state"] != "running" {
-            assert_eq!(j["state"], "done", "{j}");
-            return;
-        }
-        assert!(Instant::now() < until, "{j}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let (j, _) = wait_job(admin, job, Duration::from_secs(900));
+    assert_eq!(j["state"], "done", "{j}");
 }
 
 fn main() {
@@ -135,16 +126,7 @@ fn main() {
     };
     cairn_qemu::blank_disk(&new.file, 512).unwrap();
     m.plug_disk(5, &new).unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while !admin
-        .get("/api/v1/disks")
-        .unwrap()
-        .text()
-        .contains("CAIRN-NEW5")
-    {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_disk(&admin, "CAIRN-NEW5", true);
     let idle = cpu_percent(&mut m);
     m.serial(
         "echo 8000 > /proc/sys/dev/raid/speed_limit_max",
