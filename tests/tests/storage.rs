@@ -177,15 +177,23 @@ fn disk_file(dir: &Path, name: &str) -> DataDisk {
     }
 }
 
+/// A new, empty folder for a scenario's disk files, and `count` blank disks in bays 1..=count.
+fn fresh_bays(scenario: &str, count: usize) -> (PathBuf, Vec<DataDisk>) {
+    let dir = cairn_qemu::workspace_root()
+        .join("target/e2e-disks")
+        .join(scenario);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bays = (1..=count)
+        .map(|n| disk_file(&dir, &format!("bay{n}")))
+        .collect();
+    (dir, bays)
+}
+
 #[test]
 fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     let board = "qemu-aarch64-virt";
-    let dir = cairn_qemu::workspace_root().join("target/e2e-disks/storage");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let bays: Vec<DataDisk> = (1..=4)
-        .map(|n| disk_file(&dir, &format!("bay{n}")))
-        .collect();
+    let (dir, bays) = fresh_bays("storage", 4);
     let options = BootOptions {
         network: Network::Offline,
         forward: vec![445],
@@ -707,12 +715,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
 #[test]
 fn raid1_on_armv7() {
     let board = "qemu-armv7-virt";
-    let dir = cairn_qemu::workspace_root().join("target/e2e-disks/storage-armv7");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let bays: Vec<DataDisk> = (1..=2)
-        .map(|n| disk_file(&dir, &format!("bay{n}")))
-        .collect();
+    let (_dir, bays) = fresh_bays("storage-armv7", 2);
     let options = BootOptions {
         network: Network::Offline,
         data_disks: bays.clone(),
@@ -875,5 +878,4 @@ fn raid1_on_armv7() {
         2,
         "both disks free again after delete: {free:?}"
     );
-    let _: PathBuf = dir;
 }
