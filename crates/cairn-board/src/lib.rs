@@ -85,6 +85,19 @@ pub struct Watchdog {
 pub struct Network {
     /// The Ethernet interface the LAN is on.
     pub interface: String,
+    /// The name a new box (or one reset to factory settings) answers to until its owner picks one.
+    pub hostname: String,
+}
+
+impl Default for Network {
+    /// What a process uses when no board file can be read (a development host): the one copy of these facts
+    /// outside `board/*.toml`.
+    fn default() -> Network {
+        Network {
+            interface: "eth0".into(),
+            hostname: "cairn".into(),
+        }
+    }
 }
 
 /// One line on a GPIO chip, addressed through the character device.
@@ -199,6 +212,12 @@ impl Board {
             problems.push(format!(
                 "name {:?} must be lowercase letters, digits and '-'",
                 self.name
+            ));
+        }
+        if !is_simple_name(&self.network.hostname) || self.network.hostname.len() > 63 {
+            problems.push(format!(
+                "network.hostname {:?} must be 1 to 63 lowercase letters, digits and '-'",
+                self.network.hostname
             ));
         }
         if !matches!(self.debian_arch.as_str(), "arm64" | "armhf") {
