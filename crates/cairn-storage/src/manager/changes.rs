@@ -1,0 +1,592 @@
+//! Everything an owner asks to change: create (and the build that follows), fail, replace, scrub, delete.
+//! Each change is checked and recorded under the lock, so two requests cannot pick the same disks, and every
+//! refusal comes before any disk is touched.
+
+use super::records::JobRecord;
+use super::{
+    now_s, read_trim, run, split_tool, JobView, Storage, VolumeView, MDADM_TIMEOUT, MKFS_TIMEOUT,
+};
+use crate::volumes::{check_create, CreateRequest, Level, VolumeRecord};
+use crate::{DiskRole, StorageError};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+impl Storage {
+    pub(super) fn load_modules(&self, level: Level) {
+        for m in ["md_mod", level.module()] {
+            if let Err(e) = run(
+                "loading the RAID driver",
+                "modprobe",
+                &[m],
+                Duration::from_secs(60),
+            ) {
+                log::warn!("{e}");
+            }
+        }
+    }
+
+    /// Checks a new volume against the disks as they are, records it and starts building it: the job's id.
+    pub fn create(&self, req: CreateRequest) -> Result<JobView, StorageError> {
+        let guard = self.guard();
+        let s = self.survey()?;
+        let views = self.disk_views(&s);
+        let mut taken: Vec<String> = s.records.iter().map(|r| r.name.clone()).collect();
+        taken.extend(
+            self.found(&s, &views)
+                .into_iter()
+                .map(|(v, _, _, _)| v.name),
+        );
+        let plan = check_create(&req, &views, &taken)?;
+        let minor = self.free_minor(&s.records);
+        let record = VolumeRecord {
+            name: plan.name.clone(),
+            level: plan.level,
+            uuid: String::new(),
+            md_minor: minor,
+            disks: plan.disks.iter().map(|d| d.snapshot()).collect(),
+            created_s: now_s(),
+            last_scrub_s: None,
+            last_mismatches: None,
+            last_state: "creating".into(),
+        };
+        self.inner.volumes.put(&record.name, &record)?;
+        let job = self.new_job(
+            "create",
+            &plan.name,
+            minor,
+            "preparing",
+            "Preparing the disks.",
+            None,
+        )?;
+        drop(guard);
+        self.event(
+            "info",
+            &plan.name,
+            &format!(
+                "Creating {} volume {} on {}.",
+                plan.level.name(),
+                plan.name,
+                plan.disks
+                    .iter()
+                    .map(|d| d.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "",
+        );
+        let me = self.clone();
+        let j = job.clone();
+        std::thread::spawn(move || me.build(record, plan.disks, j));
+        Ok(self.job_view(&job))
+    }
+
+    /// The create job's work after the checks: wipe, mdadm --create, mkfs, mount; the kernel then syncs.
+    pub(super) fn build(
+        &self,
+        mut record: VolumeRecord,
+        disks: Vec<crate::DiskView>,
+        mut job: JobRecord,
+    ) {
+        self.load_modules(record.level);
+        let devs: Vec<String> = disks
+            .iter()
+            .map(|d| self.dev_path(&d.disk.device))
+            .collect();
+        for dev in &devs {
+            let _ = run(
+                "clearing old RAID labels",
+                "mdadm",
+                &["--zero-superblock", "--force", dev],
+                MDADM_TIMEOUT,
+            );
+            if let Err(e) = zero_ends(Path::new(dev)) {
+                return self.abandon(&record, job, format!("Could not clear {dev}: {e}"), "");
+            }
+        }
+        let md = self.md_dev(record.md_minor);
+        let n = devs.len().to_string();
+        let level = format!("--level={}", record.level.md_level());
+        let name = format!("--name={}", record.name);
+        let count = format!("--raid-devices={n}");
+        let mut args: Vec<&str> = vec![
+            "--create",
+            &md,
+            "--config=none",
+            "--run",
+            "--metadata=1.2",
+            "--homehost=cairn",
+            &name,
+            &level,
+            &count,
+        ];
+        if record.level == Level::Single {
+            args.push("--force");
+        }
+        args.extend(devs.iter().map(|s| s.as_str()));
+        if let Err(e) = run("creating the RAID array", "mdadm", &args, MDADM_TIMEOUT) {
+            let (msg, detail) = split_tool(e);
+            for dev in &devs {
+                let _ = run(
+                    "clearing",
+                    "mdadm",
+                    &["--zero-superblock", "--force", dev],
+                    MDADM_TIMEOUT,
+                );
+            }
+            return self.abandon(&record, job, msg, &detail);
+        }
+        match run(
+            "reading the new array",
+            "mdadm",
+            &["--detail", "--export", &md],
+            MDADM_TIMEOUT,
+        ) {
+            Ok(out) => record.uuid = crate::md::parse_detail_export(&out).uuid,
+            Err(e) => log::warn!("{e}"),
+        }
+        if record.uuid.is_empty() {
+            record.uuid = read_trim(&self.md_dir(record.md_minor).join("uuid"));
+        }
+        let _ = self.save(&record);
+        self.step(&mut job, "formatting", "Creating the filesystem.");
+        let label = record.name.clone();
+        if let Err(e) = run(
+            "creating the filesystem",
+            "mke2fs",
+            &[
+                "-t",
+                "ext4",
+                "-F",
+                "-q",
+                "-L",
+                &label,
+                "-m",
+                "1",
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=1",
+                &md,
+            ],
+            MKFS_TIMEOUT,
+        ) {
+            let (msg, detail) = split_tool(e);
+            return self.fail_job(job, msg, &detail);
+        }
+        if let Err(e) = self.mount(&record) {
+            return self.fail_job(job, e.to_string(), "");
+        }
+        self.step(
+            &mut job,
+            "kernel",
+            "Building redundancy: the volume is usable meanwhile.",
+        );
+        self.event(
+            "info",
+            &record.name,
+            &format!(
+                "Volume {} is mounted at {}; the kernel now builds its redundancy.",
+                record.name,
+                self.mount_point(&record.name).display()
+            ),
+            "",
+        );
+    }
+
+    /// A create that failed before any data could exist: the record goes, the disks are left blank.
+    pub(super) fn abandon(
+        &self,
+        record: &VolumeRecord,
+        job: JobRecord,
+        message: String,
+        detail: &str,
+    ) {
+        let _ = self.inner.volumes.remove(&record.name);
+        let _ = self.inner.store.commit();
+        self.fail_job(job, message, detail);
+    }
+
+    pub(super) fn mount(&self, r: &VolumeRecord) -> Result<(), StorageError> {
+        let mp = self.mount_point(&r.name);
+        if self.is_mounted(&self.mounts(), &r.name) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&mp).map_err(|e| StorageError::io("making the mount point", e))?;
+        nix::mount::mount(
+            Some(Path::new(&self.md_dev(r.md_minor))),
+            &mp,
+            Some("ext4"),
+            nix::mount::MsFlags::MS_NOATIME
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOSUID,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            StorageError::Refused(format!(
+                "The volume's filesystem could not be mounted ({e})."
+            ))
+        })
+    }
+
+    /// Marks a member failed and takes it out of the array (the owner wants to pull it, or tests a failure).
+    pub fn fail(&self, volume: &str, disk_id: &str, by: &str) -> Result<VolumeView, StorageError> {
+        let _guard = self.guard();
+        let r = self.record(volume)?;
+        let m = &r.disks[member_index(&r, disk_id)?];
+        let live = self
+            .live_of(&r)
+            .ok_or_else(|| StorageError::Busy(format!("Volume {volume} is not running.")))?;
+        // The member as the array knows it: the disk itself, or its partition for imported arrays.
+        let dev = self
+            .device_of(disk_id)
+            .and_then(|d| live.member_on(&d).map(|(name, _, _)| name.clone()))
+            .ok_or_else(|| {
+                StorageError::Refused(format!("{} is already out of the array.", m.describe()))
+            })?;
+        if live.degraded as usize >= r.level.redundancy(r.disks.len()) {
+            return Err(StorageError::Refused(format!(
+                "Volume {volume} has no redundancy left: failing {} would stop it and make its data unreachable.",
+                m.describe()
+            )));
+        }
+        let md = self.md_dev(r.md_minor);
+        let path = self.dev_path(&dev);
+        run(
+            "marking the disk failed",
+            "mdadm",
+            &[&md, "--fail", &path],
+            MDADM_TIMEOUT,
+        )?;
+        let _ = run(
+            "removing the disk from the array",
+            "mdadm",
+            &[&md, "--remove", &path],
+            MDADM_TIMEOUT,
+        );
+        drop(_guard);
+        self.event(
+            "warning",
+            volume,
+            &format!(
+                "{} was marked failed by {by} and taken out of volume {volume}.",
+                m.describe()
+            ),
+            "",
+        );
+        self.volume(volume)
+    }
+
+    /// Replaces a failed, missing or healthy member with another disk; the rebuild is a job.
+    pub fn replace(
+        &self,
+        volume: &str,
+        failed: &str,
+        with: &str,
+        confirm: Option<&str>,
+    ) -> Result<JobView, StorageError> {
+        let guard = self.guard();
+        let mut r = self.record(volume)?;
+        let idx = member_index(&r, failed)?;
+        let live = self.live_of(&r).ok_or_else(|| {
+            StorageError::Busy(format!(
+                "Volume {volume} is not running; its disks must be in the box to replace one."
+            ))
+        })?;
+        // running_job already measured it against the kernel: only work still going on blocks.
+        if let Some(j) = self.running_job(volume) {
+            return Err(StorageError::Busy(format!(
+                "Volume {volume} is busy with a {} job; wait for it to finish.",
+                j.kind
+            )));
+        }
+        self.kick_vanished(&r, &live);
+        let live = self.live_of(&r).unwrap_or(live);
+        let s = self.survey()?;
+        let views = self.disk_views(&s);
+        let new = views
+            .iter()
+            .find(|d| d.disk.id == with)
+            .ok_or_else(|| StorageError::NoSuchDisk(with.into()))?;
+        if new.disk.role == DiskRole::Boot {
+            return Err(StorageError::BootMedium(new.describe()));
+        }
+        if r.disks.iter().any(|d| d.id == with) && with != failed {
+            return Err(StorageError::DiskInUse {
+                disk: new.describe(),
+                by: format!("volume {volume}"),
+            });
+        }
+        // A member replaced by itself (a disk that dropped out and came back) is in use only by this volume,
+        // and only its stale copy is rewritten, provided it is not running in the array right now.
+        let itself = with == failed
+            && live
+                .member_on(&new.disk.device)
+                .is_none_or(|(_, st, _)| st.contains("faulty"));
+        if let Some(by) = new.in_use.as_ref().filter(|_| !itself) {
+            return Err(StorageError::DiskInUse {
+                disk: new.describe(),
+                by: by.clone(),
+            });
+        }
+        if new.disk.size_bytes / 1024 < live.component_kib {
+            return Err(StorageError::DiskTooSmall {
+                disk: new.describe(),
+                min_mib: live.component_kib / 1024 + 1,
+            });
+        }
+        let own_stale = new.volume.as_deref() == Some(volume);
+        if new.disk.role != DiskRole::Free && !own_stale && confirm != Some(volume) {
+            return Err(StorageError::ConfirmRequired {
+                volume: volume.into(),
+                what: format!(
+                    "{} holds {}; it will be erased.",
+                    new.describe(),
+                    new.holds.as_deref().unwrap_or("data")
+                ),
+            });
+        }
+        let md = self.md_dev(r.md_minor);
+        let new_path = self.dev_path(&new.disk.device);
+        // The failed member as the array knows it: the disk, or its partition.
+        let old_member = s
+            .disks
+            .iter()
+            .find(|sd| sd.disk.id == failed)
+            .and_then(|sd| live.member_on(&sd.disk.device))
+            .cloned();
+        let old_dev = old_member.as_ref().map(|(d, _, _)| d.clone());
+        let old_state = old_member.map(|(_, st, _)| st);
+        let _ = run(
+            "clearing old RAID labels",
+            "mdadm",
+            &["--zero-superblock", "--force", &new_path],
+            MDADM_TIMEOUT,
+        );
+        zero_ends(Path::new(&new_path))
+            .map_err(|e| StorageError::io("clearing the new disk", e))?;
+        match (&old_dev, &old_state) {
+            (Some(old), Some(st)) if st.contains("in_sync") && !st.contains("faulty") => {
+                // A healthy disk swapped out: keep redundancy during the copy (md hot replace).
+                let old_path = self.dev_path(old);
+                run(
+                    "adding the new disk",
+                    "mdadm",
+                    &[&md, "--add", &new_path],
+                    MDADM_TIMEOUT,
+                )?;
+                run(
+                    "replacing the disk",
+                    "mdadm",
+                    &[&md, "--replace", &old_path, "--with", &new_path],
+                    MDADM_TIMEOUT,
+                )?;
+            }
+            (Some(old), Some(_)) => {
+                let old_path = self.dev_path(old);
+                let _ = run(
+                    "removing the failed disk",
+                    "mdadm",
+                    &[&md, "--fail", &old_path],
+                    MDADM_TIMEOUT,
+                );
+                let _ = run(
+                    "removing the failed disk",
+                    "mdadm",
+                    &[&md, "--remove", &old_path],
+                    MDADM_TIMEOUT,
+                );
+                run(
+                    "adding the new disk",
+                    "mdadm",
+                    &[&md, "--add", &new_path],
+                    MDADM_TIMEOUT,
+                )?;
+            }
+            _ => {
+                run(
+                    "adding the new disk",
+                    "mdadm",
+                    &[&md, "--add", &new_path],
+                    MDADM_TIMEOUT,
+                )?;
+            }
+        }
+        let old = r.disks[idx].clone();
+        r.disks[idx] = new.snapshot();
+        self.save(&r)?;
+        let mut job = self.new_job(
+            "rebuild",
+            volume,
+            r.md_minor,
+            "kernel",
+            "Rebuilding onto the new disk.",
+            Some(with.into()),
+        )?;
+        job.device = Some(new.disk.device.clone());
+        self.save_job(&job)?;
+        drop(guard);
+        self.event(
+            "info",
+            volume,
+            &format!(
+                "Replacing {} with {} in volume {volume}: rebuild started.",
+                old.describe(),
+                new.describe()
+            ),
+            "",
+        );
+        Ok(self.job_view(&job))
+    }
+
+    /// Starts a scrub (md `check`): every block is read and parity compared; mismatches are counted.
+    pub fn scrub(&self, volume: &str) -> Result<JobView, StorageError> {
+        let _guard = self.guard();
+        let r = self.record(volume)?;
+        let live = self
+            .live_of(&r)
+            .ok_or_else(|| StorageError::Busy(format!("Volume {volume} is not running.")))?;
+        if live.degraded > 0 || (live.sync_action != "idle" && !live.sync_action.is_empty()) {
+            return Err(StorageError::Busy(format!(
+                "Volume {volume} is {}; a scrub can run once it is clean and idle.",
+                if live.degraded > 0 {
+                    "degraded"
+                } else {
+                    "busy"
+                }
+            )));
+        }
+        if r.level == Level::Raid0 {
+            return Err(StorageError::Refused(
+                "RAID 0 has no redundancy to compare: there is nothing to scrub.".into(),
+            ));
+        }
+        std::fs::write(self.md_dir(r.md_minor).join("sync_action"), "check")
+            .map_err(|e| StorageError::io("starting the scrub", e))?;
+        let job = self.new_job(
+            "scrub",
+            volume,
+            r.md_minor,
+            "kernel",
+            "Reading every block and comparing redundancy.",
+            None,
+        )?;
+        self.event(
+            "info",
+            volume,
+            &format!("Scrub of volume {volume} started."),
+            "",
+        );
+        Ok(self.job_view(&job))
+    }
+
+    /// Deletes a volume: unmounts, stops the array and clears its disks. Needs the name as confirmation and
+    /// no share left on it.
+    pub fn delete(
+        &self,
+        volume: &str,
+        confirm: Option<&str>,
+        shares: &[String],
+    ) -> Result<(), StorageError> {
+        let _guard = self.guard();
+        let r = self.record(volume)?;
+        if !shares.is_empty() {
+            return Err(StorageError::HasShares {
+                volume: volume.into(),
+                shares: shares.join(", "),
+            });
+        }
+        if confirm != Some(volume) {
+            return Err(StorageError::ConfirmRequired {
+                volume: volume.into(),
+                what: format!(
+                    "Deleting volume {volume} erases all of its data on {}.",
+                    r.disks
+                        .iter()
+                        .map(|d| d.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if let Some(j) = self.running_job(volume) {
+            if j.kind == "create" && j.step != "kernel" {
+                return Err(StorageError::Busy(format!(
+                    "Volume {volume} is still being created; wait for it."
+                )));
+            }
+        }
+        let mp = self.mount_point(volume);
+        if self.is_mounted(&self.mounts(), volume) {
+            nix::mount::umount(&mp).map_err(|e| StorageError::Busy(format!("Volume {volume} is in use and could not be unmounted ({e}); close files on it and try again.")))?;
+        }
+        let live = self.live_of(&r);
+        let members: Vec<String> = live
+            .as_ref()
+            .map(|l| {
+                l.members
+                    .iter()
+                    .filter(|(_, _, e)| *e)
+                    .map(|(d, _, _)| d.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if live.is_some() {
+            let md = self.md_dev(r.md_minor);
+            if let Err(e) = run(
+                "stopping the RAID array",
+                "mdadm",
+                &["--stop", &md],
+                MDADM_TIMEOUT,
+            ) {
+                let _ = self.mount(&r);
+                return Err(e);
+            }
+        }
+        for dev in members {
+            let path = self.dev_path(&dev);
+            let _ = run(
+                "clearing RAID labels",
+                "mdadm",
+                &["--zero-superblock", "--force", &path],
+                MDADM_TIMEOUT,
+            );
+            let _ = zero_ends(Path::new(&path));
+        }
+        self.inner.volumes.remove(volume)?;
+        self.inner.store.commit()?;
+        let _ = std::fs::remove_dir(&mp);
+        drop(_guard);
+        self.event(
+            "info",
+            volume,
+            &format!("Volume {volume} was deleted and its disks are free."),
+            "",
+        );
+        Ok(())
+    }
+}
+
+/// Where a disk sits in a volume's member list; the API's `volume.disk_not_member` when it is not there.
+pub(super) fn member_index(r: &VolumeRecord, disk_id: &str) -> Result<usize, StorageError> {
+    r.disks
+        .iter()
+        .position(|d| d.id == disk_id)
+        .ok_or_else(|| StorageError::NotMember {
+            disk: disk_id.into(),
+            volume: r.name.clone(),
+        })
+}
+
+/// Zeros the first and last MiB of a disk so nothing old is recognised on it again.
+pub(super) fn zero_ends(dev: &Path) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(dev)?;
+    let size = f.seek(SeekFrom::End(0))?;
+    let chunk = vec![0u8; 1024 * 1024];
+    let len = (chunk.len() as u64).min(size);
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&chunk[..len as usize])?;
+    if size > len {
+        f.seek(SeekFrom::Start(size - len))?;
+        f.write_all(&chunk[..len as usize])?;
+    }
+    f.sync_all()
+}
