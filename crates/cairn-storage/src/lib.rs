@@ -4,15 +4,18 @@
 //! function over a sysfs root, tested on the host against fixture trees shaped like the kernel's; the boot
 //! medium is never offered as a data disk. It never writes to a disk.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 pub mod contents;
 mod error;
 pub mod manager;
 pub mod md;
+pub mod tools;
 pub mod volumes;
 
 pub use error::StorageError;
 pub use manager::{DiskView, Event, JobView, MemberView, Paths, Storage, VolumeView};
+pub use tools::{Fsck, Tools};
 pub use volumes::{CreateRequest, Level, VolumeRecord};
 
 use cairn_board::Board;

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 /// The smallest disk Cairn builds a volume on: below this the filesystem's own overhead dominates.
 pub const MIN_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The md core's module name: loaded, like a level's driver, only where the board builds it as a module.
+pub const MD_CORE_MODULE: &str = "md_mod";
+
 /// How a volume spreads data over its disks.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

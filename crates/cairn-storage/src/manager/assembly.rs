@@ -3,12 +3,11 @@
 //! is closed honestly; a found array is imported with its data.
 
 use super::records::JobRecord;
-use super::{
-    norm_uuid, now_s, read_trim, run, split_tool, tool, Storage, VolumeView, FSCK_TIMEOUT,
-    MDADM_TIMEOUT,
-};
+use super::{norm_uuid, now_s, read_trim, split_tool, Storage, VolumeView};
+use crate::tools::Fsck;
 use crate::volumes::{Level, VolumeRecord};
 use crate::StorageError;
+use std::path::PathBuf;
 use std::time::Instant;
 
 impl Storage {
@@ -36,7 +35,7 @@ impl Storage {
                 continue;
             }
             if self.live_of(&r).is_none() {
-                let devs: Vec<String> = survey
+                let devs: Vec<PathBuf> = survey
                     .disks
                     .iter()
                     .flat_map(|sd| sd.md.iter())
@@ -136,28 +135,23 @@ impl Storage {
         }
     }
 
-    pub(super) fn assemble(&self, r: &VolumeRecord, devs: &[String]) -> Result<(), StorageError> {
-        let md = self.md_dev(r.md_minor);
-        let uuid = format!("--uuid={}", r.uuid);
-        let mut args: Vec<&str> = vec!["--assemble", &md, "--config=none", "--run", &uuid];
-        args.extend(devs.iter().map(|s| s.as_str()));
-        run("assembling the RAID array", "mdadm", &args, MDADM_TIMEOUT).map(|_| ())
+    pub(super) fn assemble(&self, r: &VolumeRecord, devs: &[PathBuf]) -> Result<(), StorageError> {
+        self.inner
+            .tools
+            .assemble(&self.md_dev(r.md_minor), &r.uuid, devs)
     }
 
     /// Checks and mounts an assembled array's filesystem; a check that finds damage it cannot fix stops here.
     pub(super) fn check_and_mount(&self, r: &VolumeRecord) -> Result<(), StorageError> {
         let md = self.md_dev(r.md_minor);
-        match cairn_exec::run(&tool("e2fsck"), &["-p", &md], FSCK_TIMEOUT) {
-            Ok(_) => {}
-            Err(cairn_exec::ExecError::Failed {
-                code: Some(1 | 2), ..
-            }) => self.event(
+        match self.inner.tools.fsck(&md)? {
+            Fsck::Clean => {}
+            Fsck::Repaired => self.event(
                 "warning",
                 &r.name,
                 &format!("The filesystem check repaired volume {}.", r.name),
                 "",
             ),
-            Err(e) => return Err(StorageError::tool("checking the filesystem", e)),
         }
         self.mount(r)
     }
@@ -202,15 +196,10 @@ impl Storage {
             last_state: String::new(),
         };
         self.load_modules(level);
-        let devs: Vec<String> = devices.iter().map(|d| self.dev_path(d)).collect();
+        let devs: Vec<PathBuf> = devices.iter().map(|d| self.dev_path(d)).collect();
         self.assemble(&record, &devs)?;
         if let Err(e) = self.check_and_mount(&record) {
-            let _ = run(
-                "stopping the RAID array",
-                "mdadm",
-                &["--stop", &self.md_dev(record.md_minor)],
-                MDADM_TIMEOUT,
-            );
+            let _ = self.inner.tools.stop(&self.md_dev(record.md_minor));
             return Err(e);
         }
         self.save(&record)?;

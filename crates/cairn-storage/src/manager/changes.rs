@@ -3,25 +3,21 @@
 //! refusal comes before any disk is touched.
 
 use super::records::JobRecord;
-use super::{
-    now_s, read_trim, run, split_tool, JobView, Storage, VolumeView, MDADM_TIMEOUT, MKFS_TIMEOUT,
-};
-use crate::volumes::{check_create, CreateRequest, Level, VolumeRecord};
+use super::{now_s, read_trim, split_tool, JobView, Storage, VolumeView};
+use crate::volumes::{check_create, CreateRequest, Level, VolumeRecord, MD_CORE_MODULE};
 use crate::{DiskRole, StorageError};
-use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
-use std::time::Duration;
+use std::path::PathBuf;
 
 impl Storage {
+    /// Loads md and the level's driver where the board builds them as modules (a kernel with them built in
+    /// lists none as on demand).
     pub(super) fn load_modules(&self, level: Level) {
-        for m in ["md_mod", level.module()] {
-            if let Err(e) = run(
-                "loading the RAID driver",
-                "modprobe",
-                &[m],
-                Duration::from_secs(60),
-            ) {
-                log::warn!("{e}");
+        let on_demand = &self.inner.board.modules.on_demand;
+        for m in [MD_CORE_MODULE, level.module()] {
+            if on_demand.iter().any(|o| o == m) {
+                if let Err(e) = self.inner.tools.load_module(m) {
+                    log::warn!("{e}");
+                }
             }
         }
     }
@@ -89,60 +85,28 @@ impl Storage {
         mut job: JobRecord,
     ) {
         self.load_modules(record.level);
-        let devs: Vec<String> = disks
+        let tools = &self.inner.tools;
+        let devs: Vec<PathBuf> = disks
             .iter()
             .map(|d| self.dev_path(&d.disk.device))
             .collect();
         for dev in &devs {
-            let _ = run(
-                "clearing old RAID labels",
-                "mdadm",
-                &["--zero-superblock", "--force", dev],
-                MDADM_TIMEOUT,
-            );
-            if let Err(e) = zero_ends(Path::new(dev)) {
+            let _ = tools.zero_superblock(dev);
+            if let Err(e) = tools.wipe_ends(dev) {
+                let dev = dev.display();
                 return self.abandon(&record, job, format!("Could not clear {dev}: {e}"), "");
             }
         }
         let md = self.md_dev(record.md_minor);
-        let n = devs.len().to_string();
-        let level = format!("--level={}", record.level.md_level());
-        let name = format!("--name={}", record.name);
-        let count = format!("--raid-devices={n}");
-        let mut args: Vec<&str> = vec![
-            "--create",
-            &md,
-            "--config=none",
-            "--run",
-            "--metadata=1.2",
-            "--homehost=cairn",
-            &name,
-            &level,
-            &count,
-        ];
-        if record.level == Level::Single {
-            args.push("--force");
-        }
-        args.extend(devs.iter().map(|s| s.as_str()));
-        if let Err(e) = run("creating the RAID array", "mdadm", &args, MDADM_TIMEOUT) {
+        if let Err(e) = tools.create_array(&md, &record.name, record.level, &devs) {
             let (msg, detail) = split_tool(e);
             for dev in &devs {
-                let _ = run(
-                    "clearing",
-                    "mdadm",
-                    &["--zero-superblock", "--force", dev],
-                    MDADM_TIMEOUT,
-                );
+                let _ = tools.zero_superblock(dev);
             }
             return self.abandon(&record, job, msg, &detail);
         }
-        match run(
-            "reading the new array",
-            "mdadm",
-            &["--detail", "--export", &md],
-            MDADM_TIMEOUT,
-        ) {
-            Ok(out) => record.uuid = crate::md::parse_detail_export(&out).uuid,
+        match tools.array_uuid(&md) {
+            Ok(uuid) => record.uuid = uuid,
             Err(e) => log::warn!("{e}"),
         }
         if record.uuid.is_empty() {
@@ -150,25 +114,7 @@ impl Storage {
         }
         let _ = self.save(&record);
         self.step(&mut job, "formatting", "Creating the filesystem.");
-        let label = record.name.clone();
-        if let Err(e) = run(
-            "creating the filesystem",
-            "mke2fs",
-            &[
-                "-t",
-                "ext4",
-                "-F",
-                "-q",
-                "-L",
-                &label,
-                "-m",
-                "1",
-                "-E",
-                "lazy_itable_init=1,lazy_journal_init=1",
-                &md,
-            ],
-            MKFS_TIMEOUT,
-        ) {
+        if let Err(e) = tools.mkfs_ext4(&md, &record.name) {
             let (msg, detail) = split_tool(e);
             return self.fail_job(job, msg, &detail);
         }
@@ -210,21 +156,15 @@ impl Storage {
         if self.is_mounted(&self.mounts(), &r.name) {
             return Ok(());
         }
-        std::fs::create_dir_all(&mp).map_err(|e| StorageError::io("making the mount point", e))?;
-        nix::mount::mount(
-            Some(Path::new(&self.md_dev(r.md_minor))),
-            &mp,
-            Some("ext4"),
-            nix::mount::MsFlags::MS_NOATIME
-                | nix::mount::MsFlags::MS_NODEV
-                | nix::mount::MsFlags::MS_NOSUID,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            StorageError::Refused(format!(
-                "The volume's filesystem could not be mounted ({e})."
-            ))
-        })
+        self.inner
+            .tools
+            .mount(&self.md_dev(r.md_minor), &mp)
+            .map_err(|e| match e {
+                StorageError::Tool { detail, .. } => StorageError::Refused(format!(
+                    "The volume's filesystem could not be mounted ({detail})."
+                )),
+                other => other,
+            })
     }
 
     /// Marks a member failed and takes it out of the array (the owner wants to pull it, or tests a failure).
@@ -250,18 +190,8 @@ impl Storage {
         }
         let md = self.md_dev(r.md_minor);
         let path = self.dev_path(&dev);
-        run(
-            "marking the disk failed",
-            "mdadm",
-            &[&md, "--fail", &path],
-            MDADM_TIMEOUT,
-        )?;
-        let _ = run(
-            "removing the disk from the array",
-            "mdadm",
-            &[&md, "--remove", &path],
-            MDADM_TIMEOUT,
-        );
+        self.inner.tools.fail(&md, &path)?;
+        let _ = self.inner.tools.remove(&md, &path);
         drop(_guard);
         self.event(
             "warning",
@@ -355,60 +285,25 @@ impl Storage {
             .cloned();
         let old_dev = old_member.as_ref().map(|(d, _, _)| d.clone());
         let old_state = old_member.map(|(_, st, _)| st);
-        let _ = run(
-            "clearing old RAID labels",
-            "mdadm",
-            &["--zero-superblock", "--force", &new_path],
-            MDADM_TIMEOUT,
-        );
-        zero_ends(Path::new(&new_path))
+        let tools = &self.inner.tools;
+        let _ = tools.zero_superblock(&new_path);
+        tools
+            .wipe_ends(&new_path)
             .map_err(|e| StorageError::io("clearing the new disk", e))?;
         match (&old_dev, &old_state) {
             (Some(old), Some(st)) if st.contains("in_sync") && !st.contains("faulty") => {
                 // A healthy disk swapped out: keep redundancy during the copy (md hot replace).
                 let old_path = self.dev_path(old);
-                run(
-                    "adding the new disk",
-                    "mdadm",
-                    &[&md, "--add", &new_path],
-                    MDADM_TIMEOUT,
-                )?;
-                run(
-                    "replacing the disk",
-                    "mdadm",
-                    &[&md, "--replace", &old_path, "--with", &new_path],
-                    MDADM_TIMEOUT,
-                )?;
+                tools.add(&md, &new_path)?;
+                tools.hot_replace(&md, &old_path, &new_path)?;
             }
             (Some(old), Some(_)) => {
                 let old_path = self.dev_path(old);
-                let _ = run(
-                    "removing the failed disk",
-                    "mdadm",
-                    &[&md, "--fail", &old_path],
-                    MDADM_TIMEOUT,
-                );
-                let _ = run(
-                    "removing the failed disk",
-                    "mdadm",
-                    &[&md, "--remove", &old_path],
-                    MDADM_TIMEOUT,
-                );
-                run(
-                    "adding the new disk",
-                    "mdadm",
-                    &[&md, "--add", &new_path],
-                    MDADM_TIMEOUT,
-                )?;
+                let _ = tools.fail(&md, &old_path);
+                let _ = tools.remove(&md, &old_path);
+                tools.add(&md, &new_path)?;
             }
-            _ => {
-                run(
-                    "adding the new disk",
-                    "mdadm",
-                    &[&md, "--add", &new_path],
-                    MDADM_TIMEOUT,
-                )?;
-            }
+            _ => tools.add(&md, &new_path)?,
         }
         let old = r.disks[idx].clone();
         r.disks[idx] = new.snapshot();
@@ -459,8 +354,7 @@ impl Storage {
                 "RAID 0 has no redundancy to compare: there is nothing to scrub.".into(),
             ));
         }
-        std::fs::write(self.md_dir(r.md_minor).join("sync_action"), "check")
-            .map_err(|e| StorageError::io("starting the scrub", e))?;
+        self.inner.tools.start_check(&self.md_dev(r.md_minor))?;
         let job = self.new_job(
             "scrub",
             volume,
@@ -516,7 +410,13 @@ impl Storage {
         }
         let mp = self.mount_point(volume);
         if self.is_mounted(&self.mounts(), volume) {
-            nix::mount::umount(&mp).map_err(|e| StorageError::Busy(format!("Volume {volume} is in use and could not be unmounted ({e}); close files on it and try again.")))?;
+            self.inner.tools.unmount(&mp).map_err(|e| {
+                let e = match e {
+                    StorageError::Tool { detail, .. } => detail,
+                    other => other.to_string(),
+                };
+                StorageError::Busy(format!("Volume {volume} is in use and could not be unmounted ({e}); close files on it and try again."))
+            })?;
         }
         let live = self.live_of(&r);
         let members: Vec<String> = live
@@ -531,29 +431,19 @@ impl Storage {
             .unwrap_or_default();
         if live.is_some() {
             let md = self.md_dev(r.md_minor);
-            if let Err(e) = run(
-                "stopping the RAID array",
-                "mdadm",
-                &["--stop", &md],
-                MDADM_TIMEOUT,
-            ) {
+            if let Err(e) = self.inner.tools.stop(&md) {
                 let _ = self.mount(&r);
                 return Err(e);
             }
         }
         for dev in members {
             let path = self.dev_path(&dev);
-            let _ = run(
-                "clearing RAID labels",
-                "mdadm",
-                &["--zero-superblock", "--force", &path],
-                MDADM_TIMEOUT,
-            );
-            let _ = zero_ends(Path::new(&path));
+            let _ = self.inner.tools.zero_superblock(&path);
+            let _ = self.inner.tools.wipe_ends(&path);
         }
         self.inner.volumes.remove(volume)?;
         self.inner.store.commit()?;
-        let _ = std::fs::remove_dir(&mp);
+        let _ = self.inner.tools.remove_mount_point(&mp);
         drop(_guard);
         self.event(
             "info",
@@ -574,19 +464,4 @@ pub(super) fn member_index(r: &VolumeRecord, disk_id: &str) -> Result<usize, Sto
             disk: disk_id.into(),
             volume: r.name.clone(),
         })
-}
-
-/// Zeros the first and last MiB of a disk so nothing old is recognised on it again.
-pub(super) fn zero_ends(dev: &Path) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).open(dev)?;
-    let size = f.seek(SeekFrom::End(0))?;
-    let chunk = vec![0u8; 1024 * 1024];
-    let len = (chunk.len() as u64).min(size);
-    f.seek(SeekFrom::Start(0))?;
-    f.write_all(&chunk[..len as usize])?;
-    if size > len {
-        f.seek(SeekFrom::Start(size - len))?;
-        f.write_all(&chunk[..len as usize])?;
-    }
-    f.sync_all()
 }

@@ -66,17 +66,12 @@ impl Storage {
         self.inner.paths.sys.join(format!("block/md{minor}/md"))
     }
 
-    /// `/dev/<name>` as a string for a tool's argument vector.
-    pub(super) fn dev_path(&self, device: impl AsRef<Path>) -> String {
-        self.inner
-            .paths
-            .dev
-            .join(device)
-            .to_string_lossy()
-            .into_owned()
+    /// `/dev/<name>`, for a tool.
+    pub(super) fn dev_path(&self, device: impl AsRef<Path>) -> PathBuf {
+        self.inner.paths.dev.join(device)
     }
 
-    pub(super) fn md_dev(&self, minor: u32) -> String {
+    pub(super) fn md_dev(&self, minor: u32) -> PathBuf {
         self.dev_path(format!("md{minor}"))
     }
 

@@ -2,7 +2,8 @@
 //!
 //! What a volume *should* be lives in Cairn's store (name, level, md UUID, member disks); how it *is* always
 //! comes from the kernel (sysfs `md/*`, /proc/mounts) at the moment of asking, so a daemon restart loses no
-//! job and the dashboard shows a failed disk as soon as the kernel knows. Tools run through `cairn-exec`.
+//! job and the dashboard shows a failed disk as soon as the kernel knows. Every change to the machine goes
+//! through [`Tools`] (real: mdadm and friends through `cairn-exec`; in host tests: a simulator).
 //! Exercised end to end by the QEMU storage scenario (tests/tests/storage.rs); the rules are tested on the host.
 //!
 //! This module holds the handle and the one lock; each sibling owns one part of the work: `records` (the
@@ -21,12 +22,12 @@ pub use jobs::JobView;
 pub use records::Event;
 pub use views::{used_bytes, DiskView, MemberView, VolumeView};
 
+use crate::tools::{system::System, Tools};
 use crate::StorageError;
 use cairn_board::Board;
 use cairn_store::{Store, Table};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Where the kernel's and the box's files are; tests point these at temporary trees.
 #[derive(Debug, Clone)]
@@ -53,9 +54,6 @@ impl Paths {
 pub const SCRUB_EVERY_S: u64 = 30 * 24 * 3600;
 /// Events kept in the log (oldest dropped first).
 const EVENTS_KEPT: usize = 500;
-const MDADM_TIMEOUT: Duration = Duration::from_secs(120);
-const MKFS_TIMEOUT: Duration = Duration::from_secs(1800);
-const FSCK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The storage manager. Cheap to clone; one storage change runs at a time.
 #[derive(Clone)]
@@ -65,6 +63,7 @@ pub struct Storage {
 
 struct Inner {
     board: Board,
+    tools: Arc<dyn Tools>,
     paths: Paths,
     store: Store,
     volumes: Table,
@@ -79,12 +78,24 @@ struct Inner {
 impl Storage {
     /// Opens the storage records in `store`. Nothing is assembled until [`Storage::start`].
     pub fn new(board: Board, paths: Paths, store: Store) -> Result<Storage, StorageError> {
+        let tools = Arc::new(System::new(&paths.sys));
+        Storage::with_tools(board, paths, store, tools)
+    }
+
+    /// As [`Storage::new`], changing the machine through `tools` (a fake, in host tests).
+    pub fn with_tools(
+        board: Board,
+        paths: Paths,
+        store: Store,
+        tools: Arc<dyn Tools>,
+    ) -> Result<Storage, StorageError> {
         Ok(Storage {
             inner: Arc::new(Inner {
                 volumes: store.table("volumes")?,
                 jobs: store.table("jobs")?,
                 events: store.table("storage_events")?,
                 board,
+                tools,
                 paths,
                 store,
                 lock: Mutex::new(()),
@@ -116,28 +127,6 @@ fn norm_uuid(u: &str) -> String {
         .filter(|c| c.is_ascii_hexdigit())
         .collect::<String>()
         .to_ascii_lowercase()
-}
-
-/// The first of the usual system folders holding `name`: tools are run by absolute path, never via a shell.
-fn tool(name: &str) -> String {
-    for dir in ["/sbin", "/usr/sbin", "/bin", "/usr/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p.to_string_lossy().into_owned();
-        }
-    }
-    name.to_string()
-}
-
-fn run(
-    step: &str,
-    program: &str,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<String, StorageError> {
-    cairn_exec::run(&tool(program), args, timeout)
-        .map(|o| o.stdout)
-        .map_err(|e| StorageError::tool(step, e))
 }
 
 fn split_tool(e: StorageError) -> (String, String) {

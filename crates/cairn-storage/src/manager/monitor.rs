@@ -3,7 +3,7 @@
 //! they read the kernel themselves.
 
 use super::kernel::MdLive;
-use super::{now_s, run, Storage, MDADM_TIMEOUT, SCRUB_EVERY_S};
+use super::{now_s, Storage, SCRUB_EVERY_S};
 use crate::volumes::{Level, VolumeRecord};
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
@@ -100,21 +100,10 @@ impl Storage {
     pub(super) fn kick_vanished(&self, r: &VolumeRecord, live: &MdLive) {
         for (dev, state, exists) in &live.members {
             if !exists && !state.contains("faulty") {
-                let md = self.md_dev(r.md_minor);
-                let _ = run(
-                    "failing a removed disk",
-                    "mdadm",
-                    &["--incremental", "--fail", dev, "--config=none"],
-                    MDADM_TIMEOUT,
-                )
-                .or_else(|_| {
-                    run(
-                        "failing a removed disk",
-                        "mdadm",
-                        &[&md, "--fail", "detached", "--remove", "detached"],
-                        MDADM_TIMEOUT,
-                    )
-                });
+                let _ = self
+                    .inner
+                    .tools
+                    .fail_detached(&self.md_dev(r.md_minor), dev);
                 let who = r
                     .disks
                     .iter()

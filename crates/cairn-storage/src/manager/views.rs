@@ -5,6 +5,7 @@
 use super::kernel::{is_partition_of, Survey};
 use super::{norm_uuid, JobView, Storage};
 use crate::contents::{Contents, MdSuperblock};
+use crate::tools::HOMEHOST;
 use crate::volumes::{describe, DiskSnapshot, VolumeRecord};
 use crate::{Disk, DiskRole, StorageError};
 use serde::Serialize;
@@ -389,7 +390,7 @@ impl Storage {
                     )),
                     last_scrub_s: None,
                     last_mismatches: None,
-                    origin: Some(if sb.name.starts_with("cairn:") { "cairn" } else { "linux" }),
+                    origin: Some(if sb.name.split_once(':').is_some_and(|(host, _)| host == HOMEHOST) { "cairn" } else { "linux" }),
                 };
                 (view, sb, disks, devices)
             })
