@@ -4,7 +4,7 @@
 
 use super::records::JobRecord;
 use super::{norm_uuid, now_s, read_trim, split_tool, Storage, VolumeView};
-use crate::tools::Fsck;
+use crate::tools::{Fsck, HOMEHOST};
 use crate::volumes::{Level, VolumeRecord};
 use crate::StorageError;
 use std::path::PathBuf;
@@ -113,7 +113,17 @@ impl Storage {
                 .get::<VolumeRecord>(&j.volume)
                 .ok()
                 .flatten();
-            let message = match &record {
+            let made = record.as_ref().and_then(|r| self.made_before_the_cut(r));
+            let message = match record {
+                Some(mut r) if r.uuid.is_empty() && made.is_some() => {
+                    // The array exists on the disks: recording it keeps them the volume's until it is deleted.
+                    r.uuid = made.unwrap_or_default();
+                    let _ = self.save(&r);
+                    format!(
+                        "Creating volume {} was interrupted while preparing its disks; delete the volume and create it again.",
+                        j.volume
+                    )
+                }
                 Some(r) if r.uuid.is_empty() => {
                     let _ = self.inner.volumes.remove(&r.name);
                     format!(
@@ -133,6 +143,20 @@ impl Storage {
             let _ = self.save_job(&j);
             self.event("error", &j.volume, &message, "");
         }
+    }
+
+    /// The UUID of the array a create made on the volume's disks before the power went, if it got that far
+    /// (the record learns the UUID only after mdadm made the array).
+    fn made_before_the_cut(&self, r: &VolumeRecord) -> Option<String> {
+        let ours = format!("{HOMEHOST}:{}", r.name);
+        self.survey()
+            .ok()?
+            .disks
+            .into_iter()
+            .filter(|sd| r.disks.iter().any(|m| m.id == sd.disk.id))
+            .flat_map(|sd| sd.md)
+            .find(|(_, sb)| sb.name == ours)
+            .map(|(_, sb)| sb.uuid)
     }
 
     pub(super) fn assemble(&self, r: &VolumeRecord, devs: &[PathBuf]) -> Result<(), StorageError> {
