@@ -1,6 +1,6 @@
 //! Small helpers over hyper: bodies with a size limit, cookies, forms, JSON and HTML answers.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Error, RequestError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -15,27 +15,30 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "cairn_session";
 
-pub async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+/// The request body, refused beyond [`BODY_LIMIT`].
+pub async fn read_body(body: Incoming) -> Result<Bytes, Error> {
     match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::body_too_large(BODY_LIMIT))
+            Err(RequestError::TooLarge(BODY_LIMIT).into())
         }
-        Err(e) => Err(ApiError::bad_body(format!(
+        Err(e) => Err(RequestError::InvalidBody(format!(
             "The request body could not be read: {e}."
-        ))),
+        ))
+        .into()),
     }
 }
 
 /// Parses a JSON object body into `T`, with a message that names what was wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_body(format!(
+        RequestError::InvalidBody(format!(
             "The request body is not the JSON this route takes: {e}."
         ))
+        .into()
     })
 }
 

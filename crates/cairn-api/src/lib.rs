@@ -1,29 +1,32 @@
-//! The management API and LAN dashboard: HTTP in, accounts and settings out.
+//! The management API and LAN dashboard: HTTP in, the domain crates' work out.
 //!
-//! Owns routing, authentication of each request (session cookie plus CSRF token on every change), the
-//! JSON conventions of `shared/api-contract.md` and the server-rendered pages. It holds no state of its own
-//! beyond what `cairn-store` keeps; it never touches disks or the network configuration directly.
+//! Owns the HTTP side only: the route table ([`routes`]), who may call what ([`auth`]: session cookie, CSRF
+//! token on every change, Host check, login throttling), the JSON conventions of `shared/api-contract.md`
+//! and the server-rendered pages. A request flows handler (`json/`, `html/`: parse and render) → controller
+//! (`controller/`: one per domain, the cross-domain rules, change notification, blocking offload) → domain
+//! crate (`cairn-accounts`, `cairn-storage`, `cairn-system`) → tools. Domain errors become statuses and codes
+//! in one table ([`error`]). It holds no state of its own beyond the login throttle.
 //! Tested on the host by starting the real server on a loopback port (see `tests/`), and in the image by
 //! the QEMU scenario tests.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
-mod dashboard;
+mod auth;
+mod controller;
 mod error;
+mod html;
 mod http;
-pub mod network;
-mod pages;
-mod resources;
+mod json;
 mod routes;
-mod storage;
-mod storage_page;
-pub mod system;
 mod throttle;
 
-pub use error::{ApiError, ALL_CODES};
-pub use routes::{PUBLIC_ROUTES, ROUTES};
+pub use auth::is_local_network;
+pub use error::{ApiError, Error, RequestError, ALL_CODES};
+pub use routes::{public_routes, routes};
 
 use cairn_accounts::Accounts;
 use cairn_store::Store;
+use cairn_system::System;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -32,25 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-/// Who carries out reboot and power-off requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerControl {
-    /// Signal PID 1 (`cairn init`), which stops services and unmounts cleanly first.
-    Init,
-    /// No control (a development server on a workstation): such requests are refused.
-    None,
-}
-
 /// Fixed facts about this box, for health and the pages.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub version: String,
     pub board: String,
-    /// The LAN interface network settings apply to.
-    pub interface: String,
 }
 
-/// Called after every acknowledged change to accounts or shares, so servers' files follow (SMB).
+/// Called after every acknowledged change that servers' files depend on (SMB), off the async threads.
 pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
 
 /// Everything a request handler needs.
@@ -58,10 +50,9 @@ pub struct App {
     pub identity: Identity,
     pub accounts: Accounts,
     pub store: Store,
-    pub power: PowerControl,
+    /// Host name, network, power.
+    pub system: System,
     pub started: Instant,
-    /// How long a network change waits for confirmation before rolling back.
-    pub network_window: std::time::Duration,
     /// The board description, for disk bays; absent on a development host without one.
     pub board: Option<cairn_board::Board>,
     /// Root of sysfs (`/sys`), where disks are discovered.
@@ -76,15 +67,14 @@ impl App {
     pub fn new(
         identity: Identity,
         store: Store,
-        power: PowerControl,
+        system: System,
     ) -> Result<App, cairn_accounts::AccountError> {
         Ok(App {
             identity,
             accounts: Accounts::new(store.clone())?,
             store,
-            power,
+            system,
             started: Instant::now(),
-            network_window: network::CONFIRM_WINDOW,
             board: None,
             sys_root: std::path::PathBuf::from("/sys"),
             storage: None,
@@ -99,21 +89,12 @@ impl App {
         self
     }
 
-    /// Runs the change hook (also called periodically by the daemon to repair drift).
-    pub fn changed(&self) {
+    /// Runs the change hook. Blocking: the API calls it off the async threads, the daemon periodically to
+    /// repair drift.
+    pub fn notify_change(&self) {
         if let Some(hook) = &self.on_change {
             hook(self);
         }
-    }
-
-    /// The names this box answers to, for the Host check; IP literals are always accepted.
-    pub(crate) fn own_names(&self) -> Vec<String> {
-        let name = system::hostname(self);
-        vec![
-            name.clone(),
-            format!("{name}.local"),
-            "localhost".to_string(),
-        ]
     }
 }
 
@@ -137,7 +118,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(app, req, peer).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(routes::handle(app, req, peer, false).await)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -179,26 +162,12 @@ pub async fn serve_control(
             let service = service_fn(move |req| {
                 let app = app.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(routes::handle_as(app, req, peer, true).await)
+                    Ok::<_, std::convert::Infallible>(routes::handle(app, req, peer, true).await)
                 }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-    }
-}
-
-/// Whether a client address is on the local network: the only place first-boot setup is offered.
-pub fn is_local_network(addr: SocketAddr) -> bool {
-    match addr.ip() {
-        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_loopback() || v4.is_private() || v4.is_link_local();
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
     }
 }

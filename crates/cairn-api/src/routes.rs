@@ -1,286 +1,232 @@
-//! Routing and per-request authentication.
+//! Every route, once: method, pattern, who may call it, and the handler. Dispatch, the allow-list of routes
+//! answered without a session and the list the tests walk are all read from this one table.
+//!
+//! Each request passes the same gates in the same order: the Host check and the session cookie (or the
+//! console's identity on the control socket), the body read with a limit, first-boot setup (only open routes
+//! answer before an administrator exists), the route's access, the CSRF token on every change made with a
+//! session, then the handler. Errors become answers in one place ([`crate::error`]).
 
-use crate::error::ApiError;
+use crate::auth::{console_caller, host_is_ours, session_caller, Ctx};
+use crate::error::{Error, RequestError};
 use crate::http::{self, Resp};
-use crate::pages;
-use crate::{is_local_network, App, PowerControl};
-use cairn_accounts::{Role, Session, SessionPolicy, User, UserView};
+use crate::{html, json, App};
+use cairn_accounts::Role;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HOST, ORIGIN, SET_COOKIE, USER_AGENT};
-use hyper::{Method, Request, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
+use hyper::{Method, Request};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
-/// Routes answered without a session: the complete allow-list. A test walks every other route without one.
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/health"),
-    ("POST", "/api/v1/setup"),
-    ("POST", "/api/v1/session"),
-    ("GET", "/setup"),
-    ("POST", "/setup"),
-    ("GET", "/login"),
-    ("POST", "/login"),
-    ("GET", "/static/cairn.css"),
-    ("GET", "/static/cairn.js"),
-];
-
-/// Every route this server answers, for the tests that walk them all (unauthenticated, CSRF, documented).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/health"),
-    ("POST", "/api/v1/setup"),
-    ("GET", "/api/v1/session"),
-    ("POST", "/api/v1/session"),
-    ("DELETE", "/api/v1/session"),
-    ("GET", "/api/v1/system"),
-    ("PATCH", "/api/v1/system"),
-    ("POST", "/api/v1/system/reboot"),
-    ("POST", "/api/v1/system/poweroff"),
-    ("GET", "/api/v1/users"),
-    ("POST", "/api/v1/users"),
-    ("GET", "/api/v1/users/{name}"),
-    ("PATCH", "/api/v1/users/{name}"),
-    ("DELETE", "/api/v1/users/{name}"),
-    ("GET", "/api/v1/me"),
-    ("PATCH", "/api/v1/me"),
-    ("GET", "/api/v1/me/sessions"),
-    ("DELETE", "/api/v1/me/sessions/{id}"),
-    ("GET", "/api/v1/groups"),
-    ("POST", "/api/v1/groups"),
-    ("GET", "/api/v1/groups/{name}"),
-    ("PATCH", "/api/v1/groups/{name}"),
-    ("DELETE", "/api/v1/groups/{name}"),
-    ("GET", "/api/v1/shares"),
-    ("POST", "/api/v1/shares"),
-    ("GET", "/api/v1/shares/{name}"),
-    ("PATCH", "/api/v1/shares/{name}"),
-    ("DELETE", "/api/v1/shares/{name}"),
-    ("GET", "/api/v1/disks"),
-    ("GET", "/api/v1/volumes"),
-    ("POST", "/api/v1/volumes"),
-    ("GET", "/api/v1/volumes/{name}"),
-    ("DELETE", "/api/v1/volumes/{name}"),
-    ("POST", "/api/v1/volumes/{name}/replace"),
-    ("POST", "/api/v1/volumes/{name}/fail"),
-    ("POST", "/api/v1/volumes/{name}/scrub"),
-    ("POST", "/api/v1/volumes/{name}/import"),
-    ("GET", "/api/v1/jobs"),
-    ("GET", "/api/v1/jobs/{id}"),
-    ("GET", "/api/v1/storage/events"),
-    ("GET", "/api/v1/network"),
-    ("PUT", "/api/v1/network"),
-    ("POST", "/api/v1/network/confirm"),
-    ("GET", "/api/v1/openapi.json"),
-    ("GET", "/"),
-    ("GET", "/setup"),
-    ("POST", "/setup"),
-    ("GET", "/login"),
-    ("POST", "/login"),
-    ("POST", "/logout"),
-    ("POST", "/system/reboot"),
-    ("POST", "/system/poweroff"),
-    ("GET", "/users"),
-    ("POST", "/users"),
-    ("GET", "/users/{name}"),
-    ("POST", "/users/{name}"),
-    ("POST", "/users/{name}/delete"),
-    ("GET", "/groups"),
-    ("POST", "/groups"),
-    ("POST", "/groups/{name}"),
-    ("POST", "/groups/{name}/delete"),
-    ("GET", "/shares"),
-    ("POST", "/shares"),
-    ("GET", "/shares/{name}"),
-    ("POST", "/shares/{name}"),
-    ("POST", "/shares/{name}/delete"),
-    ("GET", "/system"),
-    ("POST", "/system"),
-    ("POST", "/system/network"),
-    ("POST", "/system/network/confirm"),
-    ("GET", "/static/cairn.js"),
-    ("GET", "/me"),
-    ("POST", "/me"),
-    ("POST", "/me/password"),
-    ("POST", "/me/sessions/{id}/revoke"),
-    ("GET", "/static/cairn.css"),
-    ("GET", "/storage"),
-    ("POST", "/storage/volumes"),
-    ("POST", "/storage/volumes/{name}/delete"),
-    ("POST", "/storage/volumes/{name}/replace"),
-    ("POST", "/storage/volumes/{name}/fail"),
-    ("POST", "/storage/volumes/{name}/scrub"),
-    ("POST", "/storage/volumes/{name}/import"),
-];
-
-/// The OpenAPI description the box serves; a test checks it against [`ROUTES`].
-pub(crate) const OPENAPI: &[u8] = include_bytes!("../static/openapi.json");
-
-const CSS: &[u8] = include_bytes!("../static/cairn.css");
-const JS: &[u8] = include_bytes!("../static/cairn.js");
-
-/// Who is asking, once the cookie checked out.
-pub(crate) struct Caller {
-    pub session: Session,
-    pub user: User,
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone, even before first-boot setup: health, setup, the style sheet and script.
+    Open,
+    /// Anyone once the box is set up: login.
+    Public,
+    /// A logged-in user (handlers narrow it further where a user may act only on their own record).
+    User,
+    /// A logged-in administrator.
+    Admin,
 }
 
-pub(crate) struct Ctx<'a> {
-    pub app: &'a App,
-    /// The request came through the root-only control socket (`cairn ctl`): the console is trusted.
-    pub console: bool,
-    /// The same app, owned, for work that outlives the request (network rollback timers).
-    pub shared: std::sync::Arc<App>,
-    pub headers: HeaderMap,
-    pub peer: SocketAddr,
-    pub caller: Option<Caller>,
-    /// Form or JSON body, read once for state-changing requests.
-    pub body: hyper::body::Bytes,
-    /// The query string (after `?`), empty when there is none.
-    pub query: String,
+/// A handler's answer, boxed so every handler fits the one table.
+pub(crate) type Answer<'a> = Pin<Box<dyn Future<Output = Result<Resp, Error>> + Send + 'a>>;
+type Handler = for<'a> fn(&'a Ctx, &'a Params) -> Answer<'a>;
+
+pub(crate) struct Route {
+    method: &'static str,
+    pattern: &'static str,
+    access: Access,
+    handler: Handler,
 }
 
-impl Ctx<'_> {
-    fn client(&self) -> String {
-        let agent = self
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown client");
-        format!("{} ({})", self.peer.ip(), agent)
-    }
+/// The `{name}` segments of a matched route, by name.
+pub(crate) struct Params(Vec<(&'static str, String)>);
 
-    pub fn caller(&self) -> Result<&Caller, ApiError> {
-        self.caller.as_ref().ok_or_else(ApiError::unauthenticated)
-    }
-
-    pub fn admin(&self) -> Result<&Caller, ApiError> {
-        let c = self.caller()?;
-        if c.user.role == Role::Admin {
-            Ok(c)
-        } else {
-            Err(ApiError::admin_only())
-        }
-    }
-
-    /// A change made with a session carries its CSRF token (header for the API, hidden field for forms).
-    pub fn check_csrf(&self) -> Result<(), ApiError> {
-        if self.console {
-            return Ok(());
-        }
-        let Some(caller) = &self.caller else {
-            return Ok(());
-        };
-        let sent = match self
-            .headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(t) => t.to_string(),
-            None if http::is_form(&self.headers) => {
-                http::form_field(&http::parse_form(&self.body), "csrf_token").to_string()
-            }
-            None => String::new(),
-        };
-        if !sent.is_empty() && http::same_secret(&sent, &caller.session.csrf_token) {
-            Ok(())
-        } else {
-            Err(ApiError::csrf())
-        }
-    }
-
-    /// Requests without a session that change state (login, setup) must not come from another site.
-    fn check_same_origin(&self) -> Result<(), ApiError> {
-        let Some(origin) = self.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-            return Ok(());
-        };
-        let host = self
-            .headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
-        if origin != "null" && origin_host.eq_ignore_ascii_case(host) {
-            Ok(())
-        } else {
-            Err(ApiError::cross_origin())
-        }
+impl Params {
+    /// The segment the route's pattern calls `{key}`; empty if it has none (a table typo fails the tests).
+    pub(crate) fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 }
 
-/// DNS rebinding defence: a browser tricked into sending our cookies to an attacker's name sends that name
-/// as Host. IP literals cannot be rebound, so any is fine; names must be the box's own.
-fn host_is_ours(app: &App, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
+macro_rules! routes {
+    ($( $method:literal $pattern:literal $access:ident => $handler:path ;)*) => {
+        static TABLE: &[Route] = &[ $( Route {
+            method: $method,
+            pattern: $pattern,
+            access: Access::$access,
+            handler: |ctx, params| Box::pin($handler(ctx, params)),
+        }, )* ];
     };
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, port)) => {
-                return v6.parse::<std::net::Ipv6Addr>().is_ok()
-                    && (port.is_empty()
-                        || port
-                            .strip_prefix(':')
-                            .is_some_and(|p| p.parse::<u16>().is_ok()))
-            }
-            None => return false,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((n, port)) if port.parse::<u16>().is_ok() => n,
-            Some(_) => return false,
-            None => host,
-        }
-    };
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    app.own_names().contains(&name)
 }
 
-fn is_public(method: &Method, path: &str) -> bool {
-    PUBLIC_ROUTES
+routes! {
+    "GET" "/api/v1/health" Open => json::session::health;
+    "POST" "/api/v1/setup" Open => json::session::setup;
+    "POST" "/api/v1/session" Public => json::session::login;
+    "GET" "/setup" Open => html::session::setup_page;
+    "POST" "/setup" Open => html::session::setup;
+    "GET" "/login" Public => html::session::login_page;
+    "POST" "/login" Public => html::session::login;
+    "GET" "/static/cairn.css" Open => html::session::css;
+    "GET" "/static/cairn.js" Open => html::session::js;
+
+    "GET" "/api/v1/session" User => json::session::current;
+    "DELETE" "/api/v1/session" User => json::session::logout;
+    "GET" "/api/v1/openapi.json" User => json::session::openapi;
+    "GET" "/api/v1/system" User => json::system::describe;
+    "PATCH" "/api/v1/system" Admin => json::system::update;
+    "POST" "/api/v1/system/reboot" Admin => json::system::reboot;
+    "POST" "/api/v1/system/poweroff" Admin => json::system::poweroff;
+    "GET" "/api/v1/network" Admin => json::system::network;
+    "PUT" "/api/v1/network" Admin => json::system::change_network;
+    "POST" "/api/v1/network/confirm" Admin => json::system::confirm_network;
+    "GET" "/api/v1/users" Admin => json::accounts::list_users;
+    "POST" "/api/v1/users" Admin => json::accounts::create_user;
+    "GET" "/api/v1/users/{name}" User => json::accounts::get_user;
+    "PATCH" "/api/v1/users/{name}" Admin => json::accounts::update_user;
+    "DELETE" "/api/v1/users/{name}" Admin => json::accounts::delete_user;
+    "GET" "/api/v1/me" User => json::accounts::me;
+    "PATCH" "/api/v1/me" User => json::accounts::update_me;
+    "GET" "/api/v1/me/sessions" User => json::accounts::my_sessions;
+    "DELETE" "/api/v1/me/sessions/{id}" User => json::accounts::revoke_session;
+    "GET" "/api/v1/groups" Admin => json::accounts::list_groups;
+    "POST" "/api/v1/groups" Admin => json::accounts::create_group;
+    "GET" "/api/v1/groups/{name}" Admin => json::accounts::get_group;
+    "PATCH" "/api/v1/groups/{name}" Admin => json::accounts::update_group;
+    "DELETE" "/api/v1/groups/{name}" Admin => json::accounts::delete_group;
+    "GET" "/api/v1/shares" Admin => json::accounts::list_shares;
+    "POST" "/api/v1/shares" Admin => json::accounts::create_share;
+    "GET" "/api/v1/shares/{name}" Admin => json::accounts::get_share;
+    "PATCH" "/api/v1/shares/{name}" Admin => json::accounts::update_share;
+    "DELETE" "/api/v1/shares/{name}" Admin => json::accounts::delete_share;
+    "GET" "/api/v1/disks" Admin => json::storage::disks;
+    "GET" "/api/v1/volumes" Admin => json::storage::list_volumes;
+    "POST" "/api/v1/volumes" Admin => json::storage::create_volume;
+    "GET" "/api/v1/volumes/{name}" Admin => json::storage::get_volume;
+    "DELETE" "/api/v1/volumes/{name}" Admin => json::storage::delete_volume;
+    "POST" "/api/v1/volumes/{name}/replace" Admin => json::storage::replace;
+    "POST" "/api/v1/volumes/{name}/fail" Admin => json::storage::fail;
+    "POST" "/api/v1/volumes/{name}/scrub" Admin => json::storage::scrub;
+    "POST" "/api/v1/volumes/{name}/import" Admin => json::storage::import;
+    "GET" "/api/v1/jobs" Admin => json::storage::jobs;
+    "GET" "/api/v1/jobs/{id}" Admin => json::storage::job;
+    "GET" "/api/v1/storage/events" Admin => json::storage::events;
+
+    "GET" "/" User => html::session::home;
+    "POST" "/logout" User => html::session::logout;
+    "POST" "/system/reboot" Admin => html::session::reboot;
+    "POST" "/system/poweroff" Admin => html::session::poweroff;
+    "GET" "/me" User => html::accounts::me;
+    "POST" "/me" User => html::accounts::update_me;
+    "POST" "/me/password" User => html::accounts::change_password;
+    "POST" "/me/sessions/{id}/revoke" User => html::accounts::revoke_session;
+    "GET" "/users" Admin => html::accounts::users;
+    "POST" "/users" Admin => html::accounts::create_user;
+    "GET" "/users/{name}" Admin => html::accounts::user;
+    "POST" "/users/{name}" Admin => html::accounts::update_user;
+    "POST" "/users/{name}/delete" Admin => html::accounts::delete_user;
+    "GET" "/groups" Admin => html::accounts::groups;
+    "POST" "/groups" Admin => html::accounts::create_group;
+    "POST" "/groups/{name}" Admin => html::accounts::update_group;
+    "POST" "/groups/{name}/delete" Admin => html::accounts::delete_group;
+    "GET" "/shares" Admin => html::accounts::shares;
+    "POST" "/shares" Admin => html::accounts::create_share;
+    "GET" "/shares/{name}" Admin => html::accounts::share;
+    "POST" "/shares/{name}" Admin => html::accounts::update_share;
+    "POST" "/shares/{name}/delete" Admin => html::accounts::delete_share;
+    "GET" "/system" Admin => html::system::system;
+    "POST" "/system" Admin => html::system::rename;
+    "POST" "/system/network" Admin => html::system::change_network;
+    "POST" "/system/network/confirm" Admin => html::system::confirm_network;
+    "GET" "/storage" Admin => html::storage::storage;
+    "POST" "/storage/volumes" Admin => html::storage::create;
+    "POST" "/storage/volumes/{name}/delete" Admin => html::storage::delete;
+    "POST" "/storage/volumes/{name}/replace" Admin => html::storage::replace;
+    "POST" "/storage/volumes/{name}/fail" Admin => html::storage::fail;
+    "POST" "/storage/volumes/{name}/scrub" Admin => html::storage::scrub;
+    "POST" "/storage/volumes/{name}/import" Admin => html::storage::import;
+}
+
+/// Every route as (method, pattern), for the tests that walk them all and the OpenAPI check.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    TABLE.iter().map(|r| (r.method, r.pattern)).collect()
+}
+
+/// The routes answered without a session: the complete allow-list, read from the table.
+pub fn public_routes() -> Vec<(&'static str, &'static str)> {
+    TABLE
         .iter()
-        .any(|(m, p)| *m == method.as_str() && *p == path)
+        .filter(|r| matches!(r.access, Access::Open | Access::Public))
+        .map(|r| (r.method, r.pattern))
+        .collect()
 }
 
-/// Answers one request.
-pub async fn handle(shared: std::sync::Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
-    handle_as(shared, req, peer, false).await
+/// What a path names in the table.
+enum Found {
+    Route(&'static Route, Params),
+    /// The path is a route, but not for this method.
+    OtherMethod,
+    Nothing,
 }
 
-/// The console's identity for requests over the control socket: an administrator named `console`.
-fn console_caller() -> Caller {
-    let user = User {
-        name: "console".into(),
-        full_name: "Serial console".into(),
-        email: String::new(),
-        role: Role::Admin,
-        enabled: true,
-        password: cairn_accounts::PasswordHash::dummy(1),
-        nt_hash_hex: String::new(),
-        uid: 0,
-        created_s: 0,
-    };
-    let session = Session {
-        id: "console".into(),
-        user: "console".into(),
-        csrf_token: String::new(),
-        created_s: 0,
-        last_used_s: 0,
-        client: "control socket".into(),
-    };
-    Caller { session, user }
+/// The pattern's `{name}` segments if `path` fits it.
+fn fit(pattern: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(Params(params)),
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                params.push((&w[1..w.len() - 1], g.to_string()))
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The route for `method` and `path`; where two patterns fit, the one with fewer `{name}` segments wins.
+fn find(method: &str, path: &str) -> Found {
+    let mut best: Option<(&'static Route, Params)> = None;
+    let mut path_known = false;
+    for route in TABLE {
+        let Some(params) = fit(route.pattern, path) else {
+            continue;
+        };
+        path_known = true;
+        if route.method != method {
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|(_, p)| params.0.len() < p.0.len())
+        {
+            best = Some((route, params));
+        }
+    }
+    match best {
+        Some((route, params)) => Found::Route(route, params),
+        None if path_known => Found::OtherMethod,
+        None => Found::Nothing,
+    }
 }
 
 /// Answers one request; `console` marks the root-only control socket.
-pub async fn handle_as(
-    shared: std::sync::Arc<App>,
+pub(crate) async fn handle(
+    app: Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
     console: bool,
 ) -> Resp {
-    let app: &App = &shared;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
@@ -288,7 +234,6 @@ pub async fn handle_as(
     let mut ctx = Ctx {
         app,
         console,
-        shared: shared.clone(),
         headers: parts.headers,
         peer,
         caller: None,
@@ -297,14 +242,12 @@ pub async fn handle_as(
     };
     if console {
         ctx.caller = Some(console_caller());
-    } else if !host_is_ours(app, &ctx.headers) {
-        return answer_error(is_api, &ApiError::bad_host(), &ctx);
-    }
-    if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
-        match app.accounts.session(&token) {
-            Ok((session, user)) => ctx.caller = Some(Caller { session, user }),
-            Err(cairn_accounts::AccountError::NoSession) => {}
-            Err(e) => return answer_error(is_api, &ApiError::from(e), &ctx),
+    } else if !host_is_ours(&ctx.app, &ctx.headers) {
+        return answer_error(is_api, &RequestError::BadHost.into(), &ctx);
+    } else {
+        match session_caller(&ctx.app, &ctx.headers) {
+            Ok(caller) => ctx.caller = caller,
+            Err(e) => return answer_error(is_api, &e, &ctx),
         }
     }
     if method != Method::GET && method != Method::HEAD {
@@ -313,381 +256,93 @@ pub async fn handle_as(
             Err(e) => return answer_error(is_api, &e, &ctx),
         }
     }
-    let result = if is_api {
-        api(&ctx, &method, &path).await
-    } else {
-        page(&ctx, &method, &path).await
-    };
-    match result {
+    match dispatch(&ctx, &method, &path, is_api).await {
         Ok(resp) => resp,
         Err(e) => answer_error(is_api, &e, &ctx),
     }
 }
 
-fn answer_error(is_api: bool, e: &ApiError, ctx: &Ctx) -> Resp {
+async fn dispatch(ctx: &Ctx, method: &Method, path: &str, is_api: bool) -> Result<Resp, Error> {
+    let found = find(method.as_str(), path);
+    let open = matches!(&found, Found::Route(r, _) if r.access == Access::Open);
+    if !open && !ctx.console && !ctx.app.accounts.setup_done() {
+        return if is_api {
+            Err(RequestError::SetupRequired.into())
+        } else {
+            Ok(http::redirect("/setup", None))
+        };
+    }
+    let (route, params) = match found {
+        Found::Route(route, params) => (route, params),
+        // Without a session, nothing is revealed about which addresses exist.
+        _ if ctx.caller.is_none() => return Err(RequestError::Unauthenticated.into()),
+        Found::OtherMethod => return Err(RequestError::MethodNotAllowed.into()),
+        Found::Nothing => return Err(RequestError::NotFound.into()),
+    };
+    let needs_session = matches!(route.access, Access::User | Access::Admin);
+    if needs_session {
+        ctx.caller()?;
+    }
+    // Login and setup forms carry no token (there is no session yet); the API checks one whenever a
+    // session comes with a change.
+    if *method != Method::GET && *method != Method::HEAD && (is_api || needs_session) {
+        ctx.check_csrf()?;
+    }
+    if route.access == Access::Admin && ctx.caller()?.user.role != Role::Admin {
+        return Err(RequestError::AdminOnly.into());
+    }
+    (route.handler)(ctx, &params).await
+}
+
+fn answer_error(is_api: bool, e: &Error, ctx: &Ctx) -> Resp {
     if is_api {
-        http::error_json(e)
-    } else if e.code == "session.required" {
+        http::error_json(&e.render())
+    } else if matches!(e, Error::Request(RequestError::Unauthenticated)) {
         http::redirect("/login", None)
     } else {
         http::html(
-            e.status,
-            pages::error(e, ctx.caller.as_ref().map(|c| &c.user)),
+            e.status(),
+            html::error(e, ctx.caller.as_ref().map(|c| &c.user)),
         )
     }
 }
 
-/// Before the first administrator exists, only health and setup answer.
-fn gate_setup(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
-    if ctx.console || ctx.app.accounts.setup_done() {
-        return Ok(());
-    }
-    let allowed = matches!(
-        (method.as_str(), path),
-        ("GET", "/api/v1/health") | ("POST", "/api/v1/setup")
-    );
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::setup_required())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn require_session_unless_public(ctx: &Ctx, method: &Method, path: &str) -> Result<(), ApiError> {
-    if ctx.caller.is_none() && !is_public(method, path) {
-        return Err(ApiError::unauthenticated());
-    }
-    Ok(())
-}
-
-async fn api(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiError> {
-    gate_setup(ctx, method, path)?;
-    require_session_unless_public(ctx, method, path)?;
-    if *method != Method::GET && *method != Method::HEAD {
-        ctx.check_csrf()?;
-    }
-    match (method, path) {
-        (&Method::GET, "/api/v1/health") => Ok(http::json(StatusCode::OK, &health(ctx.app))),
-        (&Method::POST, "/api/v1/setup") => api_setup(ctx).await,
-        (&Method::GET, "/api/v1/session") => {
-            let c = ctx.caller()?;
-            Ok(http::json(
-                StatusCode::OK,
-                &json!({"user": UserView::from(&c.user), "csrf_token": c.session.csrf_token}),
-            ))
-        }
-        (&Method::POST, "/api/v1/session") => api_login(ctx).await,
-        (&Method::DELETE, "/api/v1/session") => {
-            logout(ctx)?;
-            let mut resp = http::json(StatusCode::OK, &json!({"logged_out": true}));
-            resp.headers_mut()
-                .insert(SET_COOKIE, http::clear_session_cookie());
-            Ok(resp)
-        }
-        (&Method::POST, "/api/v1/system/reboot") => {
-            power(ctx, PowerAction::Reboot).map(|_| accepted("reboot"))
-        }
-        (&Method::POST, "/api/v1/system/poweroff") => {
-            power(ctx, PowerAction::Poweroff).map(|_| accepted("poweroff"))
-        }
-        (&Method::GET, "/api/v1/openapi.json") => {
-            ctx.caller()?;
-            Ok(http::static_file(
-                "application/json",
-                crate::routes::OPENAPI,
-            ))
-        }
-        (
-            _,
-            "/api/v1/health"
-            | "/api/v1/setup"
-            | "/api/v1/session"
-            | "/api/v1/system/reboot"
-            | "/api/v1/system/poweroff"
-            | "/api/v1/openapi.json",
-        ) => Err(ApiError::method()),
-        _ => match path.strip_prefix("/api/v1/") {
-            Some(rest) => {
-                let segs: Vec<&str> = rest.split('/').collect();
-                crate::resources::route(ctx, method, &segs).await
-            }
-            None => Err(ApiError::not_found()),
-        },
-    }
-}
-
-fn accepted(action: &str) -> Resp {
-    http::json(
-        StatusCode::ACCEPTED,
-        &json!({"action": action, "state": "started"}),
-    )
-}
-
-/// The health answer, also the start of the system answer.
-fn health(app: &App) -> serde_json::Value {
-    json!({
-        "version": app.identity.version,
-        "board": app.identity.board,
-        "uptime_s": app.started.elapsed().as_secs(),
-        "setup_done": app.accounts.setup_done(),
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetupRequest {
-    username: String,
-    password: String,
-    #[serde(default)]
-    email: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginRequest {
-    username: String,
-    password: String,
-}
-
-/// Creates the first administrator and logs them in; the password work runs off the async threads.
-async fn do_setup(ctx: &Ctx<'_>, req: SetupRequest) -> Result<(Session, String, User), ApiError> {
-    if !is_local_network(ctx.peer) {
-        return Err(ApiError::setup_not_local());
-    }
-    ctx.check_same_origin()?;
-    let accounts = ctx.app.accounts.clone();
-    let client = ctx.client();
-    tokio::task::spawn_blocking(move || {
-        let user = accounts.setup(&req.username, &req.password, &req.email)?;
-        let (session, token) = accounts.open_session(&user.name, &client)?;
-        Ok::<_, cairn_accounts::AccountError>((session, token, user))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::from)
-}
-
-async fn do_login(ctx: &Ctx<'_>, req: LoginRequest) -> Result<(Session, String, User), ApiError> {
-    ctx.check_same_origin()?;
-    let source = ctx.peer.ip();
-    if let Some(wait) = ctx.app.throttle.check(&req.username, source) {
-        return Err(ApiError::rate_limited(wait.as_secs().max(1)));
-    }
-    let accounts = ctx.app.accounts.clone();
-    let client = ctx.client();
-    let name = req.username.clone();
-    let result =
-        tokio::task::spawn_blocking(move || accounts.login(&req.username, &req.password, &client))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from);
-    match &result {
-        Ok(_) => ctx.app.throttle.succeeded(&name, source),
-        Err(e) if e.code == "session.bad_credentials" => ctx.app.throttle.failed(&name, source),
-        Err(_) => {}
-    }
-    result
-}
-
-fn session_answer(status: StatusCode, session: &Session, token: &str, user: &User) -> Resp {
-    let mut resp = http::json(
-        status,
-        &json!({"user": UserView::from(user), "csrf_token": session.csrf_token}),
-    );
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        http::session_cookie(token, session.max_age_s(SessionPolicy::DASHBOARD), false),
-    );
-    resp
-}
-
-async fn api_setup(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
-    let req: SetupRequest = http::parse_json(&ctx.body)?;
-    let (session, token, user) = do_setup(ctx, req).await?;
-    Ok(session_answer(StatusCode::CREATED, &session, &token, &user))
-}
-
-async fn api_login(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
-    let req: LoginRequest = http::parse_json(&ctx.body)?;
-    let (session, token, user) = do_login(ctx, req).await?;
-    Ok(session_answer(StatusCode::OK, &session, &token, &user))
-}
-
-fn logout(ctx: &Ctx) -> Result<(), ApiError> {
-    ctx.caller()?;
-    if let Some(token) = http::cookie(&ctx.headers, http::SESSION_COOKIE) {
-        ctx.app.accounts.logout(&token)?;
-    }
-    Ok(())
-}
-
-enum PowerAction {
-    Reboot,
-    Poweroff,
-}
-
-fn power(ctx: &Ctx, action: PowerAction) -> Result<(), ApiError> {
-    ctx.admin()?;
-    if ctx.app.power != PowerControl::Init {
-        return Err(ApiError::power_unavailable());
-    }
-    ctx.app.store.commit().map_err(ApiError::internal)?;
-    // Answer first, then ask init: it stops this daemon as part of a clean shutdown.
-    let signal = match action {
-        PowerAction::Reboot => nix_signal::REBOOT,
-        PowerAction::Poweroff => nix_signal::POWEROFF,
-    };
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        nix_signal::send_to_init(signal);
-    });
-    Ok(())
-}
-
-/// Signals init the way busybox's `reboot` and `poweroff` do.
-mod nix_signal {
-    pub const REBOOT: i32 = 15; // SIGTERM
-    pub const POWEROFF: i32 = 12; // SIGUSR2
-
-    pub fn send_to_init(signal: i32) {
-        let status = std::process::Command::new("/bin/kill")
-            .arg(format!("-{signal}"))
-            .arg("1")
-            .status();
-        if let Err(e) = status {
-            log::error!("could not signal init: {e}");
+    #[test]
+    fn every_route_is_listed_once_and_its_handler_names_fit_its_pattern() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in TABLE {
+            assert!(
+                seen.insert((r.method, r.pattern)),
+                "{} {} twice",
+                r.method,
+                r.pattern
+            );
+            assert!(r.pattern.starts_with('/'), "{}", r.pattern);
         }
     }
-}
 
-async fn page(ctx: &Ctx<'_>, method: &Method, path: &str) -> Result<Resp, ApiError> {
-    if (method, path) == (&Method::GET, "/static/cairn.css") {
-        return Ok(http::static_file("text/css; charset=utf-8", CSS));
-    }
-    if (method, path) == (&Method::GET, "/static/cairn.js") {
-        return Ok(http::static_file("text/javascript; charset=utf-8", JS));
-    }
-    let setup_done = ctx.app.accounts.setup_done();
-    if !setup_done && path != "/setup" {
-        return Ok(http::redirect("/setup", None));
-    }
-    match (method, path) {
-        (&Method::GET, "/setup") => {
-            if setup_done {
-                return Ok(http::redirect("/login", None));
+    #[test]
+    fn literal_segments_win_over_names_and_other_methods_are_told_apart() {
+        match find("POST", "/api/v1/system/reboot") {
+            Found::Route(r, p) => {
+                assert_eq!(r.pattern, "/api/v1/system/reboot");
+                assert!(p.0.is_empty());
             }
-            if !is_local_network(ctx.peer) {
-                return Err(ApiError::setup_not_local());
-            }
-            Ok(http::html(StatusCode::OK, pages::setup(None, "", "")))
+            _ => panic!("not found"),
         }
-        (&Method::POST, "/setup") => {
-            if setup_done {
-                return Ok(http::redirect("/login", None));
+        match find("POST", "/users/alice/delete") {
+            Found::Route(r, p) => {
+                assert_eq!(r.pattern, "/users/{name}/delete");
+                assert_eq!(p.get("name"), "alice");
             }
-            let form = http::parse_form(&ctx.body);
-            let req = SetupRequest {
-                username: http::form_field(&form, "username").trim().to_string(),
-                password: http::form_field(&form, "password").to_string(),
-                email: http::form_field(&form, "email").trim().to_string(),
-            };
-            let (username, email) = (req.username.clone(), req.email.clone());
-            if req.password != http::form_field(&form, "password_again") {
-                let e = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "user.password_mismatch",
-                    "The two passwords differ.",
-                    "Type the same password in both fields.",
-                );
-                return Ok(http::html(
-                    e.status,
-                    pages::setup(Some(&e), &username, &email),
-                ));
-            }
-            match do_setup(ctx, req).await {
-                Ok((session, token, _)) => Ok(http::redirect(
-                    "/",
-                    Some(http::session_cookie(
-                        &token,
-                        session.max_age_s(SessionPolicy::DASHBOARD),
-                        false,
-                    )),
-                )),
-                Err(e)
-                    if e.status.is_client_error()
-                        && e.code != "setup.not_local"
-                        && e.code != "request.cross_origin" =>
-                {
-                    Ok(http::html(
-                        e.status,
-                        pages::setup(Some(&e), &username, &email),
-                    ))
-                }
-                Err(e) => Err(e),
-            }
+            _ => panic!("not found"),
         }
-        (&Method::GET, "/login") => {
-            if ctx.caller.is_some() {
-                return Ok(http::redirect("/", None));
-            }
-            Ok(http::html(StatusCode::OK, pages::login(None, "")))
-        }
-        (&Method::POST, "/login") => {
-            let form = http::parse_form(&ctx.body);
-            let username = http::form_field(&form, "username").trim().to_string();
-            let req = LoginRequest {
-                username: username.clone(),
-                password: http::form_field(&form, "password").to_string(),
-            };
-            match do_login(ctx, req).await {
-                Ok((session, token, _)) => Ok(http::redirect(
-                    "/",
-                    Some(http::session_cookie(
-                        &token,
-                        session.max_age_s(SessionPolicy::DASHBOARD),
-                        false,
-                    )),
-                )),
-                Err(e) if e.code == "session.bad_credentials" => {
-                    Ok(http::html(e.status, pages::login(Some(&e), &username)))
-                }
-                Err(e) => Err(e),
-            }
-        }
-        _ => {
-            require_session_unless_public(ctx, method, path)?;
-            if *method != Method::GET && *method != Method::HEAD {
-                ctx.check_csrf()?;
-            }
-            let caller = ctx.caller()?;
-            if let Some(answer) = crate::dashboard::route(ctx, method, path).await {
-                return answer;
-            }
-            if let Some(answer) = crate::storage_page::route(ctx, method, path).await {
-                return answer;
-            }
-            match (method, path) {
-                (&Method::GET, "/") if caller.user.role != Role::Admin => {
-                    Ok(http::redirect("/me", None))
-                }
-                (&Method::GET, "/") => Ok(http::html(
-                    StatusCode::OK,
-                    pages::home(&caller.user, &caller.session, &health(ctx.app)),
-                )),
-                (&Method::POST, "/logout") => {
-                    logout(ctx)?;
-                    Ok(http::redirect("/login", Some(http::clear_session_cookie())))
-                }
-                (&Method::POST, "/system/reboot") => {
-                    power(ctx, PowerAction::Reboot)?;
-                    Ok(http::html(StatusCode::ACCEPTED, pages::notice(&caller.user, "Restarting", "The box is restarting. This page will not update by itself: reload it in a minute.")))
-                }
-                (&Method::POST, "/system/poweroff") => {
-                    power(ctx, PowerAction::Poweroff)?;
-                    Ok(http::html(StatusCode::ACCEPTED, pages::notice(&caller.user, "Powering off", "The box is shutting down cleanly. It is safe to unplug it once its lights are off.")))
-                }
-                _ => Err(ApiError::not_found()),
-            }
-        }
+        assert!(matches!(find("PUT", "/api/v1/health"), Found::OtherMethod));
+        assert!(matches!(find("GET", "/api/v1/users/"), Found::Nothing));
+        assert!(matches!(find("GET", "/api/v1/users/a/b/c"), Found::Nothing));
     }
 }

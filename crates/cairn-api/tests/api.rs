@@ -1,7 +1,9 @@
 //! The real server on a loopback port, driven like a browser and like an API client.
 
-use cairn_api::{App, Identity, PowerControl, PUBLIC_ROUTES, ROUTES};
+use cairn_api::{public_routes, routes, App, Identity};
 use cairn_qemu::HttpClient;
+use cairn_system::host::Workstation;
+use cairn_system::{Facts, System};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -15,18 +17,13 @@ struct Server {
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
-    let app = Arc::new(
-        App::new(
-            Identity {
-                version: "test".into(),
-                board: "host".into(),
-                interface: "eth0".into(),
-            },
-            store,
-            PowerControl::None,
-        )
-        .unwrap(),
-    );
+    let app = app_on(store);
+    serve_app(dir, app)
+}
+
+/// Serves `app` on a loopback port from a thread of its own.
+fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
+    let app = Arc::new(app);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -41,6 +38,20 @@ fn start() -> Server {
         });
     });
     Server { port, _dir: dir }
+}
+
+/// The API over `store` on a workstation: settings stored, the machine left alone.
+fn app_on(store: cairn_store::Store) -> App {
+    let system = System::new(store.clone(), Arc::new(Workstation), Facts::default()).unwrap();
+    App::new(
+        Identity {
+            version: "test".into(),
+            board: "host".into(),
+        },
+        store,
+        system,
+    )
+    .unwrap()
 }
 
 fn set_up(server: &Server) -> (HttpClient, String) {
@@ -100,8 +111,9 @@ fn every_route_outside_the_allow_list_needs_a_session() {
     let server = start();
     set_up(&server);
     let anonymous = HttpClient::new(server.port);
-    for (method, path) in ROUTES {
-        if PUBLIC_ROUTES.contains(&(method, path)) {
+    let public = public_routes();
+    for (method, path) in routes() {
+        if public.contains(&(method, path)) {
             continue;
         }
         let r = anonymous
@@ -141,10 +153,10 @@ fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
         ("GET", "/static/cairn.css"),
         ("GET", "/static/cairn.js"),
     ];
-    assert_eq!(PUBLIC_ROUTES, expected.as_slice());
-    for route in PUBLIC_ROUTES {
+    assert_eq!(public_routes(), expected.to_vec());
+    for route in public_routes() {
         assert!(
-            ROUTES.contains(route),
+            routes().contains(&route),
             "{route:?} is public but not a route"
         );
     }
@@ -154,8 +166,8 @@ fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
 fn every_listed_route_is_answered_with_a_session() {
     let server = start();
     let (c, token) = set_up(&server);
-    for (method, path) in ROUTES {
-        if *path == "/api/v1/session" && *method == "DELETE" || *path == "/logout" {
+    for (method, path) in routes() {
+        if path == "/api/v1/session" && method == "DELETE" || path == "/logout" {
             continue; // would end the session the walk relies on
         }
         let r = c
@@ -368,7 +380,7 @@ fn the_openapi_document_lists_exactly_the_api_routes() {
         }
     }
     documented.sort();
-    let mut routed: Vec<(String, String)> = ROUTES
+    let mut routed: Vec<(String, String)> = routes()
         .iter()
         .filter(|(_, p)| p.starts_with("/api/"))
         .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -505,39 +517,60 @@ fn users_groups_and_shares_round_trip_through_the_api() {
 }
 
 #[test]
-fn an_unconfirmed_network_change_rolls_back_by_itself() {
+fn an_unconfirmed_network_change_rolls_back_by_itself_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
-    let mut app = App::new(
-        Identity {
-            version: "t".into(),
-            board: "host".into(),
-            interface: "eth0".into(),
-        },
-        store,
-        PowerControl::None,
+    let app = app_on(store);
+    app.system
+        .set_trial_window(std::time::Duration::from_millis(300));
+    let server = serve_app(dir, app);
+    let (c, token) = set_up(&server);
+    let h = [("x-csrf-token", token.as_str())];
+    let fixed = json!({"mode": "static", "address": "192.168.1.20", "prefix": 24, "gateway": "192.168.1.1"});
+    let r = c
+        .request(
+            "PUT",
+            "/api/v1/network",
+            &[("content-type", "application/json"), h[0]],
+            fixed.to_string().into_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json().unwrap()["confirm_by"].is_u64());
+    let pending = c.get("/api/v1/network").unwrap().json().unwrap();
+    assert_eq!(pending["pending"]["address"], "192.168.1.20", "{pending}");
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let after = c.get("/api/v1/network").unwrap().json().unwrap();
+    assert!(
+        after.get("pending").is_none(),
+        "the trial must end: {after}"
+    );
+    assert_eq!(after["mode"], "dhcp", "the previous settings come back");
+    assert_error(
+        &c.post_json("/api/v1/network/confirm", &json!({}), &h)
+            .unwrap(),
+        409,
+        "network.nothing_to_confirm",
+    );
+    // Confirmed in time, the change stays.
+    c.request(
+        "PUT",
+        "/api/v1/network",
+        &[("content-type", "application/json"), h[0]],
+        fixed.to_string().into_bytes(),
     )
     .unwrap();
-    app.network_window = std::time::Duration::from_millis(300);
-    let app = Arc::new(app);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let s: cairn_api::network::NetworkSettings = serde_json::from_value(json!({"mode": "static", "address": "192.168.1.20", "prefix": 24, "gateway": "192.168.1.1"})).unwrap();
-        cairn_api::network::change(&app, s.clone()).unwrap();
-        assert!(cairn_api::network::describe(&app).unwrap().get("pending").is_some());
-        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-        let after = cairn_api::network::describe(&app).unwrap();
-        assert!(after.get("pending").is_none(), "the trial must end: {after}");
-        assert_eq!(after["mode"], "dhcp", "the previous settings come back");
-        // Confirmed in time, the change stays.
-        cairn_api::network::change(&app, s).unwrap();
-        cairn_api::network::confirm(&app).unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-        assert_eq!(cairn_api::network::describe(&app).unwrap()["mode"], "static");
-    });
+    assert_eq!(
+        c.post_json("/api/v1/network/confirm", &json!({}), &h)
+            .unwrap()
+            .status,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    assert_eq!(
+        c.get("/api/v1/network").unwrap().json().unwrap()["mode"],
+        "static"
+    );
 }
 
 /// Every hostile string from `tests/fixtures/hostile/` (one file per case) in every field that takes text.

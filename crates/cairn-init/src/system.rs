@@ -78,7 +78,12 @@ pub fn run() -> ! {
     if let Some(b) = &board {
         load_modules(&log, &b.modules.boot);
     }
-    let _ = nix::unistd::sethostname("cairn");
+    // The board's default until the daemon applies the owner's choice.
+    let network = board
+        .as_ref()
+        .map(|b| b.network.clone())
+        .unwrap_or_default();
+    let _ = nix::unistd::sethostname(&network.hostname);
     bring_up_network(&log, board.as_ref());
     let late = board
         .as_ref()
@@ -101,10 +106,7 @@ pub fn run() -> ! {
         });
     }
 
-    let interface = board
-        .as_ref()
-        .map(|b| b.network.interface.clone())
-        .unwrap_or_else(|| "eth0".into());
+    let interface = network.interface.clone();
     let specs = match std::fs::read_to_string(SERVICES_FILE)
         .map_err(|e| e.to_string())
         .and_then(|t| ServicesFile::parse(&t).map_err(|e| e.to_string()))
@@ -518,9 +520,8 @@ fn prepare_and_mount(log: &LogRing, dev: &Path) -> Result<String, String> {
 }
 
 fn bring_up_network(log: &LogRing, board: Option<&Board>) {
-    let interface = board
-        .map(|b| b.network.interface.as_str())
-        .unwrap_or("eth0");
+    let network = board.map(|b| b.network.clone()).unwrap_or_default();
+    let interface = network.interface.as_str();
     for args in [
         vec!["link", "set", "lo", "up"],
         vec!["link", "set", interface, "up"],

@@ -71,7 +71,15 @@ impl Host for Machine {
                 ip(&["-4", "addr", "flush", "dev", iface]);
                 ip(&["addr", "add", &cidr, "dev", iface]);
                 if let Some(gw) = s.gateway {
-                    ip(&["route", "replace", "default", "via", &gw.to_string(), "dev", iface]);
+                    ip(&[
+                        "route",
+                        "replace",
+                        "default",
+                        "via",
+                        &gw.to_string(),
+                        "dev",
+                        iface,
+                    ]);
                 }
                 let resolv: String = s.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
                 let _ = std::fs::write("/run/resolv.conf", resolv);
@@ -194,6 +202,9 @@ impl Host for Recorder {
         self.record(HostCall::Power(action));
     }
     fn boot_id(&self) -> String {
-        format!("boot-{}", self.boot.lock().unwrap_or_else(|p| p.into_inner()))
+        format!(
+            "boot-{}",
+            self.boot.lock().unwrap_or_else(|p| p.into_inner())
+        )
     }
 }

@@ -63,7 +63,15 @@ mod tests {
         for good in ["cairn", "nas-2", "a", &"x".repeat(63)] {
             assert!(validate_hostname(good).is_ok(), "{good}");
         }
-        for bad in ["", "-nas", "nas-", "my nas", "nas.local", "näs", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-nas",
+            "nas-",
+            "my nas",
+            "nas.local",
+            "näs",
+            &"x".repeat(64),
+        ] {
             assert!(
                 matches!(validate_hostname(bad), Err(SystemError::HostnameInvalid(_))),
                 "{bad}"

@@ -38,6 +38,13 @@ pub struct Facts {
     pub default_hostname: String,
 }
 
+impl Default for Facts {
+    /// The board crate's defaults: a workstation without a board file.
+    fn default() -> Facts {
+        Facts::from(&cairn_board::Network::default())
+    }
+}
+
 impl From<&cairn_board::Network> for Facts {
     fn from(n: &cairn_board::Network) -> Facts {
         Facts {

@@ -90,7 +90,8 @@ impl NetworkSettings {
                     return Err(NetworkRule::NetworkOrBroadcast { address, prefix });
                 }
                 if let Some(gateway) = self.gateway {
-                    if u32::from(gateway) & mask != u32::from(address) & mask || gateway == address {
+                    if u32::from(gateway) & mask != u32::from(address) & mask || gateway == address
+                    {
                         return Err(NetworkRule::GatewayOffNetwork {
                             gateway,
                             address,
@@ -213,10 +214,12 @@ impl System {
     /// Ends trial `id` if it is still the one pending: the confirmed settings come back.
     fn roll_back(&self, id: u64) {
         let _lock = self.lock_network();
-        if !self.pending_network().is_some_and(|p| p.id == id) {
+        if self.pending_network().is_none_or(|p| p.id != id) {
             return;
         }
-        log::warn!("network change {id} was not confirmed in time: restoring the previous settings");
+        log::warn!(
+            "network change {id} was not confirmed in time: restoring the previous settings"
+        );
         let previous = self.confirmed_network();
         if let Err(e) = self
             .inner
@@ -232,13 +235,17 @@ impl System {
             .apply_network(&self.inner.facts.interface, &previous);
     }
 
+    /// Rolls trial `id` back after `after`, unless this system is gone by then (the daemon ended: its next
+    /// start judges the trial again).
     fn arm_rollback(&self, id: u64, after: Duration) {
-        let system = self.clone();
+        let system = std::sync::Arc::downgrade(&self.inner);
         let armed = std::thread::Builder::new()
             .name("network-trial".into())
             .spawn(move || {
                 std::thread::sleep(after);
-                system.roll_back(id);
+                if let Some(inner) = system.upgrade() {
+                    System { inner }.roll_back(id);
+                }
             });
         if let Err(e) = armed {
             // Without a timer the trial cannot end by itself: end it now rather than keep unconfirmed settings.
@@ -303,7 +310,9 @@ mod tests {
 
     #[test]
     fn static_settings_are_checked_as_a_whole() {
-        assert!(s("192.168.1.20", 24, Some("192.168.1.1")).validate().is_ok());
+        assert!(s("192.168.1.20", 24, Some("192.168.1.1"))
+            .validate()
+            .is_ok());
         assert!(s("10.0.2.15", 24, Some("10.0.2.2")).validate().is_ok());
         let cases = [
             (s("192.168.1.20", 24, Some("192.168.2.1")), "gateway"),

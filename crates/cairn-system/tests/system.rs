@@ -60,17 +60,19 @@ fn an_unconfirmed_change_is_applied_then_rolled_back_by_itself() {
     let host = Arc::new(Recorder::default());
     let system = start(&b.store, &host, Duration::from_millis(300));
     let trial = system.change_network(fixed("192.168.1.20")).unwrap();
-    assert_eq!(host.interface(), Some(fixed("192.168.1.20")), "applied at once");
-    assert_eq!(system.network().pending.unwrap().settings, trial.settings);
-    assert!(eventually(Duration::from_secs(3), || system
-        .network()
-        .pending
-        .is_none()));
     assert_eq!(
         host.interface(),
-        Some(NetworkSettings::default()),
-        "the previous settings (DHCP) are applied again"
+        Some(fixed("192.168.1.20")),
+        "applied at once"
     );
+    assert_eq!(system.network().pending.unwrap().settings, trial.settings);
+    assert!(
+        eventually(Duration::from_secs(3), || host.interface()
+            == Some(NetworkSettings::default())),
+        "the previous settings (DHCP) are applied again: {:?}",
+        host.calls()
+    );
+    assert!(system.network().pending.is_none());
     assert_eq!(system.confirmed_network().mode, Mode::Dhcp);
 }
 
@@ -97,6 +99,7 @@ fn a_daemon_restart_during_a_trial_keeps_the_trial_until_its_deadline() {
     let system = start(&b.store, &first, Duration::from_secs(2));
     system.change_network(fixed("192.168.1.20")).unwrap();
     // The daemon restarts in the same boot: the interface still carries the trial settings.
+    drop(system);
     let second = Arc::new(Recorder::default());
     let restarted = start(&b.store, &second, Duration::from_secs(2));
     assert!(restarted.network().pending.is_some(), "still confirmable");
@@ -121,6 +124,7 @@ fn a_daemon_restart_after_the_deadline_rolls_back_at_once() {
     system.change_network(static_a.clone()).unwrap();
     system.confirm_network().unwrap();
     system.change_network(fixed("192.168.1.30")).unwrap();
+    drop(system);
     let second = Arc::new(Recorder::default());
     let restarted = start(&b.store, &second, Duration::from_secs(100));
     assert!(restarted.network().pending.is_none());

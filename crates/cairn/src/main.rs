@@ -66,11 +66,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the daemon runs: on the box it changes the machine (host name, network, power through init); on a
+/// workstation (`make dev`) it only stores settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    Init,
+    None,
+}
+
 struct DaemonOptions {
     listen: String,
     state: PathBuf,
     board: PathBuf,
-    power: cairn_api::PowerControl,
+    power: Power,
     smb: Option<bool>,
     storage: Option<bool>,
     ctl: PathBuf,
@@ -81,7 +89,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
         listen: "[::]:80".into(),
         state: PathBuf::from("/config/cairn"),
         board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
-        power: cairn_api::PowerControl::None,
+        power: Power::None,
         smb: None,
         storage: None,
         ctl: PathBuf::from(ctl::SOCKET),
@@ -99,8 +107,8 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
             "--board" => o.board = PathBuf::from(value()?),
             "--power" => {
                 o.power = match value()?.as_str() {
-                    "init" => cairn_api::PowerControl::Init,
-                    "none" => cairn_api::PowerControl::None,
+                    "init" => Power::Init,
+                    "none" => Power::None,
                     v => return Err(format!("--power takes init or none, not {v:?}")),
                 }
             }
@@ -143,10 +151,14 @@ fn daemon(args: &[String]) -> ExitCode {
             None
         }
     };
-    let (board, interface) = match &board_data {
-        Some(b) => (b.name.clone(), b.network.interface.clone()),
-        None => ("unknown".to_string(), "eth0".to_string()),
-    };
+    let board = board_data
+        .as_ref()
+        .map(|b| b.name.clone())
+        .unwrap_or_else(|| "unknown".to_string());
+    let network_facts = board_data
+        .as_ref()
+        .map(|b| b.network.clone())
+        .unwrap_or_default();
     if let Err(e) = std::fs::create_dir_all(&options.state) {
         log::error!(
             "cannot create state directory {}: {e}",
@@ -164,9 +176,20 @@ fn daemon(args: &[String]) -> ExitCode {
     let identity = cairn_api::Identity {
         version: env!("CARGO_PKG_VERSION").to_string(),
         board,
-        interface,
     };
-    let on_box = options.power == cairn_api::PowerControl::Init;
+    let on_box = options.power == Power::Init;
+    let host: Arc<dyn cairn_system::Host> = if on_box {
+        Arc::new(cairn_system::host::Machine)
+    } else {
+        Arc::new(cairn_system::host::Workstation)
+    };
+    let system = match cairn_system::System::new(store.clone(), host, (&network_facts).into()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let smb = options.smb.unwrap_or(on_box);
     let storage = match (&board_data, options.storage.unwrap_or(on_box)) {
         (Some(b), true) => {
@@ -184,7 +207,7 @@ fn daemon(args: &[String]) -> ExitCode {
         }
         _ => None,
     };
-    let app = match cairn_api::App::new(identity, store, options.power).map(|mut a| {
+    let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
         a
@@ -207,12 +230,9 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if on_box {
-        cairn_api::system::apply_hostname(&app, &cairn_api::system::hostname(&app));
-        cairn_api::network::restore_at_boot(&app);
-    }
+    app.system.restore_at_start();
     // Render the servers' files now, and again every minute to repair any drift.
-    app.changed();
+    app.notify_change();
     if let Some(storage) = app.storage.clone() {
         // Volumes are assembled off the start-up path (the dashboard answers meanwhile), then watched.
         let app = app.clone();
@@ -220,7 +240,7 @@ fn daemon(args: &[String]) -> ExitCode {
             .name("storage".into())
             .spawn(move || {
                 storage.start();
-                app.changed();
+                app.notify_change();
                 storage.run_monitor(std::time::Duration::from_secs(10));
             });
     }
@@ -231,7 +251,7 @@ fn daemon(args: &[String]) -> ExitCode {
         loop {
             tick.tick().await;
             let app = periodic.clone();
-            let _ = tokio::task::spawn_blocking(move || app.changed()).await;
+            let _ = tokio::task::spawn_blocking(move || app.notify_change()).await;
         }
     });
     runtime.block_on(async move {
@@ -278,7 +298,7 @@ fn render_smb(app: &cairn_api::App) {
         let shares = app.accounts.shares().map_err(|e| e.to_string())?;
         let base_passwd = std::fs::read_to_string(&layout.base_passwd).unwrap_or_default();
         let base_group = std::fs::read_to_string(&layout.base_group).unwrap_or_default();
-        let hostname = cairn_api::system::hostname(app);
+        let hostname = app.system.hostname();
         let rendered = cairn_smb::render(
             &users,
             &groups,

@@ -1,57 +1,14 @@
 //! The Storage page: disks by bay, volumes with their state and progress, and every storage action as a plain
 //! form. Destructive forms ask the owner to type the volume's name; the page refreshes itself while a job runs.
 
-use crate::error::ApiError;
+use super::{csrf_field as csrf, human, problem, status_of};
+use crate::auth::{Caller, Ctx};
+use crate::controller::storage as ctl;
+use crate::error::Error;
 use crate::http::{self, esc, form_field, Resp};
-use crate::pages::{layout, problem};
-use crate::routes::{Caller, Ctx};
-use crate::storage::{blocking, shares_on, storage};
-use cairn_storage::{CreateRequest, DiskView, VolumeView};
-use hyper::{Method, StatusCode};
-
-fn csrf(c: &Caller) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf_token" value="{}">"#,
-        esc(&c.session.csrf_token)
-    )
-}
-
-/// "2026-11-23 19:04 UTC": event times, in the box's clock (no time zone is configured yet).
-pub(crate) fn utc(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rem = seconds % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-/// "1.5 GiB": sizes as owners read them.
-pub(crate) fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
+use crate::routes::Params;
+use cairn_storage::{CreateRequest, DiskView, StorageError, VolumeView};
+use cairn_system::clock::utc;
 
 fn disk_row(d: &DiskView) -> String {
     let role = match d.disk.role {
@@ -195,15 +152,8 @@ fn volume_card(c: &Caller, v: &VolumeView, free: &[&DiskView], shares: &[String]
     )
 }
 
-async fn page(
-    ctx: &Ctx<'_>,
-    c: &Caller,
-    e: Option<&ApiError>,
-    note: &str,
-) -> Result<Resp, ApiError> {
-    let s = storage(ctx)?;
-    let (disks, volumes, events) =
-        blocking(s, |s| Ok((s.disks()?, s.volumes()?, s.events(30)?))).await?;
+async fn page(ctx: &Ctx, c: &Caller, e: Option<&Error>, note: &str) -> Result<Resp, Error> {
+    let (disks, volumes, events) = ctl::overview(&ctx.app).await?;
     let free: Vec<&DiskView> = disks
         .iter()
         .filter(|d| d.disk.role != cairn_storage::DiskRole::Boot && d.in_use.is_none())
@@ -213,7 +163,7 @@ async fn page(
         let shares = if v.state == "found" {
             vec![]
         } else {
-            shares_on(ctx, &v.name)?
+            ctl::shares_on(&ctx.app, &v.name)?
         };
         cards.push_str(&volume_card(c, v, &free, &shares));
     }
@@ -281,10 +231,7 @@ async fn page(
             )
         },
     );
-    Ok(http::html(
-        e.map(|e| e.status).unwrap_or(StatusCode::OK),
-        layout("Storage", Some(&c.user), Some(&c.session.csrf_token), &body),
-    ))
+    Ok(super::page(c, "Storage", status_of(e), body))
 }
 
 /// What the page says after a change, by the code in `?done=`.
@@ -297,100 +244,96 @@ const NOTES: &[(&str, &str)] = &[
     ("imported", "The volume was imported with its data."),
 ];
 
-/// Handles /storage pages; `None` when the path is not one of them.
-pub(crate) async fn route(
-    ctx: &Ctx<'_>,
-    method: &Method,
-    path: &str,
-) -> Option<Result<Resp, ApiError>> {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if segs.first() != Some(&"storage") {
-        return None;
-    }
-    Some(handle(ctx, method, &segs).await)
-}
-
-async fn handle(ctx: &Ctx<'_>, method: &Method, segs: &[&str]) -> Result<Resp, ApiError> {
-    let c = ctx.admin()?;
-    let form = http::parse_form(&ctx.body);
-    let f = |k: &str| form_field(&form, k).trim().to_string();
-    let confirm = || Some(f("confirm")).filter(|s| !s.is_empty());
-    let s = storage(ctx)?;
-    let outcome: Result<&'static str, ApiError> = match (method, segs) {
-        (&Method::GET, ["storage"]) => {
-            let note = ctx
-                .query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("done="))
-                .and_then(|code| NOTES.iter().find(|(c, _)| *c == code))
-                .map(|(_, text)| *text)
-                .unwrap_or("");
-            return page(ctx, c, None, note).await;
-        }
-        (&Method::POST, ["storage", "volumes"]) => {
-            let req = CreateRequest {
-                name: f("name"),
-                level: f("level"),
-                disks: form
-                    .iter()
-                    .filter(|(k, _)| k == "disk")
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                confirm: confirm(),
-            };
-            blocking(s, move |s| s.create(req)).await.map(|_| "created")
-        }
-        (&Method::POST, ["storage", "volumes", name, "delete"]) => {
-            let shares = shares_on(ctx, name)?;
-            let (n, conf) = (name.to_string(), confirm());
-            let r = blocking(s, move |s| s.delete(&n, conf.as_deref(), &shares)).await;
-            ctx.app.changed();
-            r.map(|_| "deleted")
-        }
-        (&Method::POST, ["storage", "volumes", name, "replace"]) => {
-            let (n, failed, with, conf) = (name.to_string(), f("failed"), f("with"), confirm());
-            blocking(s, move |s| s.replace(&n, &failed, &with, conf.as_deref()))
-                .await
-                .map(|_| "replaced")
-        }
-        (&Method::POST, ["storage", "volumes", name, "fail"]) => {
-            let (n, disk, by) = (name.to_string(), f("disk"), c.user.name.clone());
-            blocking(s, move |s| s.fail(&n, &disk, &by))
-                .await
-                .map(|_| "failed")
-        }
-        (&Method::POST, ["storage", "volumes", name, "scrub"]) => {
-            let n = name.to_string();
-            blocking(s, move |s| s.scrub(&n)).await.map(|_| "scrub")
-        }
-        (&Method::POST, ["storage", "volumes", name, "import"]) => {
-            let (n, as_name) = (name.to_string(), Some(f("as")).filter(|s| !s.is_empty()));
-            let r = blocking(s, move |s| s.import(&n, as_name.as_deref())).await;
-            ctx.app.changed();
-            r.map(|_| "imported")
-        }
-        _ => return Err(ApiError::not_found()),
-    };
+/// Post, then redirect: reloading the page (or its auto-refresh) never repeats the change. A refusal, or a
+/// tool that failed, re-renders the page with the problem; anything else is an error page.
+async fn after(ctx: &Ctx, outcome: Result<&'static str, Error>) -> Result<Resp, Error> {
     match outcome {
-        // Post, then redirect: reloading the page (or its auto-refresh) never repeats the change.
         Ok(code) => Ok(http::redirect(&format!("/storage?done={code}"), None)),
-        Err(e) if e.status.is_client_error() || e.code == "storage.tool_failed" => {
-            page(ctx, c, Some(&e), "").await
+        Err(e @ Error::Storage(StorageError::Tool { .. })) => {
+            page(ctx, ctx.caller()?, Some(&e), "").await
         }
+        Err(e) if e.status().is_client_error() => page(ctx, ctx.caller()?, Some(&e), "").await,
         Err(e) => Err(e),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The request's form fields, trimmed; the typed confirmation when one was typed.
+struct Form(Vec<(String, String)>);
 
-    #[test]
-    fn times_and_sizes_read_as_owners_expect() {
-        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(utc(1_795_460_278), "2026-11-23 18:57 UTC");
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(3 * 1024 * 1024 / 2), "1.5 MiB");
+impl Form {
+    fn of(ctx: &Ctx) -> Form {
+        Form(http::parse_form(&ctx.body))
     }
+    fn get(&self, key: &str) -> String {
+        form_field(&self.0, key).trim().to_string()
+    }
+    fn optional(&self, key: &str) -> Option<String> {
+        Some(self.get(key)).filter(|s| !s.is_empty())
+    }
+}
+
+pub(crate) async fn storage(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let note = ctx
+        .query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("done="))
+        .and_then(|code| NOTES.iter().find(|(c, _)| *c == code))
+        .map(|(_, text)| *text)
+        .unwrap_or("");
+    page(ctx, ctx.caller()?, None, note).await
+}
+
+pub(crate) async fn create(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let f = Form::of(ctx);
+    let req = CreateRequest {
+        name: f.get("name"),
+        level: f.get("level"),
+        disks: f
+            .0
+            .iter()
+            .filter(|(k, _)| k == "disk")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        confirm: f.optional("confirm"),
+    };
+    after(ctx, ctl::create(&ctx.app, req).await.map(|_| "created")).await
+}
+
+pub(crate) async fn delete(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    let confirm = Form::of(ctx).optional("confirm");
+    let outcome = ctl::delete(&ctx.app, p.get("name"), confirm).await;
+    after(ctx, outcome.map(|_| "deleted")).await
+}
+
+pub(crate) async fn replace(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    let f = Form::of(ctx);
+    let outcome = ctl::replace(
+        &ctx.app,
+        p.get("name"),
+        f.get("failed"),
+        f.get("with"),
+        f.optional("confirm"),
+    )
+    .await;
+    after(ctx, outcome.map(|_| "replaced")).await
+}
+
+pub(crate) async fn fail(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    let by = ctx.caller()?.user.name.clone();
+    let outcome = ctl::fail(&ctx.app, p.get("name"), Form::of(ctx).get("disk"), by).await;
+    after(ctx, outcome.map(|_| "failed")).await
+}
+
+pub(crate) async fn scrub(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    after(
+        ctx,
+        ctl::scrub(&ctx.app, p.get("name")).await.map(|_| "scrub"),
+    )
+    .await
+}
+
+pub(crate) async fn import(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    let as_name = Form::of(ctx).optional("as");
+    let outcome = ctl::import(&ctx.app, p.get("name"), as_name).await;
+    after(ctx, outcome.map(|_| "imported")).await
 }

@@ -1,8 +1,64 @@
-//! Server-rendered pages: plain HTML forms that work without JavaScript and read well on a phone.
+//! The dashboard's handlers: server-rendered pages, plain HTML forms that work without JavaScript and read
+//! well on a phone. Each form posts back to its page; an error re-renders the form with message, hint and
+//! code; a success redirects (post, redirect, get), so a reload never repeats a change. Access is the route
+//! table's; rules are the controllers'.
 
-use crate::error::ApiError;
-use crate::http::esc;
+pub(crate) mod accounts;
+pub(crate) mod session;
+pub(crate) mod storage;
+pub(crate) mod system;
+
+use crate::auth::Caller;
+use crate::error::Error;
+use crate::http::{self, esc, Resp};
 use cairn_accounts::{Role, Session, User};
+use hyper::StatusCode;
+
+/// A page for the logged-in caller.
+pub(crate) fn page(c: &Caller, title: &str, status: StatusCode, body: String) -> Resp {
+    http::html(
+        status,
+        layout(title, Some(&c.user), Some(&c.session.csrf_token), &body),
+    )
+}
+
+/// The hidden field that carries the session's CSRF token in every form.
+pub(crate) fn csrf_field(c: &Caller) -> String {
+    format!(
+        r#"<input type="hidden" name="csrf_token" value="{}">"#,
+        esc(&c.session.csrf_token)
+    )
+}
+
+/// A status line after a change.
+pub(crate) fn notice_line(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<div class="notice" role="status">{}</div>"#, esc(text))
+    }
+}
+
+/// The status a re-rendered form answers with: the error's, or 200.
+pub(crate) fn status_of(e: Option<&Error>) -> StatusCode {
+    e.map(Error::status).unwrap_or(StatusCode::OK)
+}
+
+/// "1.5 GiB": sizes as owners read them.
+pub(crate) fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
 
 pub(crate) fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: &str) -> String {
     let links = match user {
@@ -47,8 +103,9 @@ pub(crate) fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body:
     )
 }
 
-pub(crate) fn problem(e: Option<&ApiError>) -> String {
-    match e {
+/// An error inside a page: message, what to do, and the stable code for searching.
+pub(crate) fn problem(e: Option<&Error>) -> String {
+    match e.map(Error::render) {
         Some(e) => format!(
             r#"<div class="problem" role="alert"><strong>{}</strong><p>{}</p><code>{}</code></div>"#,
             esc(&e.message),
@@ -60,7 +117,7 @@ pub(crate) fn problem(e: Option<&ApiError>) -> String {
 }
 
 /// First-boot setup: the only page before an administrator exists.
-pub fn setup(e: Option<&ApiError>, username: &str, email: &str) -> String {
+pub(crate) fn setup(e: Option<&Error>, username: &str, email: &str) -> String {
     let body = format!(
         r#"<section class="card">
 <h1>Welcome to your Cairn box</h1>
@@ -82,7 +139,7 @@ pub fn setup(e: Option<&ApiError>, username: &str, email: &str) -> String {
     layout("Set up", None, None, &body)
 }
 
-pub fn login(e: Option<&ApiError>, username: &str) -> String {
+pub(crate) fn login(e: Option<&Error>, username: &str) -> String {
     let body = format!(
         r#"<section class="card narrow">
 <h1>Log in</h1>
@@ -110,7 +167,7 @@ fn duration(seconds: u64) -> String {
 }
 
 /// The dashboard's front page.
-pub fn home(user: &User, session: &Session, health: &serde_json::Value) -> String {
+pub(crate) fn home(user: &User, session: &Session, health: &serde_json::Value) -> String {
     let admin_tools = if user.role == Role::Admin {
         format!(
             r#"<section class="card">
@@ -149,7 +206,7 @@ pub fn home(user: &User, session: &Session, health: &serde_json::Value) -> Strin
 }
 
 /// A message after an action, with a way back.
-pub fn notice(user: &User, title: &str, text: &str) -> String {
+pub(crate) fn notice(user: &User, title: &str, text: &str) -> String {
     let body = format!(
         r#"<section class="card"><h1>{}</h1><p>{}</p></section>"#,
         esc(title),
@@ -159,10 +216,22 @@ pub fn notice(user: &User, title: &str, text: &str) -> String {
 }
 
 /// An error page: the message, what to do, and the stable code for searching.
-pub fn error(e: &ApiError, user: Option<&User>) -> String {
+pub(crate) fn error(e: &Error, user: Option<&User>) -> String {
     let body = format!(
         r#"<section class="card">{}<p><a href="/">Back to the dashboard</a></p></section>"#,
         problem(Some(e))
     );
     layout("Problem", user, None, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_owners_expect() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human(5 * 1024_u64.pow(4)), "5.0 TiB");
+    }
 }

@@ -1,0 +1,126 @@
+//! The pages around the session: first-boot setup, login, logout, the home page with power, static files.
+
+use crate::auth::{is_local_network, Ctx};
+use crate::controller;
+use crate::error::{Error, RequestError};
+use crate::http::{self, form_field, Resp};
+use crate::routes::Params;
+use cairn_accounts::{AccountError, Role, SessionPolicy};
+use cairn_system::PowerAction;
+use hyper::StatusCode;
+
+const CSS: &[u8] = include_bytes!("../../static/cairn.css");
+const JS: &[u8] = include_bytes!("../../static/cairn.js");
+
+pub(crate) async fn css(_: &Ctx, _: &Params) -> Result<Resp, Error> {
+    Ok(http::static_file("text/css; charset=utf-8", CSS))
+}
+
+pub(crate) async fn js(_: &Ctx, _: &Params) -> Result<Resp, Error> {
+    Ok(http::static_file("text/javascript; charset=utf-8", JS))
+}
+
+/// Home with the new session's cookie.
+fn logged_in(opened: controller::session::Opened) -> Resp {
+    let (session, token, _) = opened;
+    http::redirect(
+        "/",
+        Some(http::session_cookie(
+            &token,
+            session.max_age_s(SessionPolicy::DASHBOARD),
+            false,
+        )),
+    )
+}
+
+pub(crate) async fn setup_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    if ctx.app.accounts.setup_done() {
+        return Ok(http::redirect("/login", None));
+    }
+    if !is_local_network(ctx.peer) {
+        return Err(RequestError::SetupNotLocal.into());
+    }
+    Ok(http::html(StatusCode::OK, super::setup(None, "", "")))
+}
+
+pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    if ctx.app.accounts.setup_done() {
+        return Ok(http::redirect("/login", None));
+    }
+    let form = http::parse_form(&ctx.body);
+    let username = form_field(&form, "username").trim().to_string();
+    let email = form_field(&form, "email").trim().to_string();
+    let password = form_field(&form, "password").to_string();
+    let again = |e: &Error| http::html(e.status(), super::setup(Some(e), &username, &email));
+    if password != form_field(&form, "password_again") {
+        return Ok(again(&RequestError::PasswordMismatch.into()));
+    }
+    match controller::session::setup(ctx, username.clone(), password, email.clone()).await {
+        Ok(opened) => Ok(logged_in(opened)),
+        // Refusals about where the request came from are not the form's fault: an error page says so.
+        Err(e @ Error::Request(RequestError::SetupNotLocal | RequestError::CrossOrigin)) => Err(e),
+        Err(e) if e.status().is_client_error() => Ok(again(&e)),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn login_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    if ctx.caller.is_some() {
+        return Ok(http::redirect("/", None));
+    }
+    Ok(http::html(StatusCode::OK, super::login(None, "")))
+}
+
+pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = http::parse_form(&ctx.body);
+    let username = form_field(&form, "username").trim().to_string();
+    let password = form_field(&form, "password").to_string();
+    match controller::session::login(ctx, username.clone(), password).await {
+        Ok(opened) => Ok(logged_in(opened)),
+        Err(e @ Error::Account(AccountError::BadCredentials)) => {
+            Ok(http::html(e.status(), super::login(Some(&e), &username)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn logout(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    controller::session::logout(ctx).await?;
+    Ok(http::redirect("/login", Some(http::clear_session_cookie())))
+}
+
+pub(crate) async fn home(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let c = ctx.caller()?;
+    if c.user.role != Role::Admin {
+        return Ok(http::redirect("/me", None));
+    }
+    let health = controller::system::health(&ctx.app);
+    Ok(http::html(
+        StatusCode::OK,
+        super::home(&c.user, &c.session, &health),
+    ))
+}
+
+pub(crate) async fn reboot(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    controller::system::power(&ctx.app, PowerAction::Reboot).await?;
+    Ok(http::html(
+        StatusCode::ACCEPTED,
+        super::notice(
+            &ctx.caller()?.user,
+            "Restarting",
+            "The box is restarting. This page will not update by itself: reload it in a minute.",
+        ),
+    ))
+}
+
+pub(crate) async fn poweroff(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    controller::system::power(&ctx.app, PowerAction::PowerOff).await?;
+    Ok(http::html(
+        StatusCode::ACCEPTED,
+        super::notice(
+            &ctx.caller()?.user,
+            "Powering off",
+            "The box is shutting down cleanly. It is safe to unplug it once its lights are off.",
+        ),
+    ))
+}

@@ -1,0 +1,129 @@
+//! The System page: host name and network settings (applied on trial, kept once confirmed).
+
+use super::{csrf_field, page, problem, status_of};
+use crate::auth::{Caller, Ctx};
+use crate::controller::system as ctl;
+use crate::error::Error;
+use crate::http::{self, esc, form_field, Resp};
+use crate::routes::Params;
+use cairn_system::{Mode, NetworkRule, NetworkSettings, SystemError};
+
+pub(crate) async fn system(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    system_page(ctx, ctx.caller()?, None)
+}
+
+pub(crate) async fn rename(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = http::parse_form(&ctx.body);
+    let name = form_field(&form, "hostname").trim().to_string();
+    match ctl::set_hostname(&ctx.app, name).await {
+        Ok(()) => Ok(http::redirect("/system?saved=1", None)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+    }
+}
+
+/// The form's fields as settings; a field that is not an address is refused rather than dropped.
+fn settings_from_form(form: &[(String, String)]) -> Result<NetworkSettings, Error> {
+    let f = |k: &str| form_field(form, k).trim().to_string();
+    if f("mode") != "static" {
+        return Ok(NetworkSettings::default());
+    }
+    let ip = |k: &str| -> Result<Option<std::net::Ipv4Addr>, Error> {
+        match f(k) {
+            v if v.is_empty() => Ok(None),
+            v => v
+                .parse()
+                .map(Some)
+                .map_err(|_| SystemError::NetworkInvalid(NetworkRule::NotAnAddress).into()),
+        }
+    };
+    Ok(NetworkSettings {
+        mode: Mode::Static,
+        address: ip("address")?,
+        prefix: f("prefix").parse().ok(),
+        gateway: ip("gateway")?,
+        dns: f("dns")
+            .split([',', ' '])
+            .filter_map(|d| d.trim().parse().ok())
+            .collect(),
+    })
+}
+
+pub(crate) async fn change_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = http::parse_form(&ctx.body);
+    let result = match settings_from_form(&form) {
+        Ok(settings) => ctl::change_network(&ctx.app, settings).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Ok(http::redirect("/system", None)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+    }
+}
+
+pub(crate) async fn confirm_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    match ctl::confirm_network(&ctx.app).await {
+        Ok(_) => Ok(http::redirect("/system", None)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+    }
+}
+
+fn system_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> {
+    let body = format!(
+        r#"<section class="card"><h1>System</h1>{problem}
+<form method="post" action="/system" class="stack">{csrf}
+<label>Host name<input name="hostname" value="{h}" maxlength="63" autocapitalize="none"></label>
+<p class="help">The box answers to this name and NAME.local. Renaming keeps everyone logged in.</p>
+<button type="submit">Save</button></form></section>
+{network}"#,
+        problem = problem(e),
+        csrf = csrf_field(c),
+        h = esc(&ctl::hostname(&ctx.app)),
+        network = network_section(ctx, c),
+    );
+    Ok(page(c, "System", status_of(e), body))
+}
+
+fn network_section(ctx: &Ctx, c: &Caller) -> String {
+    let view = ctl::network(&ctx.app);
+    let current = view.confirmed;
+    let pending = match view.pending.map(|t| t.confirm_by_s) {
+        Some(by) => format!(
+            r#"<div class="notice" role="status">New network settings are on trial. Unless they are confirmed within {left} s, the previous ones come back by themselves.
+<form method="post" action="/system/network/confirm" data-auto-confirm>{csrf}<button type="submit">Keep the new settings</button></form></div>"#,
+            left = by.saturating_sub(cairn_system::clock::now_s()),
+            csrf = csrf_field(c)
+        ),
+        None => String::new(),
+    };
+    let opt = |v: &str, label: &str, on: bool| {
+        format!(
+            r#"<option value="{v}"{}>{label}</option>"#,
+            if on { " selected" } else { "" }
+        )
+    };
+    let show = |a: Option<String>| esc(&a.unwrap_or_default());
+    format!(
+        r#"<section class="card"><h2>Network</h2>{pending}
+<form method="post" action="/system/network" class="stack">{csrf}
+<label>Address<select name="mode">{dhcp}{fixed}</select></label>
+<div class="grid2"><label>Address (static)<input name="address" value="{addr}" inputmode="decimal"></label>
+<label>Prefix length<input name="prefix" value="{prefix}" inputmode="numeric"></label></div>
+<div class="grid2"><label>Gateway<input name="gateway" value="{gw}" inputmode="decimal"></label>
+<label>DNS servers<input name="dns" value="{dns}"></label></div>
+<p class="help">A change applies at once and is kept only when confirmed within 120 s, so a mistake can never lock you out. Sessions stay valid at the new address.</p>
+<button type="submit">Apply</button></form>
+<script src="/static/cairn.js"></script></section>"#,
+        csrf = csrf_field(c),
+        dhcp = opt("dhcp", "Automatic (DHCP)", current.mode == Mode::Dhcp),
+        fixed = opt("static", "Static", current.mode == Mode::Static),
+        addr = show(current.address.map(|a| a.to_string())),
+        prefix = show(current.prefix.map(|p| p.to_string())),
+        gw = show(current.gateway.map(|g| g.to_string())),
+        dns = esc(&current
+            .dns
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")),
+    )
+}

@@ -1,0 +1,70 @@
+//! The box: its description and host name, network settings, power.
+
+use super::{body, ok};
+use crate::auth::Ctx;
+use crate::controller::system as ctl;
+use crate::error::Error;
+use crate::http::{self, Resp};
+use crate::routes::Params;
+use cairn_system::{NetworkSettings, NetworkView, PowerAction};
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemPatch {
+    hostname: Option<String>,
+}
+
+/// The confirmed settings, with the change on trial under `pending` and its deadline as `confirm_by`.
+fn network_json(view: NetworkView) -> Result<Value, Error> {
+    let mut v = serde_json::to_value(view.confirmed).map_err(Error::internal)?;
+    if let Some(trial) = view.pending {
+        v["pending"] = serde_json::to_value(&trial.settings).map_err(Error::internal)?;
+        v["confirm_by"] = trial.confirm_by_s.into();
+    }
+    Ok(v)
+}
+
+pub(crate) async fn describe(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(ctl::describe(&ctx.app))
+}
+
+pub(crate) async fn update(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    let patch: SystemPatch = body(ctx)?;
+    if let Some(name) = patch.hostname {
+        ctl::set_hostname(&ctx.app, name).await?;
+    }
+    describe(ctx, p).await
+}
+
+async fn power(ctx: &Ctx, action: PowerAction, name: &str) -> Result<Resp, Error> {
+    ctl::power(&ctx.app, action).await?;
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"action": name, "state": "started"}),
+    ))
+}
+
+pub(crate) async fn reboot(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    power(ctx, PowerAction::Reboot, "reboot").await
+}
+
+pub(crate) async fn poweroff(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    power(ctx, PowerAction::PowerOff, "poweroff").await
+}
+
+pub(crate) async fn network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(network_json(ctl::network(&ctx.app))?)
+}
+
+pub(crate) async fn change_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let settings: NetworkSettings = body(ctx)?;
+    let trial = ctl::change_network(&ctx.app, settings).await?;
+    ok(json!({"confirm_by": trial.confirm_by_s, "settings": trial.settings}))
+}
+
+pub(crate) async fn confirm_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(ctl::confirm_network(&ctx.app).await?)
+}
