@@ -1,112 +1,13 @@
 //! The storage manager's reading side on the host: a sysfs tree shaped like the kernel's, disks as files with
-//! real superblock bytes (captured from a RAID 5 member in the image), and a real store. Everything that runs
-//! `mdadm` is covered by the QEMU scenario (tests/tests/storage.rs); here are the rules owners meet first: what
-//! each disk is called, which arrays are "found", and what is refused before any tool runs.
+//! real superblock bytes (captured from a RAID 5 member in the image), and a real store. Orchestration is in
+//! tests/orchestration.rs (over the md simulator) and in the QEMU scenario (tests/tests/storage.rs, real
+//! mdadm); here are the rules owners meet first: what each disk is called, which arrays are "found", and what
+//! is refused before any tool runs.
 
-use cairn_board::Board;
-use cairn_storage::{CreateRequest, DiskRole, Level, Paths, Storage, StorageError, VolumeRecord};
-use std::path::Path;
+mod common;
 
-struct Bench {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-}
-
-impl Bench {
-    fn new() -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        for d in ["sys/block", "dev", "proc", "data", "store"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(root.join("proc/mounts"), "/dev/vde4 /config ext4 rw 0 0\n").unwrap();
-        Bench { _dir: dir, root }
-    }
-
-    /// A disk in PCIe bay `bay` (or the virtio-mmio boot medium when `bay` is 0) holding `head` at its start.
-    fn disk(&self, name: &str, bay: u32, serial: &str, head: &[u8]) {
-        let parent = if bay == 0 {
-            "sys/devices/platform/a003e00.virtio_mmio/virtio3/block".to_string()
-        } else {
-            format!("sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:0{bay}.0/0000:0{bay}:00.0/virtio{bay}/block")
-        };
-        let d = self.root.join(parent).join(name);
-        for sub in ["queue", "holders"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::os::unix::fs::symlink(&d, self.root.join("sys/block").join(name)).unwrap();
-        std::fs::write(d.join("size"), "524288\n").unwrap(); // 256 MiB
-        std::fs::write(d.join("serial"), format!("{serial}\n")).unwrap();
-        std::fs::write(d.join("queue/rotational"), "1\n").unwrap();
-        if bay > 0 {
-            let slot = self.root.join(format!("sys/bus/pci/slots/{bay}"));
-            std::fs::create_dir_all(&slot).unwrap();
-            std::fs::write(slot.join("address"), format!("0000:0{bay}:00\n")).unwrap();
-        }
-        let mut bytes = vec![0u8; 256 * 1024];
-        bytes[..head.len()].copy_from_slice(head);
-        std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
-    }
-
-    /// A partition `name` of disk `disk` holding `head` at its start.
-    fn partition(&self, disk: &str, name: &str, head: &[u8]) {
-        let d = std::fs::canonicalize(self.root.join("sys/block").join(disk)).unwrap();
-        std::fs::create_dir_all(d.join(name).join("holders")).unwrap();
-        std::fs::write(d.join(name).join("partition"), "1\n").unwrap();
-        let mut bytes = vec![0u8; 64 * 1024];
-        bytes[..head.len()].copy_from_slice(head);
-        std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
-    }
-
-    fn storage(&self) -> (Storage, cairn_store::Store) {
-        let board = Board::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/qemu-aarch64-virt/board.toml"),
-        )
-        .unwrap();
-        let store = cairn_store::Store::open(&self.root.join("store")).unwrap();
-        let paths = Paths {
-            sys: self.root.join("sys"),
-            dev: self.root.join("dev"),
-            proc: self.root.join("proc"),
-            data: self.root.join("data"),
-        };
-        (Storage::new(board, paths, store.clone()).unwrap(), store)
-    }
-}
-
-/// The first 8 KiB of a RAID 5 member from the image (superblock at 4 KiB), its array UUID changed to `uuid`.
-fn member(uuid_byte: u8, name: &str) -> Vec<u8> {
-    let hex = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/md/superblock-raid5-member.hex"),
-    )
-    .unwrap();
-    let sb: Vec<u8> = hex
-        .split_whitespace()
-        .map(|h| u8::from_str_radix(h, 16).unwrap())
-        .collect();
-    let mut head = vec![0u8; 8192];
-    head[4096..4096 + sb.len()].copy_from_slice(&sb);
-    head[4096 + 16] = uuid_byte;
-    head[4096 + 32..4096 + 64].fill(0);
-    head[4096 + 32..4096 + 32 + name.len()].copy_from_slice(name.as_bytes());
-    head
-}
-
-fn ext4() -> Vec<u8> {
-    let mut head = vec![0u8; 2048];
-    head[1080] = 0x53;
-    head[1081] = 0xef;
-    head
-}
-
-fn request(name: &str, level: &str, disks: &[&str], confirm: Option<&str>) -> CreateRequest {
-    CreateRequest {
-        name: name.into(),
-        level: level.into(),
-        disks: disks.iter().map(|d| d.to_string()).collect(),
-        confirm: confirm.map(String::from),
-    }
-}
+use cairn_storage::{CreateRequest, DiskRole, Level, StorageError, VolumeRecord};
+use common::{ext4, gpt, member, request, Bench};
 
 #[test]
 fn each_disk_is_named_by_bay_with_what_it_holds_and_arrays_from_elsewhere_are_found() {
@@ -117,7 +18,7 @@ fn each_disk_is_named_by_bay_with_what_it_holds_and_arrays_from_elsewhere_are_fo
     b.disk("vdc", 3, "MOVED-A", &member(0x11, "cairn:photos"));
     b.disk("vdd", 4, "MOVED-B", &member(0x11, "cairn:photos"));
     b.disk("vdf", 5, "LINUX", &member(0x22, "debian:0"));
-    let (s, _) = b.storage();
+    let s = b.storage();
     let disks = s.disks().unwrap();
     let by_id = |id: &str| disks.iter().find(|d| d.disk.id == id).unwrap();
     assert_eq!(
@@ -167,7 +68,7 @@ fn refusals_come_before_any_disk_is_touched() {
     b.disk("vda", 1, "BLANK", &[]);
     b.disk("vdb", 2, "OLDFS", &ext4());
     b.disk("vdc", 3, "MOVED-A", &member(0x11, "cairn:photos"));
-    let (s, _) = b.storage();
+    let s = b.storage();
     let before: Vec<u8> = std::fs::read(b.root.join("dev/vdb")).unwrap();
     let boot_id = s
         .disks()
@@ -217,6 +118,11 @@ fn refusals_come_before_any_disk_is_touched() {
         before,
         "a refused request wrote to a disk"
     );
+    assert!(
+        b.fake.calls().is_empty(),
+        "a refusal ran {:?}",
+        b.fake.calls()
+    );
     assert!(matches!(s.job("12"), Err(StorageError::NoSuchJob(_))));
     assert!(matches!(s.job("../x"), Err(StorageError::NoSuchJob(_))));
 }
@@ -226,7 +132,7 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
     let b = Bench::new();
     b.disk("vde", 0, "", &[]);
     b.disk("vda", 1, "STILL-HERE", &member(0x33, "cairn:vault"));
-    let (s, store) = b.storage();
+    let s = b.storage();
     let snapshot = |id: &str, bay| cairn_storage::volumes::DiskSnapshot {
         id: id.into(),
         serial: id.into(),
@@ -245,11 +151,7 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
         last_mismatches: None,
         last_state: "clean".into(),
     };
-    store
-        .table("volumes")
-        .unwrap()
-        .put("vault", &record)
-        .unwrap();
+    b.save_volume_record(&record);
     let v = s.volume("vault").unwrap();
     assert_eq!(v.state, "missing");
     assert!(
@@ -286,14 +188,6 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
     ));
 }
 
-fn gpt() -> Vec<u8> {
-    let mut head = vec![0u8; 1024];
-    head[510] = 0x55;
-    head[511] = 0xaa;
-    head[512..520].copy_from_slice(b"EFI PART");
-    head
-}
-
 #[test]
 fn arrays_on_partitions_are_found_with_the_partitions_to_assemble() {
     let b = Bench::new();
@@ -305,7 +199,7 @@ fn arrays_on_partitions_are_found_with_the_partitions_to_assemble() {
     b.partition("vdb", "vdb1", &[]);
     b.partition("vdb", "vdb5", &member(0x44, "nas:2"));
     b.disk("vdc", 3, "JUST-GPT", &gpt());
-    let (s, _) = b.storage();
+    let s = b.storage();
     let disks = s.disks().unwrap();
     let a = disks.iter().find(|d| d.disk.id == "SYNO-A").unwrap();
     assert_eq!(a.disk.role, DiskRole::Member);

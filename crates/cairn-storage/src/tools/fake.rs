@@ -287,6 +287,22 @@ impl Fake {
         self.write_array(minor, &a);
     }
 
+    /// A disk fails under the kernel (I/O errors): md marks its member faulty and keeps it in the array.
+    pub fn break_disk(&self, disk: &str) {
+        let mut m = self.machine();
+        let mut changed = vec![];
+        for (minor, a) in m.arrays.iter_mut() {
+            if let Some(mem) = a.members.iter_mut().find(|x| x.dev == disk) {
+                mem.state = State::Faulty;
+                a.events += 1;
+                changed.push((*minor, a.clone()));
+            }
+        }
+        for (minor, a) in changed {
+            self.write_array(minor, &a);
+        }
+    }
+
     /// Pulls a disk out of its bay: it leaves sysfs and `dev/` (its bytes are kept for [`Fake::insert`]);
     /// an array it runs in keeps it as a member whose device no longer exists, as the kernel does.
     pub fn pull(&self, disk: &str) {

@@ -1,0 +1,522 @@
+//! The storage manager's orchestration on the host, over the md simulator (`tools::fake`): create, fail,
+//! replace, scrub, the monitor's pass, and the power going off between any two steps of a create or a
+//! replace. The simulator changes sysfs, /proc/mounts and the disks' superblocks as the kernel and mdadm
+//! would, and the manager reads them back exactly as on the box; the QEMU scenario (tests/tests/storage.rs)
+//! runs the same paths with real mdadm.
+
+mod common;
+
+use cairn_storage::tools::fake::PowerOff;
+use cairn_storage::{Storage, StorageError};
+use common::{every_disk_is_free_or_recorded, request, wait_for, Bench};
+use std::panic::AssertUnwindSafe;
+
+const DAY_S: u64 = 24 * 3600;
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until the create job has handed over to the kernel (or failed, or the power went off).
+fn wait_build(b: &Bench, s: &Storage, job: &str) {
+    wait_for("the create job to hand over to the kernel", || {
+        let j = s.job(job).unwrap();
+        b.fake.crashed() || j.state != "running" || j.message.starts_with("Building redundancy")
+    });
+}
+
+/// A mirror `media` on bays 1 and 2 (`A`, `B`), built and in sync; bays 3 and 4 (`C`, `D`) are free.
+fn mirror() -> (Bench, Storage) {
+    let b = Bench::with_blank_disks(&["A", "B", "C", "D"]);
+    let s = b.storage();
+    let job = s
+        .create(request("media", "raid1", &["A", "B"], None))
+        .unwrap();
+    wait_build(&b, &s, &job.id);
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    (b, s)
+}
+
+fn member_state(s: &Storage, volume: &str, disk: &str) -> &'static str {
+    s.volume(volume)
+        .unwrap()
+        .members
+        .iter()
+        .find(|m| m.id == disk)
+        .map(|m| m.state)
+        .unwrap_or("not a member")
+}
+
+fn messages(s: &Storage) -> Vec<String> {
+    s.events(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
+}
+
+#[test]
+fn create_wipes_only_its_disks_builds_formats_mounts_and_is_done_once_the_kernel_synced() {
+    let b = Bench::with_blank_disks(&["A", "B", "C"]);
+    let s = b.storage();
+    let job = s
+        .create(request("media", "raid1", &["A", "B"], None))
+        .unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.state.as_str()),
+        ("create", "running")
+    );
+    wait_build(&b, &s, &job.id);
+
+    let v = s.volume("media").unwrap();
+    assert_eq!((v.state, v.mounted), ("creating", true), "{v:?}");
+    let j = s.job(&job.id).unwrap();
+    assert_eq!(j.state, "running", "the kernel is still syncing the copies");
+    assert_eq!(
+        b.methods_since(0),
+        [
+            "load_module",
+            "load_module",
+            "zero_superblock",
+            "wipe_ends",
+            "zero_superblock",
+            "wipe_ends",
+            "create_array",
+            "array_uuid",
+            "mkfs_ext4",
+            "mount"
+        ]
+    );
+    assert_eq!(b.wiped_since(0), ["vda", "vda", "vdb", "vdb"]);
+
+    b.fake.finish_sync(0);
+    let j = s.job(&job.id).unwrap();
+    assert_eq!(
+        (j.state.as_str(), j.message.as_str()),
+        ("done", "The volume is ready and redundant.")
+    );
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.mounted, v.problem.as_deref()),
+        ("clean", true, None)
+    );
+    let record = &b.volume_records()[0];
+    assert!(!record.uuid.is_empty());
+    assert_eq!(record.uuid, v.uuid);
+    let members: Vec<(&str, &str)> = v.members.iter().map(|m| (m.id.as_str(), m.state)).collect();
+    assert_eq!(members, [("A", "in_sync"), ("B", "in_sync")]);
+    let c = s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.disk.id == "C")
+        .unwrap();
+    assert!(c.volume.is_none() && c.in_use.is_none(), "{c:?}");
+}
+
+#[test]
+fn raid_drivers_are_loaded_only_when_the_board_builds_them_as_modules() {
+    let b = Bench::with_blank_disks(&["A", "B"]);
+    let s = b.storage();
+    let job = s
+        .create(request("media", "raid1", &["A", "B"], None))
+        .unwrap();
+    wait_build(&b, &s, &job.id);
+    assert_eq!(b.fake.modules(), ["md_mod", "raid1"]);
+
+    let b = Bench::with_blank_disks(&["A", "B", "C"]);
+    let mut built_in = b.board.clone();
+    built_in.modules.on_demand.clear();
+    let s = b.storage_on(built_in);
+    let job = s
+        .create(request("media", "raid5", &["A", "B", "C"], None))
+        .unwrap();
+    wait_build(&b, &s, &job.id);
+    assert!(b.fake.modules().is_empty(), "{:?}", b.fake.modules());
+    assert!(s.volume("media").unwrap().mounted);
+}
+
+#[test]
+fn a_create_whose_array_cannot_be_made_is_dropped_and_leaves_its_disks_free() {
+    let b = Bench::with_blank_disks(&["A", "B"]);
+    let s = b.storage();
+    b.fake.refuse(
+        "create_array",
+        "mdadm: cannot open /dev/vdb: Device or resource busy",
+    );
+    let job = s
+        .create(request("media", "raid1", &["A", "B"], None))
+        .unwrap();
+    wait_build(&b, &s, &job.id);
+    let j = s.job(&job.id).unwrap();
+    assert_eq!(
+        (j.state.as_str(), j.message.as_str()),
+        ("failed", "Creating the RAID array failed.")
+    );
+    assert!(b.volume_records().is_empty());
+    every_disk_is_free_or_recorded(&s).unwrap();
+    let e = s.events(1).unwrap().remove(0);
+    assert!(e.detail.contains("Device or resource busy"), "{e:?}");
+}
+
+#[test]
+fn failing_a_member_takes_it_out_and_is_refused_once_no_redundancy_is_left() {
+    let (b, s) = mirror();
+    let from = b.fake.call_count();
+    let v = s.fail("media", "A", "the test").unwrap();
+    assert_eq!(v.state, "degraded");
+    assert_eq!(member_state(&s, "media", "A"), "removed");
+    assert_eq!(b.methods_since(from), ["fail", "remove"]);
+    assert!(b.wiped_since(from).is_empty());
+    assert!(messages(&s)[0].contains("was marked failed by the test"));
+
+    let from = b.fake.call_count();
+    let e = s.fail("media", "B", "the test").unwrap_err();
+    assert!(
+        matches!(&e, StorageError::Refused(m) if m.contains("no redundancy left")),
+        "{e:?}"
+    );
+    assert!(b.methods_since(from).is_empty(), "nothing ran");
+    assert_eq!(member_state(&s, "media", "B"), "in_sync");
+}
+
+#[test]
+fn replacing_a_healthy_member_keeps_it_in_service_while_the_new_disk_is_filled() {
+    let (b, s) = mirror();
+    let from = b.fake.call_count();
+    let job = s.replace("media", "A", "C", None).unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.state.as_str()),
+        ("rebuild", "running")
+    );
+    assert_eq!(
+        b.methods_since(from),
+        ["zero_superblock", "wipe_ends", "add", "hot_replace"]
+    );
+    assert_eq!(
+        b.wiped_since(from),
+        ["vdc", "vdc"],
+        "only the new disk is cleared"
+    );
+    assert_eq!(s.volume("media").unwrap().state, "rebuilding");
+    assert_eq!(member_state(&s, "media", "C"), "rebuilding");
+
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.disks.clone()),
+        ("clean", vec!["C".to_string(), "B".to_string()])
+    );
+}
+
+#[test]
+fn replacing_a_member_the_kernel_failed_takes_it_out_and_rebuilds_onto_the_new_disk() {
+    let (b, s) = mirror();
+    b.fake.break_disk("vda");
+    assert_eq!(s.volume("media").unwrap().state, "degraded");
+    assert_eq!(member_state(&s, "media", "A"), "faulty");
+    let from = b.fake.call_count();
+    let job = s.replace("media", "A", "C", None).unwrap();
+    assert_eq!(
+        b.methods_since(from),
+        ["zero_superblock", "wipe_ends", "fail", "remove", "add"]
+    );
+    assert_eq!(b.wiped_since(from), ["vdc", "vdc"]);
+    assert_eq!(s.volume("media").unwrap().state, "rebuilding");
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    assert_eq!(s.volume("media").unwrap().state, "clean");
+}
+
+#[test]
+fn replacing_a_pulled_member_fails_it_out_first_and_rebuilds_onto_the_new_disk() {
+    let (b, s) = mirror();
+    b.fake.pull("vda");
+    assert_eq!(member_state(&s, "media", "A"), "missing");
+    let from = b.fake.call_count();
+    let job = s.replace("media", "A", "C", None).unwrap();
+    assert_eq!(
+        b.methods_since(from),
+        ["fail_detached", "zero_superblock", "wipe_ends", "add"]
+    );
+    assert_eq!(b.wiped_since(from), ["vdc", "vdc"]);
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.disks.clone()),
+        ("clean", vec!["C".to_string(), "B".to_string()])
+    );
+}
+
+#[test]
+fn a_member_that_dropped_out_and_came_back_is_replaced_by_itself_without_confirmation() {
+    let (b, s) = mirror();
+    b.fake.pull("vdb");
+    s.tick();
+    b.fake.insert("vdb");
+    assert_eq!(
+        member_state(&s, "media", "B"),
+        "removed",
+        "back in the box, out of the array"
+    );
+    let from = b.fake.call_count();
+    let job = s.replace("media", "B", "B", None).unwrap();
+    assert_eq!(
+        b.methods_since(from),
+        ["zero_superblock", "wipe_ends", "add"]
+    );
+    assert_eq!(
+        b.wiped_since(from),
+        ["vdb", "vdb"],
+        "only its stale copy is cleared"
+    );
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.disks.clone()),
+        ("clean", vec!["A".to_string(), "B".to_string()])
+    );
+}
+
+#[test]
+fn a_scrub_is_a_job_whose_mismatch_count_is_recorded_on_the_volume() {
+    let (b, s) = mirror();
+    let from = b.fake.call_count();
+    b.fake.set_mismatches(0, 8);
+    let job = s.scrub("media").unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.state.as_str()),
+        ("scrub", "running")
+    );
+    assert_eq!(b.methods_since(from), ["start_check"]);
+    assert!(matches!(s.scrub("media"), Err(StorageError::Busy(_))));
+
+    b.fake.finish_sync(0);
+    let j = s.job(&job.id).unwrap();
+    assert_eq!(
+        (j.state.as_str(), j.message.as_str()),
+        ("done", "Scrub finished: 8 mismatched blocks.")
+    );
+    let v = s.volume("media").unwrap();
+    assert_eq!(v.last_mismatches, Some(8));
+    assert!(v.last_scrub_s.is_some_and(|t| t + 60 > now_s()));
+    let e = s.events(1).unwrap().remove(0);
+    assert_eq!(e.level, "warning", "mismatches are worth a look: {e:?}");
+}
+
+#[test]
+fn the_monitor_fails_out_a_pulled_disk_logs_each_state_change_and_closes_the_rebuild() {
+    let (b, s) = mirror();
+    s.tick();
+    assert_eq!(messages(&s)[0], "Volume media is clean.");
+
+    b.fake.pull("vda");
+    let from = b.fake.call_count();
+    s.tick();
+    assert_eq!(b.methods_since(from), ["fail_detached"]);
+    let log = messages(&s);
+    assert!(log[0].starts_with("Volume media is degraded: "), "{log:?}");
+    assert_eq!(
+        log[1],
+        "bay 1 (Virtual disk, serial A) was removed from the box while part of volume media."
+    );
+    let from = b.fake.call_count();
+    s.tick();
+    assert!(
+        b.methods_since(from).is_empty(),
+        "a pass with nothing new changes nothing"
+    );
+    assert!(
+        messages(&s)[0].starts_with("Volume media is degraded: "),
+        "logged once"
+    );
+
+    let job = s.replace("media", "A", "C", None).unwrap();
+    s.tick();
+    assert!(messages(&s)[0].starts_with("Volume media is rebuilding: "));
+    b.fake.finish_sync(0);
+    s.tick();
+    let log = messages(&s);
+    assert_eq!(log[0], "Volume media is clean.");
+    assert_eq!(
+        log[1],
+        "Volume media: Rebuild finished: every disk is in sync."
+    );
+    // Closed by the monitor, not by someone looking at the job.
+    let record = b
+        .job_records()
+        .into_iter()
+        .find(|j| j["id"] == job.id.as_str())
+        .unwrap();
+    assert_eq!(record["state"], "done");
+}
+
+#[test]
+fn the_monitor_starts_a_scrub_when_the_last_one_is_older_than_thirty_days() {
+    let (b, s) = mirror();
+    s.tick();
+    let mut r = b.volume_records().remove(0);
+    r.last_scrub_s = Some(now_s() - 29 * DAY_S);
+    b.save_volume_record(&r);
+    let from = b.fake.call_count();
+    s.tick();
+    assert!(
+        b.methods_since(from).is_empty(),
+        "scrubbed 29 days ago: not due"
+    );
+
+    r.last_scrub_s = Some(now_s() - 31 * DAY_S);
+    b.save_volume_record(&r);
+    s.tick();
+    assert_eq!(b.methods_since(from), ["start_check"]);
+    let job = s.volume("media").unwrap().job.unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.state.as_str()),
+        ("scrub", "running")
+    );
+}
+
+/// What an owner needs after any power cut: no job stuck in a step only the daemon could have finished,
+/// every disk free or in a recorded volume, every recorded volume with an array running.
+fn after_restart(b: &Bench, s: &Storage, at: usize) {
+    for j in b.job_records() {
+        assert!(
+            j["state"] != "running" || j["step"] == "kernel",
+            "power cut at call {at}: job left running in step {}: {j}",
+            j["step"]
+        );
+    }
+    every_disk_is_free_or_recorded(s).unwrap_or_else(|e| panic!("power cut at call {at}: {e}"));
+    for v in s.volumes().unwrap() {
+        assert!(
+            !matches!(v.state, "missing" | "failed" | "creating"),
+            "power cut at call {at}: volume {} is {}: {:?}",
+            v.name,
+            v.state,
+            v.problem
+        );
+    }
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_a_create_leaves_a_volume_to_use_or_to_delete_and_never_a_stray_disk()
+{
+    for at in 0.. {
+        let b = Bench::with_blank_disks(&["A", "B", "C"]);
+        let s = b.storage();
+        b.fake.crash_after(at);
+        let job = s
+            .create(request("media", "raid1", &["A", "B"], None))
+            .unwrap();
+        wait_build(&b, &s, &job.id);
+        let crashed = b.fake.crashed();
+        let made = b.methods_since(0).contains(&"create_array");
+        let formatted = b.methods_since(0).contains(&"mkfs_ext4");
+        b.fake.power_cut();
+        let s = b.storage();
+        s.start();
+
+        after_restart(&b, &s, at);
+        assert!(b.wiped_since(0).iter().all(|d| d == "vda" || d == "vdb"));
+        let volume = s.volume("media");
+        if made {
+            let v = volume.unwrap_or_else(|e| panic!("power cut at call {at}: {e}"));
+            assert_eq!(v.mounted, formatted, "power cut at call {at}: {v:?}");
+        } else {
+            assert!(
+                matches!(volume, Err(StorageError::NoSuchVolume(_))),
+                "power cut at call {at}: a volume whose array never existed stays: {volume:?}"
+            );
+        }
+        let j = s.job(&job.id).unwrap();
+        if crashed {
+            assert_eq!(j.state, "failed", "power cut at call {at}: {j:?}");
+        } else {
+            // Every call went through: the last round had no power cut before the handover.
+            assert_eq!(at, 10);
+            break;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Old {
+    Healthy,
+    FailedByTheKernel,
+    Pulled,
+}
+
+/// Cuts the power before each call of replacing `A` (in the given condition) with `C` in a mirror holding a
+/// file, restarts, and checks the volume comes back with the file and no disk holding data was wiped.
+fn power_cut_at_every_step_of_replacing(old: Old) {
+    for at in 0.. {
+        let (b, s) = mirror();
+        std::fs::write(b.root.join("data/media/keep.txt"), "precious").unwrap();
+        match old {
+            Old::Healthy => {}
+            Old::FailedByTheKernel => b.fake.break_disk("vda"),
+            Old::Pulled => b.fake.pull("vda"),
+        }
+        let from = b.fake.call_count();
+        b.fake.crash_after(at);
+        let replaced =
+            std::panic::catch_unwind(AssertUnwindSafe(|| s.replace("media", "A", "C", None)));
+        let crashed = match replaced {
+            Ok(r) => {
+                r.unwrap();
+                false
+            }
+            Err(p) => {
+                assert!(p.is::<PowerOff>(), "a real panic, not the power cut");
+                true
+            }
+        };
+        b.fake.power_cut();
+        let s = b.storage();
+        s.start();
+
+        let what = format!("{old:?} member, power cut at call {at}");
+        after_restart(&b, &s, at);
+        let v = s.volume("media").unwrap();
+        assert!(v.mounted, "{what}: {v:?}");
+        if matches!(old, Old::Healthy) {
+            // Both old members still run; the record names the disks the array has.
+            assert!(matches!(v.state, "clean" | "rebuilding"), "{what}: {v:?}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(b.root.join("data/media/keep.txt"))
+                .ok()
+                .as_deref(),
+            Some("precious"),
+            "{what}: the file is on the volume"
+        );
+        let wiped = b.wiped_since(from);
+        assert!(wiped.iter().all(|d| d == "vdc"), "{what}: wiped {wiped:?}");
+        if !crashed {
+            assert!(at > 0);
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_replacing_a_healthy_member_keeps_the_volume_and_its_data() {
+    power_cut_at_every_step_of_replacing(Old::Healthy);
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_replacing_a_failed_member_keeps_the_volume_and_its_data() {
+    power_cut_at_every_step_of_replacing(Old::FailedByTheKernel);
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_replacing_a_pulled_member_keeps_the_volume_and_its_data() {
+    power_cut_at_every_step_of_replacing(Old::Pulled);
+}
