@@ -8,6 +8,7 @@
 //! committed to disk before it returns. Never talks to the network and never writes server configuration
 //! files: `cairn-smb` renders those from what this crate holds. Tested on the host against a temporary store.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 mod names;
 mod password;

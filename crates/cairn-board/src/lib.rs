@@ -5,6 +5,7 @@
 //! Init reads it to know which modules, partitions and lines to use, the daemon to report the board,
 //! and the QEMU harness to know how to boot an image. Tested on the host against the real board files.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 use serde::Deserialize;
 use std::path::Path;

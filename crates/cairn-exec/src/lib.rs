@@ -3,6 +3,7 @@
 //! Owns spawning, time bounds and turning exit statuses into typed errors that keep the tool's stderr for
 //! the event log. It knows nothing about any particular tool. Tested on the host with coreutils.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -37,6 +38,7 @@ pub enum ExecError {
 /// Runs `program` with `args`, bounded by `timeout`; success only on exit status 0.
 pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, ExecError> {
     log::info!("run: {program} {}", args.join(" "));
+    #[allow(clippy::disallowed_methods)] // The one place tools are started.
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())

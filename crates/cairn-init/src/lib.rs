@@ -7,6 +7,7 @@
 //! config filesystem clean. It never touches data disks and never reads settings records.
 //! Pure parts (module dependency order, partition classification, backoff, service files) are unit
 //! tested on the host; the whole runs under QEMU in the scenario tests.
+#![deny(clippy::disallowed_methods)]
 
 pub mod config_partition;
 pub mod logring;

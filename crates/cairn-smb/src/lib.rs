@@ -7,6 +7,7 @@
 //! `cairn-accounts` validated them against a grammar that has no `[`, `;`, `#`, newline or path separator,
 //! and this crate checks that again before writing. The real server is exercised by the QEMU SMB tests.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 use cairn_accounts::{Group, Level, Share, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -6,6 +6,7 @@
 //! before returning, so a change the API acknowledged survives a power cut. Tested on the host with
 //! temporary directories, and with fixture databases for migrations as the schema grows.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};

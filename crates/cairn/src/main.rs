@@ -1,6 +1,7 @@
 //! `cairn`: one binary, dispatched busybox-style on `argv[0]` or its first argument, so the image carries
 //! a single copy of the standard library, tokio and the TLS stack. Wiring only; logic lives in the crates.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 
 mod ctl;
 

@@ -1,4 +1,6 @@
 //! `cairn ctl` against the real daemon binary on a temporary state directory.
+// This test drives the real binary as a separate process.
+#![allow(clippy::disallowed_methods)]
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
