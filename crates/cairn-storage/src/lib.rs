@@ -1,8 +1,20 @@
-//! Disks: what block devices the box has, which bay each sits in, and what each holds.
+//! Storage: the box's disks, the volumes Cairn builds on them (md RAID with ext4), the jobs that build, rebuild
+//! and scrub them, and the storage event log.
 //!
-//! Owns reading sysfs (and, as the storage issue continues, md RAID state and volumes). Discovery is a pure
-//! function over a sysfs root, tested on the host against fixture trees shaped like the kernel's; the boot
-//! medium is never offered as a data disk. It never writes to a disk.
+//! Owns: finding disks in sysfs and telling what each holds (`discover`, `contents`, `md`), the rules a new
+//! volume must pass before any disk is touched (`volumes`), and the manager (`manager`) that records what each
+//! volume should be in the store and reads how it is from the kernel at every question. Every change to the
+//! machine (mdadm, mke2fs, e2fsck, modprobe, mounts, wiping a disk's ends, md `sync_action`) goes through one
+//! seam, [`Tools`]; the crate never spawns a process itself (`cairn-exec` does, inside `tools::system`) and has
+//! no unsafe code. Never touches: the boot medium (never offered as a data disk), shares, users, the network.
+//!
+//! Testing: parsers and rules are pure and tested against fixture files taken from real disks and real tool
+//! output (`tests/fixtures/md`). The manager runs on the host over a fixture tree (`Paths` pointing at
+//! temporary `sys`, `dev`, `proc`, `data`) with `tools::fake::Fake` (cargo feature `fake`, on for this crate's
+//! own tests), an md simulator that writes sysfs, holders, /proc/mounts and md 1.2 superblocks as the kernel
+//! would and can cut the power before any call: `tests/manager.rs` (what disks and found arrays are called,
+//! refusals), `tests/orchestration.rs` (create, fail, replace, scrub, the monitor, power cuts). The QEMU
+//! storage scenario (`tests/tests/storage.rs`) runs the same code with real mdadm and disks pulled from bays.
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 

@@ -13,6 +13,7 @@ pub mod system;
 use crate::volumes::Level;
 use crate::StorageError;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The homehost written into every array Cairn creates (`cairn:<volume>`): how a Cairn array is told from
 /// one made elsewhere.
@@ -71,4 +72,7 @@ pub trait Tools: Send + Sync {
     fn remove_mount_point(&self, dir: &Path) -> Result<(), StorageError>;
     /// Starts a scrub: md reads every block and counts mismatches (`sync_action` = `check`).
     fn start_check(&self, md: &Path) -> Result<(), StorageError>;
+    /// Leaves how long start-up assembly took (finding members and assembling; everything) where the
+    /// storage benchmark reads it.
+    fn note_assembly_time(&self, assembling: Duration, total: Duration);
 }

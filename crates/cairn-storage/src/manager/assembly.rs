@@ -85,7 +85,9 @@ impl Storage {
         }
         let ms = started.elapsed().as_millis();
         let asm = assembling.as_millis();
-        let _ = std::fs::write("/run/cairn/assembly-ms", format!("{asm} {ms}\n"));
+        self.inner
+            .tools
+            .note_assembly_time(assembling, started.elapsed());
         self.event(
             "info",
             "",

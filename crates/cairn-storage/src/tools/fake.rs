@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// The panic payload of a call made after the power went off.
 #[derive(Debug)]
@@ -975,6 +976,8 @@ impl Tools for Fake {
         let _m = self.call("remove_mount_point", &[dir])?;
         std::fs::remove_dir(dir).map_err(|e| StorageError::io("removing the mount point", e))
     }
+
+    fn note_assembly_time(&self, _assembling: Duration, _total: Duration) {}
 
     fn start_check(&self, md: &Path) -> Result<(), StorageError> {
         let mut m = self.call("start_check", &[md])?;

@@ -262,6 +262,11 @@ impl Tools for System {
         let attr = self.sys.join("block").join(name).join("md/sync_action");
         std::fs::write(attr, "check").map_err(|e| StorageError::io("starting the scrub", e))
     }
+
+    fn note_assembly_time(&self, assembling: Duration, total: Duration) {
+        let (asm, ms) = (assembling.as_millis(), total.as_millis());
+        let _ = std::fs::write("/run/cairn/assembly-ms", format!("{asm} {ms}\n"));
+    }
 }
 
 /// Zeros the first and last MiB of a disk so nothing old is recognised on it again.
