@@ -2,9 +2,9 @@
 //! identity, the Host check against DNS rebinding, CSRF tokens and the same-origin rule for logins.
 //! Route access (open, public, user, admin) is declared in the route table; this module enforces it.
 
+use crate::app::App;
 use crate::error::{Error, RequestError};
 use crate::http;
-use crate::App;
 use cairn_accounts::{Role, Session, User};
 use hyper::body::Bytes;
 use hyper::header::{HeaderMap, HOST, ORIGIN, USER_AGENT};
@@ -187,5 +187,28 @@ pub fn is_local_network(addr: SocketAddr) -> bool {
             let first = v6.segments()[0];
             v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
+    }
+}
+
+/// The `{name}` segments of the matched route, by name.
+pub(crate) struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub(crate) fn new(pairs: Vec<(&'static str, String)>) -> Params {
+        Params(pairs)
+    }
+
+    /// The segment the route's pattern calls `{key}`; empty if it has none (a table typo fails the tests).
+    pub(crate) fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    /// How many segments were named: fewer means a more specific route.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
+mod app;
 mod auth;
 mod controller;
 mod error;
@@ -20,83 +21,18 @@ mod json;
 mod routes;
 mod throttle;
 
+pub use app::{App, ChangeHook, Identity};
 pub use auth::is_local_network;
 pub use error::{ApiError, Error, RequestError, ALL_CODES};
 pub use routes::{public_routes, routes};
 
-use cairn_accounts::Accounts;
-use cairn_store::Store;
-use cairn_system::System;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Fixed facts about this box, for health and the pages.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub version: String,
-    pub board: String,
-}
-
-/// Called after every acknowledged change that servers' files depend on (SMB), off the async threads.
-pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
-
-/// Everything a request handler needs.
-pub struct App {
-    pub identity: Identity,
-    pub accounts: Accounts,
-    pub store: Store,
-    /// Host name, network, power.
-    pub system: System,
-    pub started: Instant,
-    /// The board description, for disk bays; absent on a development host without one.
-    pub board: Option<cairn_board::Board>,
-    /// Root of sysfs (`/sys`), where disks are discovered.
-    pub sys_root: std::path::PathBuf,
-    /// The disk and volume manager; absent on a development host.
-    pub storage: Option<cairn_storage::Storage>,
-    throttle: throttle::Throttle,
-    on_change: Option<ChangeHook>,
-}
-
-impl App {
-    pub fn new(
-        identity: Identity,
-        store: Store,
-        system: System,
-    ) -> Result<App, cairn_accounts::AccountError> {
-        Ok(App {
-            identity,
-            accounts: Accounts::new(store.clone())?,
-            store,
-            system,
-            started: Instant::now(),
-            board: None,
-            sys_root: std::path::PathBuf::from("/sys"),
-            storage: None,
-            throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
-            on_change: None,
-        })
-    }
-
-    /// Registers what runs after each change (the SMB renderer on the box).
-    pub fn with_change_hook(mut self, hook: ChangeHook) -> App {
-        self.on_change = Some(hook);
-        self
-    }
-
-    /// Runs the change hook. Blocking: the API calls it off the async threads, the daemon periodically to
-    /// repair drift.
-    pub fn notify_change(&self) {
-        if let Some(hook) = &self.on_change {
-            hook(self);
-        }
-    }
-}
 
 /// How long a client may take to send its request head before the connection is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,10 +6,11 @@
 //! answer before an administrator exists), the route's access, the CSRF token on every change made with a
 //! session, then the handler. Errors become answers in one place ([`crate::error`]).
 
-use crate::auth::{console_caller, host_is_ours, session_caller, Ctx};
+use crate::app::App;
+use crate::auth::{console_caller, host_is_ours, session_caller, Ctx, Params};
 use crate::error::{Error, RequestError};
 use crate::http::{self, Resp};
-use crate::{html, json, App};
+use crate::{html, json};
 use cairn_accounts::Role;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
@@ -40,20 +41,6 @@ pub(crate) struct Route {
     pattern: &'static str,
     access: Access,
     handler: Handler,
-}
-
-/// The `{name}` segments of a matched route, by name.
-pub(crate) struct Params(Vec<(&'static str, String)>);
-
-impl Params {
-    /// The segment the route's pattern calls `{key}`; empty if it has none (a table typo fails the tests).
-    pub(crate) fn get(&self, key: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    }
 }
 
 macro_rules! routes {
@@ -184,7 +171,7 @@ fn fit(pattern: &'static str, path: &str) -> Option<Params> {
     let mut got = path.split('/');
     loop {
         match (want.next(), got.next()) {
-            (None, None) => return Some(Params(params)),
+            (None, None) => return Some(Params::new(params)),
             (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
                 params.push((&w[1..w.len() - 1], g.to_string()))
             }
@@ -206,10 +193,7 @@ fn find(method: &str, path: &str) -> Found {
         if route.method != method {
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|(_, p)| params.0.len() < p.0.len())
-        {
+        if best.as_ref().is_none_or(|(_, p)| params.len() < p.len()) {
             best = Some((route, params));
         }
     }
@@ -330,7 +314,7 @@ mod tests {
         match find("POST", "/api/v1/system/reboot") {
             Found::Route(r, p) => {
                 assert_eq!(r.pattern, "/api/v1/system/reboot");
-                assert!(p.0.is_empty());
+                assert_eq!(p.len(), 0);
             }
             _ => panic!("not found"),
         }

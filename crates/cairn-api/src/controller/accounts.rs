@@ -2,9 +2,9 @@
 //! on a volume of this box; a share's space is measured on its volume.
 
 use super::{blocking, changed};
+use crate::app::App;
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::App;
 use cairn_accounts::{
     AccountError, Group, Level, NewShare, NewUser, Share, SharePatch, User, UserPatch,
 };

@@ -8,8 +8,8 @@ pub(crate) mod session;
 pub(crate) mod storage;
 pub(crate) mod system;
 
+use crate::app::App;
 use crate::error::Error;
-use crate::App;
 use std::sync::Arc;
 
 /// Runs blocking work on tokio's blocking pool, so the server keeps answering meanwhile.

@@ -3,8 +3,8 @@
 //! the share servers serve.
 
 use super::{blocking, changed};
+use crate::app::App;
 use crate::error::{Error, RequestError};
-use crate::App;
 use cairn_storage::{CreateRequest, DiskView, Event, JobView, Storage, StorageError, VolumeView};
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 //! here the offload (settings commits) and the change notification (the SMB server announces the name).
 
 use super::{blocking, changed};
+use crate::app::App;
 use crate::error::Error;
-use crate::App;
 use cairn_system::{NetworkSettings, NetworkView, PowerAction, Trial};
 use serde_json::{json, Value};
 use std::sync::Arc;

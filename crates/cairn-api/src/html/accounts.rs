@@ -1,12 +1,11 @@
 //! The Users, Groups and Shares pages, and everyone's own account page.
 
 use super::{csrf_field, human, notice_line, page, problem, status_of};
-use crate::auth::{Caller, Ctx};
+use crate::auth::{Caller, Ctx, Params};
 use crate::controller::accounts::{self as ctl, MePatch};
 use crate::controller::storage::mounted_volumes;
 use crate::error::{Error, RequestError};
 use crate::http::{self, esc, form_field, Resp};
-use crate::routes::Params;
 use cairn_accounts::{Access, Level, NewShare, NewUser, Role, SharePatch, User, UserPatch};
 
 /// More shares than this and the list leaves counting space to each share's page.

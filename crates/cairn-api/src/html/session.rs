@@ -1,10 +1,9 @@
 //! The pages around the session: first-boot setup, login, logout, the home page with power, static files.
 
-use crate::auth::{is_local_network, Ctx};
+use crate::auth::{is_local_network, Ctx, Params};
 use crate::controller;
 use crate::error::{Error, RequestError};
 use crate::http::{self, form_field, Resp};
-use crate::routes::Params;
 use cairn_accounts::{AccountError, Role, SessionPolicy};
 use cairn_system::PowerAction;
 use hyper::StatusCode;

@@ -2,11 +2,10 @@
 //! form. Destructive forms ask the owner to type the volume's name; the page refreshes itself while a job runs.
 
 use super::{csrf_field as csrf, human, problem, status_of};
-use crate::auth::{Caller, Ctx};
+use crate::auth::{Caller, Ctx, Params};
 use crate::controller::storage as ctl;
 use crate::error::Error;
 use crate::http::{self, esc, form_field, Resp};
-use crate::routes::Params;
 use cairn_storage::{CreateRequest, DiskView, StorageError, VolumeView};
 use cairn_system::clock::utc;
 

@@ -1,11 +1,10 @@
 //! The System page: host name and network settings (applied on trial, kept once confirmed).
 
 use super::{csrf_field, page, problem, status_of};
-use crate::auth::{Caller, Ctx};
+use crate::auth::{Caller, Ctx, Params};
 use crate::controller::system as ctl;
 use crate::error::Error;
 use crate::http::{self, esc, form_field, Resp};
-use crate::routes::Params;
 use cairn_system::{Mode, NetworkRule, NetworkSettings, SystemError};
 
 pub(crate) async fn system(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {

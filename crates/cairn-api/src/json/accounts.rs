@@ -1,11 +1,10 @@
 //! Users, groups, shares, and the caller's own record and sessions.
 
 use super::{body, created, ok};
-use crate::auth::Ctx;
+use crate::auth::{Ctx, Params};
 use crate::controller::accounts::{self as ctl, MePatch};
 use crate::error::{Error, RequestError};
 use crate::http::Resp;
-use crate::routes::Params;
 use cairn_accounts::{Group, Level, NewShare, NewUser, SharePatch, User, UserPatch, UserView};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -1,11 +1,10 @@
 //! Health, first-boot setup, the session (login, who am I, logout) and the API's own description.
 
 use super::{body, ok};
-use crate::auth::Ctx;
+use crate::auth::{Ctx, Params};
 use crate::controller::{self, session::Opened};
 use crate::error::Error;
 use crate::http::{self, Resp};
-use crate::routes::Params;
 use cairn_accounts::{SessionPolicy, UserView};
 use hyper::header::SET_COOKIE;
 use hyper::StatusCode;

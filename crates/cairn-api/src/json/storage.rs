@@ -1,11 +1,10 @@
 //! Disks, volumes, jobs and the storage event log.
 
 use super::{body, ok, optional_body, value};
-use crate::auth::Ctx;
+use crate::auth::{Ctx, Params};
 use crate::controller::storage as ctl;
 use crate::error::Error;
 use crate::http::{self, Resp};
-use crate::routes::Params;
 use cairn_storage::{CreateRequest, JobView};
 use hyper::StatusCode;
 use serde::Deserialize;

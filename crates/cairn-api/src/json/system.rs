@@ -1,11 +1,10 @@
 //! The box: its description and host name, network settings, power.
 
 use super::{body, ok};
-use crate::auth::Ctx;
+use crate::auth::{Ctx, Params};
 use crate::controller::system as ctl;
 use crate::error::Error;
 use crate::http::{self, Resp};
-use crate::routes::Params;
 use cairn_system::{NetworkSettings, NetworkView, PowerAction};
 use hyper::StatusCode;
 use serde::Deserialize;
