@@ -451,23 +451,38 @@ enum Old {
     Healthy,
     FailedByTheKernel,
     Pulled,
+    /// `B` dropped out (pulled and failed out) and came back: it replaces itself.
+    CameBack,
 }
 
-/// Cuts the power before each call of replacing `A` (in the given condition) with `C` in a mirror holding a
-/// file, restarts, and checks the volume comes back with the file and no disk holding data was wiped.
+/// Cuts the power before each call of replacing `A` (in the given condition) with `C` (or `B` with itself) in a
+/// mirror holding a file, restarts, and checks the volume comes back with the file and no disk holding data was
+/// wiped.
 fn power_cut_at_every_step_of_replacing(old: Old) {
     for at in 0.. {
         let (b, s) = mirror();
         std::fs::write(b.root.join("data/media/keep.txt"), "precious").unwrap();
-        match old {
-            Old::Healthy => {}
-            Old::FailedByTheKernel => b.fake.break_disk("vda"),
-            Old::Pulled => b.fake.pull("vda"),
-        }
+        let (failed, with, blank) = match old {
+            Old::Healthy => ("A", "C", "vdc"),
+            Old::FailedByTheKernel => {
+                b.fake.break_disk("vda");
+                ("A", "C", "vdc")
+            }
+            Old::Pulled => {
+                b.fake.pull("vda");
+                ("A", "C", "vdc")
+            }
+            Old::CameBack => {
+                b.fake.pull("vdb");
+                s.tick();
+                b.fake.insert("vdb");
+                ("B", "B", "vdb")
+            }
+        };
         let from = b.fake.call_count();
         b.fake.crash_after(at);
         let replaced =
-            std::panic::catch_unwind(AssertUnwindSafe(|| s.replace("media", "A", "C", None)));
+            std::panic::catch_unwind(AssertUnwindSafe(|| s.replace("media", failed, with, None)));
         let crashed = match replaced {
             Ok(r) => {
                 r.unwrap();
@@ -498,7 +513,7 @@ fn power_cut_at_every_step_of_replacing(old: Old) {
             "{what}: the file is on the volume"
         );
         let wiped = b.wiped_since(from);
-        assert!(wiped.iter().all(|d| d == "vdc"), "{what}: wiped {wiped:?}");
+        assert!(wiped.iter().all(|d| d == blank), "{what}: wiped {wiped:?}");
         if !crashed {
             assert!(at > 0);
             break;
@@ -519,4 +534,115 @@ fn a_power_cut_at_any_step_of_replacing_a_failed_member_keeps_the_volume_and_its
 #[test]
 fn a_power_cut_at_any_step_of_replacing_a_pulled_member_keeps_the_volume_and_its_data() {
     power_cut_at_every_step_of_replacing(Old::Pulled);
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_a_member_replacing_itself_keeps_the_volume_and_its_data() {
+    power_cut_at_every_step_of_replacing(Old::CameBack);
+}
+
+#[test]
+fn deleting_a_volume_unmounts_it_stops_its_array_and_clears_only_its_own_disks() {
+    let (b, s) = mirror();
+    std::fs::write(b.root.join("data/media/keep.txt"), "gone").unwrap();
+    let from = b.fake.call_count();
+    assert!(matches!(
+        s.delete("media", Some("other"), &[]),
+        Err(StorageError::ConfirmRequired { .. })
+    ));
+    assert!(b.methods_since(from).is_empty());
+    s.delete("media", Some("media"), &[]).unwrap();
+    assert_eq!(
+        b.methods_since(from),
+        [
+            "unmount",
+            "stop",
+            "zero_superblock",
+            "wipe_ends",
+            "zero_superblock",
+            "wipe_ends",
+            "remove_mount_point"
+        ]
+    );
+    assert_eq!(b.wiped_since(from), ["vda", "vda", "vdb", "vdb"]);
+    assert!(b.volume_records().is_empty());
+    assert!(!b.root.join("data/media").exists());
+    for d in s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.disk.slot.is_some())
+    {
+        assert_eq!(
+            (d.disk.role, d.in_use.as_deref()),
+            (cairn_storage::DiskRole::Free, None),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_a_delete_leaves_a_volume_that_deleting_again_finishes() {
+    for at in 0.. {
+        let (b, s) = mirror();
+        b.fake.crash_after(at);
+        let deleted =
+            std::panic::catch_unwind(AssertUnwindSafe(|| s.delete("media", Some("media"), &[])));
+        let crashed = deleted.is_err();
+        b.fake.power_cut();
+        let s = b.storage();
+        s.start();
+        every_disk_is_free_or_recorded(&s)
+            .unwrap_or_else(|e| panic!("power cut at call {at}: {e}"));
+        if s.exists("media") {
+            s.delete("media", Some("media"), &[])
+                .unwrap_or_else(|e| panic!("power cut at call {at}: deleting again: {e}"));
+        }
+        let left: Vec<_> = s
+            .disks()
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.disk.slot.is_some() && d.disk.role != cairn_storage::DiskRole::Free)
+            .map(|d| d.disk.id)
+            .collect();
+        assert!(
+            left.is_empty(),
+            "power cut at call {at}: still not free: {left:?}"
+        );
+        if !crashed {
+            assert!(at > 0);
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_volume_moved_to_a_new_box_is_found_and_imported_with_its_data() {
+    let (b, s) = mirror();
+    std::fs::write(b.root.join("data/media/keep.txt"), "precious").unwrap();
+    b.fake.power_cut();
+    // The new box: the same disks, no records.
+    b.store.table("volumes").unwrap().remove("media").unwrap();
+    b.store.commit().unwrap();
+    drop(s);
+    let s = b.storage();
+    s.start();
+    let found = s.volume("media").unwrap();
+    assert_eq!((found.state, found.origin), ("found", Some("cairn")));
+    let from = b.fake.call_count();
+    let v = s.import("media", Some("photos")).unwrap();
+    assert_eq!(
+        (v.name.as_str(), v.state, v.mounted),
+        ("photos", "clean", true)
+    );
+    assert_eq!(
+        b.methods_since(from),
+        ["load_module", "load_module", "assemble", "fsck", "mount"]
+    );
+    assert!(b.wiped_since(from).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(b.root.join("data/photos/keep.txt")).unwrap(),
+        "precious"
+    );
+    assert_eq!(b.volume_records()[0].uuid, found.uuid);
 }

@@ -309,6 +309,12 @@ impl Fake {
     pub fn pull(&self, disk: &str) {
         let link = self.paths.sys.join("block").join(disk);
         let target = std::fs::read_link(&link).expect("a disk in the box");
+        // The device is gone with everything stacked on it; a disk put back comes with empty holders.
+        if let Ok(holders) = std::fs::read_dir(link.join("holders")) {
+            for h in holders.flatten() {
+                let _ = std::fs::remove_dir(h.path());
+            }
+        }
         std::fs::remove_file(&link).expect("sysfs link");
         let away = self.pulled_dir();
         std::fs::create_dir_all(&away).expect("shelf");
