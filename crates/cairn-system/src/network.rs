@@ -211,6 +211,11 @@ impl System {
         Ok(p.settings)
     }
 
+    fn drop_pending(&self) -> Result<(), cairn_store::StoreError> {
+        self.inner.network.remove(PENDING)?;
+        self.inner.store.commit()
+    }
+
     /// Ends trial `id` if it is still the one pending: the confirmed settings come back.
     fn roll_back(&self, id: u64) {
         let _lock = self.lock_network();
@@ -221,12 +226,7 @@ impl System {
             "network change {id} was not confirmed in time: restoring the previous settings"
         );
         let previous = self.confirmed_network();
-        if let Err(e) = self
-            .inner
-            .network
-            .remove(PENDING)
-            .and_then(|_| self.inner.store.commit())
-        {
+        if let Err(e) = self.drop_pending() {
             // The interface goes back all the same; the next start drops the stale trial.
             log::error!("network rollback not recorded: {e}");
         }
@@ -271,12 +271,7 @@ impl System {
                 log::warn!(
                     "an unconfirmed network change was pending at start-up: using the confirmed settings"
                 );
-                if let Err(e) = self
-                    .inner
-                    .network
-                    .remove(PENDING)
-                    .and_then(|_| self.inner.store.commit())
-                {
+                if let Err(e) = self.drop_pending() {
                     log::error!("stale network change not removed: {e}");
                 }
                 if confirmed.mode == Mode::Static {

@@ -1,7 +1,7 @@
 //! Users, groups, shares and everyone's own record. Cross-domain rules: a share sits on the system volume or
 //! on a volume of this box; a share's space is measured on its volume.
 
-use super::{blocking, changed};
+use super::{blocking, change, changed};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::Error;
@@ -37,9 +37,7 @@ pub(crate) fn user(app: &App, name: &str) -> Result<User, Error> {
 
 pub(crate) async fn create_user(app: &Arc<App>, new: NewUser) -> Result<User, Error> {
     let accounts = app.accounts.clone();
-    let user = blocking(move || accounts.create_user(new)).await?;
-    changed(app).await;
-    Ok(user)
+    change(app, move || accounts.create_user(new)).await
 }
 
 pub(crate) async fn update_user(
@@ -48,16 +46,12 @@ pub(crate) async fn update_user(
     patch: UserPatch,
 ) -> Result<User, Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    let user = blocking(move || accounts.update_user(&name, patch)).await?;
-    changed(app).await;
-    Ok(user)
+    change(app, move || accounts.update_user(&name, patch)).await
 }
 
 pub(crate) async fn delete_user(app: &Arc<App>, name: &str) -> Result<(), Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    blocking(move || accounts.delete_user(&name)).await?;
-    changed(app).await;
-    Ok(())
+    change(app, move || accounts.delete_user(&name)).await
 }
 
 /// The caller's record as stored now (a change just made shows), and the shares they can reach.
@@ -119,9 +113,7 @@ pub(crate) async fn create_group(
     members: Vec<String>,
 ) -> Result<Group, Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    let group = blocking(move || accounts.create_group(&name, &members)).await?;
-    changed(app).await;
-    Ok(group)
+    change(app, move || accounts.create_group(&name, &members)).await
 }
 
 pub(crate) async fn update_group(
@@ -130,16 +122,12 @@ pub(crate) async fn update_group(
     members: Vec<String>,
 ) -> Result<Group, Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    let group = blocking(move || accounts.update_group(&name, &members)).await?;
-    changed(app).await;
-    Ok(group)
+    change(app, move || accounts.update_group(&name, &members)).await
 }
 
 pub(crate) async fn delete_group(app: &Arc<App>, name: &str) -> Result<(), Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    blocking(move || accounts.delete_group(&name)).await?;
-    changed(app).await;
-    Ok(())
+    change(app, move || accounts.delete_group(&name)).await
 }
 
 pub(crate) fn shares(app: &App) -> Result<Vec<Share>, Error> {
@@ -163,9 +151,7 @@ fn check_volume(app: &App, volume: Option<&str>) -> Result<(), Error> {
 pub(crate) async fn create_share(app: &Arc<App>, new: NewShare) -> Result<Share, Error> {
     check_volume(app, new.volume.as_deref())?;
     let accounts = app.accounts.clone();
-    let share = blocking(move || accounts.create_share(new)).await?;
-    changed(app).await;
-    Ok(share)
+    change(app, move || accounts.create_share(new)).await
 }
 
 pub(crate) async fn update_share(
@@ -174,16 +160,12 @@ pub(crate) async fn update_share(
     patch: SharePatch,
 ) -> Result<Share, Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    let share = blocking(move || accounts.update_share(&name, patch)).await?;
-    changed(app).await;
-    Ok(share)
+    change(app, move || accounts.update_share(&name, patch)).await
 }
 
 pub(crate) async fn delete_share(app: &Arc<App>, name: &str) -> Result<(), Error> {
     let (accounts, name) = (app.accounts.clone(), name.to_string());
-    blocking(move || accounts.delete_share(&name)).await?;
-    changed(app).await;
-    Ok(())
+    change(app, move || accounts.delete_share(&name).map(|_| ())).await
 }
 
 /// Where a share's files are: its folder, when its volume is mounted and the folder exists.

@@ -26,6 +26,20 @@ where
         .map_err(Into::into)
 }
 
+/// An acknowledged change: `f` runs off the async threads, then servers' files follow (see [`changed`]).
+pub(crate) async fn change<T, E>(
+    app: &Arc<App>,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    E: Into<Error> + Send + 'static,
+{
+    let done = blocking(f).await?;
+    changed(app).await;
+    Ok(done)
+}
+
 /// After every acknowledged change that servers' files depend on (accounts, shares, volumes, the host
 /// name): renders them before the answer, so a client that was told "done" finds the share served.
 pub(crate) async fn changed(app: &Arc<App>) {

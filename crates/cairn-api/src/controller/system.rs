@@ -1,7 +1,7 @@
 //! The box itself: health, host name, network settings on trial, power. The rules are `cairn-system`'s;
 //! here the offload (settings commits) and the change notification (the SMB server announces the name).
 
-use super::{blocking, changed};
+use super::{blocking, change};
 use crate::app::App;
 use crate::error::Error;
 use cairn_system::{NetworkSettings, NetworkView, PowerAction, Trial};
@@ -35,9 +35,7 @@ pub(crate) fn hostname(app: &App) -> String {
 /// Stores and applies a new host name; the SMB server announces it.
 pub(crate) async fn set_hostname(app: &Arc<App>, name: String) -> Result<(), Error> {
     let system = app.system.clone();
-    blocking(move || system.set_hostname(&name)).await?;
-    changed(app).await;
-    Ok(())
+    change(app, move || system.set_hostname(&name).map(|_| ())).await
 }
 
 pub(crate) fn network(app: &App) -> NetworkView {

@@ -100,26 +100,21 @@ pub(crate) async fn home(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     ))
 }
 
-pub(crate) async fn reboot(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    controller::system::power(&ctx.app, PowerAction::Reboot).await?;
+/// Asks for a restart or power-off and says what happens next.
+async fn power(ctx: &Ctx, action: PowerAction, title: &str, text: &str) -> Result<Resp, Error> {
+    controller::system::power(&ctx.app, action).await?;
     Ok(http::html(
         StatusCode::ACCEPTED,
-        super::notice(
-            &ctx.caller()?.user,
-            "Restarting",
-            "The box is restarting. This page will not update by itself: reload it in a minute.",
-        ),
+        super::notice(&ctx.caller()?.user, title, text),
     ))
 }
 
+pub(crate) async fn reboot(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let text = "The box is restarting. This page will not update by itself: reload it in a minute.";
+    power(ctx, PowerAction::Reboot, "Restarting", text).await
+}
+
 pub(crate) async fn poweroff(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    controller::system::power(&ctx.app, PowerAction::PowerOff).await?;
-    Ok(http::html(
-        StatusCode::ACCEPTED,
-        super::notice(
-            &ctx.caller()?.user,
-            "Powering off",
-            "The box is shutting down cleanly. It is safe to unplug it once its lights are off.",
-        ),
-    ))
+    let text = "The box is shutting down cleanly. It is safe to unplug it once its lights are off.";
+    power(ctx, PowerAction::PowerOff, "Powering off", text).await
 }
