@@ -161,6 +161,24 @@ pub struct VolumeRecord {
     /// The state last reported in the event log, so each change is logged once.
     #[serde(default)]
     pub last_state: String,
+    /// A replace under way, written before any tool touches a disk and cleared in the same write that swaps the
+    /// member: one left behind (power cut, tool failure) is completed or undone from what the disks say at the
+    /// next start or change, so the new disk never ends up held by the array without being named here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<Replacing>,
+}
+
+/// The write-ahead intent of a replace: which member goes, which disk comes in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Replacing {
+    /// The member being replaced (its id; the same as `with` for a member replacing itself).
+    pub failed: String,
+    /// The disk coming in, as it was when the replace started (it joins the member list as this).
+    pub with: DiskSnapshot,
+    /// Its kernel name then (names change between boots: the id finds it again).
+    pub device: String,
+    /// Whether the old member was healthy, so it is copied off while it stays in service (md hot replace).
+    pub hot: bool,
 }
 
 /// What the owner asked to build.

@@ -150,6 +150,7 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
         last_scrub_s: None,
         last_mismatches: None,
         last_state: "clean".into(),
+        replacing: None,
     };
     b.save_volume_record(&record);
     let v = s.volume("vault").unwrap();

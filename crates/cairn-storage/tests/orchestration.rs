@@ -286,6 +286,32 @@ fn a_member_that_dropped_out_and_came_back_is_replaced_by_itself_without_confirm
 }
 
 #[test]
+fn a_replace_that_failed_after_the_new_disk_was_added_is_finished_by_asking_again() {
+    let (b, s) = mirror();
+    b.fake
+        .refuse("hot_replace", "mdadm: Cannot replace /dev/vda: Device busy");
+    let e = s.replace("media", "A", "C", None).unwrap_err();
+    assert!(matches!(e, StorageError::Tool { .. }), "{e:?}");
+    let from = b.fake.call_count();
+    let job = s
+        .replace("media", "A", "C", None)
+        .unwrap_or_else(|e| panic!("asking again: {e}"));
+    assert_eq!(
+        b.methods_since(from),
+        ["hot_replace"],
+        "the disk already in the array is neither wiped nor added again"
+    );
+    assert_eq!(member_state(&s, "media", "C"), "rebuilding");
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.disks.clone()),
+        ("clean", vec!["C".to_string(), "B".to_string()])
+    );
+}
+
+#[test]
 fn a_scrub_is_a_job_whose_mismatch_count_is_recorded_on_the_volume() {
     let (b, s) = mirror();
     let from = b.fake.call_count();
@@ -514,10 +540,65 @@ fn power_cut_at_every_step_of_replacing(old: Old) {
         );
         let wiped = b.wiped_since(from);
         assert!(wiped.iter().all(|d| d == blank), "{what}: wiped {wiped:?}");
+        let finished = the_new_disk_is_a_recorded_member_or_free(&s, failed, with, &what);
+        let record = b.volume_records().remove(0);
+        assert_eq!(record.replacing, None, "{what}: settled at start");
         if !crashed {
             assert!(at > 0);
             break;
         }
+        // The owner tries again: it works whether the restart finished the first replace or undid it.
+        let job = s.replace("media", failed, with, None).unwrap_or_else(|e| {
+            panic!("{what}: replacing again (first one finished: {finished}): {e}")
+        });
+        assert_eq!(job.kind, "rebuild", "{what}");
+        b.fake.finish_sync(0);
+        let v = s.volume("media").unwrap();
+        assert_eq!(v.state, "clean", "{what}: after the retried replace: {v:?}");
+        assert!(
+            v.disks.iter().any(|d| d == with)
+                && (with == failed || !v.disks.iter().any(|d| d == failed)),
+            "{what}: the record names the new disk: {v:?}"
+        );
+        assert_eq!(member_state(&s, "media", with), "in_sync", "{what}");
+    }
+}
+
+/// After a restart the new disk is the volume's recorded member (being filled or in sync) or free for use (a disk
+/// replacing itself: out of the array, ready to be added again); never held by the array without being named.
+/// Whether the replace finished.
+fn the_new_disk_is_a_recorded_member_or_free(
+    s: &Storage,
+    failed: &str,
+    with: &str,
+    what: &str,
+) -> bool {
+    let d = s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.disk.id == with)
+        .unwrap();
+    let recorded = s.volume("media").unwrap().disks;
+    match member_state(s, "media", with) {
+        "in_sync" | "rebuilding" => {
+            assert!(
+                with == failed || !recorded.iter().any(|m| m == failed),
+                "{what}: {failed} is still recorded beside {with}: {recorded:?}"
+            );
+            true
+        }
+        "removed" if with == failed => false,
+        "not a member" => {
+            assert!(
+                d.disk.role == cairn_storage::DiskRole::Free
+                    && d.in_use.is_none()
+                    && d.volume.is_none(),
+                "{what}: {with} is neither the volume's member nor free: {d:?}"
+            );
+            false
+        }
+        other => panic!("{what}: {with} is {other} in volume media: {d:?}"),
     }
 }
 

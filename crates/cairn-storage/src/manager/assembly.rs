@@ -82,6 +82,8 @@ impl Storage {
                     &detail,
                 );
             }
+            // Only now do the disks say how far a replace cut off by the restart got.
+            self.settle_replacing(r);
         }
         let ms = started.elapsed().as_millis();
         let asm = assembling.as_millis();
@@ -220,6 +222,7 @@ impl Storage {
             last_scrub_s: None,
             last_mismatches: None,
             last_state: String::new(),
+            replacing: None,
         };
         self.load_modules(level);
         let devs: Vec<PathBuf> = devices.iter().map(|d| self.dev_path(d)).collect();

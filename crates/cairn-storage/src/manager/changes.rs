@@ -1,11 +1,12 @@
-//! Everything an owner asks to change: create (and the build that follows), fail, replace, scrub, delete.
+//! Everything an owner asks to change: create (and the build that follows), fail, scrub, delete (replace has
+//! its own module, `replacing`).
 //! Each change is checked and recorded under the lock, so two requests cannot pick the same disks, and every
 //! refusal comes before any disk is touched.
 
 use super::records::JobRecord;
 use super::{now_s, read_trim, split_tool, JobView, Storage, VolumeView};
 use crate::volumes::{check_create, CreateRequest, Level, VolumeRecord, MD_CORE_MODULE};
-use crate::{DiskRole, StorageError};
+use crate::StorageError;
 use std::path::PathBuf;
 
 impl Storage {
@@ -45,6 +46,7 @@ impl Storage {
             last_scrub_s: None,
             last_mismatches: None,
             last_state: "creating".into(),
+            replacing: None,
         };
         self.inner.volumes.put(&record.name, &record)?;
         let job = self.new_job(
@@ -170,7 +172,7 @@ impl Storage {
     /// Marks a member failed and takes it out of the array (the owner wants to pull it, or tests a failure).
     pub fn fail(&self, volume: &str, disk_id: &str, by: &str) -> Result<VolumeView, StorageError> {
         let _guard = self.guard();
-        let r = self.record(volume)?;
+        let r = self.record_for_change(volume)?;
         let m = &r.disks[member_index(&r, disk_id)?];
         let live = self
             .live_of(&r)
@@ -205,137 +207,10 @@ impl Storage {
         self.volume(volume)
     }
 
-    /// Replaces a failed, missing or healthy member with another disk; the rebuild is a job.
-    pub fn replace(
-        &self,
-        volume: &str,
-        failed: &str,
-        with: &str,
-        confirm: Option<&str>,
-    ) -> Result<JobView, StorageError> {
-        let guard = self.guard();
-        let mut r = self.record(volume)?;
-        let idx = member_index(&r, failed)?;
-        let live = self.live_of(&r).ok_or_else(|| {
-            StorageError::Busy(format!(
-                "Volume {volume} is not running; its disks must be in the box to replace one."
-            ))
-        })?;
-        // running_job already measured it against the kernel: only work still going on blocks.
-        if let Some(j) = self.running_job(volume) {
-            return Err(StorageError::Busy(format!(
-                "Volume {volume} is busy with a {} job; wait for it to finish.",
-                j.kind
-            )));
-        }
-        self.kick_vanished(&r, &live);
-        let live = self.live_of(&r).unwrap_or(live);
-        let s = self.survey()?;
-        let views = self.disk_views(&s);
-        let new = views
-            .iter()
-            .find(|d| d.disk.id == with)
-            .ok_or_else(|| StorageError::NoSuchDisk(with.into()))?;
-        if new.disk.role == DiskRole::Boot {
-            return Err(StorageError::BootMedium(new.describe()));
-        }
-        if r.disks.iter().any(|d| d.id == with) && with != failed {
-            return Err(StorageError::DiskInUse {
-                disk: new.describe(),
-                by: format!("volume {volume}"),
-            });
-        }
-        // A member replaced by itself (a disk that dropped out and came back) is in use only by this volume,
-        // and only its stale copy is rewritten, provided it is not running in the array right now.
-        let itself = with == failed
-            && live
-                .member_on(&new.disk.device)
-                .is_none_or(|(_, st, _)| st.contains("faulty"));
-        if let Some(by) = new.in_use.as_ref().filter(|_| !itself) {
-            return Err(StorageError::DiskInUse {
-                disk: new.describe(),
-                by: by.clone(),
-            });
-        }
-        if new.disk.size_bytes / 1024 < live.component_kib {
-            return Err(StorageError::DiskTooSmall {
-                disk: new.describe(),
-                min_mib: live.component_kib / 1024 + 1,
-            });
-        }
-        let own_stale = new.volume.as_deref() == Some(volume);
-        if new.disk.role != DiskRole::Free && !own_stale && confirm != Some(volume) {
-            return Err(StorageError::ConfirmRequired {
-                volume: volume.into(),
-                what: format!(
-                    "{} holds {}; it will be erased.",
-                    new.describe(),
-                    new.holds.as_deref().unwrap_or("data")
-                ),
-            });
-        }
-        let md = self.md_dev(r.md_minor);
-        let new_path = self.dev_path(&new.disk.device);
-        // The failed member as the array knows it: the disk, or its partition.
-        let old_member = s
-            .disks
-            .iter()
-            .find(|sd| sd.disk.id == failed)
-            .and_then(|sd| live.member_on(&sd.disk.device))
-            .cloned();
-        let old_dev = old_member.as_ref().map(|(d, _, _)| d.clone());
-        let old_state = old_member.map(|(_, st, _)| st);
-        let tools = &self.inner.tools;
-        let _ = tools.zero_superblock(&new_path);
-        tools
-            .wipe_ends(&new_path)
-            .map_err(|e| StorageError::io("clearing the new disk", e))?;
-        match (&old_dev, &old_state) {
-            (Some(old), Some(st)) if st.contains("in_sync") && !st.contains("faulty") => {
-                // A healthy disk swapped out: keep redundancy during the copy (md hot replace).
-                let old_path = self.dev_path(old);
-                tools.add(&md, &new_path)?;
-                tools.hot_replace(&md, &old_path, &new_path)?;
-            }
-            (Some(old), Some(_)) => {
-                let old_path = self.dev_path(old);
-                let _ = tools.fail(&md, &old_path);
-                let _ = tools.remove(&md, &old_path);
-                tools.add(&md, &new_path)?;
-            }
-            _ => tools.add(&md, &new_path)?,
-        }
-        let old = r.disks[idx].clone();
-        r.disks[idx] = new.snapshot();
-        self.save(&r)?;
-        let mut job = self.new_job(
-            "rebuild",
-            volume,
-            r.md_minor,
-            "kernel",
-            "Rebuilding onto the new disk.",
-            Some(with.into()),
-        )?;
-        job.device = Some(new.disk.device.clone());
-        self.save_job(&job)?;
-        drop(guard);
-        self.event(
-            "info",
-            volume,
-            &format!(
-                "Replacing {} with {} in volume {volume}: rebuild started.",
-                old.describe(),
-                new.describe()
-            ),
-            "",
-        );
-        Ok(self.job_view(&job))
-    }
-
     /// Starts a scrub (md `check`): every block is read and parity compared; mismatches are counted.
     pub fn scrub(&self, volume: &str) -> Result<JobView, StorageError> {
         let _guard = self.guard();
-        let r = self.record(volume)?;
+        let r = self.record_for_change(volume)?;
         let live = self
             .live_of(&r)
             .ok_or_else(|| StorageError::Busy(format!("Volume {volume} is not running.")))?;
@@ -381,7 +256,7 @@ impl Storage {
         shares: &[String],
     ) -> Result<(), StorageError> {
         let _guard = self.guard();
-        let r = self.record(volume)?;
+        let r = self.record_for_change(volume)?;
         if !shares.is_empty() {
             return Err(StorageError::HasShares {
                 volume: volume.into(),

@@ -8,7 +8,8 @@
 //!
 //! This module holds the handle and the one lock; each sibling owns one part of the work: `records` (the
 //! store), `kernel` (reading the machine), `views` (what owners see), `jobs` (following work), `changes` (what
-//! owners ask for), `assembly` (bringing volumes up) and `monitor` (watching unasked).
+//! owners ask for), `replacing` (a member swapped, as a write-ahead change), `assembly` (bringing volumes up)
+//! and `monitor` (watching unasked).
 
 mod assembly;
 mod changes;
@@ -16,6 +17,7 @@ mod jobs;
 mod kernel;
 mod monitor;
 mod records;
+mod replacing;
 mod views;
 
 pub use jobs::JobView;

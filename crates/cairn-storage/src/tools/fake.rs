@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+/// md's superblock feature bit for a device that is replacing another (`MD_FEATURE_REPLACEMENT`).
+const MD_FEATURE_REPLACEMENT: u32 = 16;
+
 /// The panic payload of a call made after the power went off.
 #[derive(Debug)]
 pub struct PowerOff;
@@ -526,9 +529,23 @@ impl Fake {
         sb[160..164].copy_from_slice(&mem.dev_number.to_le_bytes());
         sb[200..208].copy_from_slice(&a.events.to_le_bytes());
         sb[220..224].copy_from_slice(&max_dev.to_le_bytes());
+        // A hot-replace spare holds the slot it takes over and the replacement feature bit, so md resumes the
+        // copy after a restart.
+        let replacing = |x: &Member| {
+            x.replaces
+                .as_ref()
+                .and_then(|old| a.members.iter().find(|o| o.dev == *old))
+                .map(|o| o.slot)
+        };
+        if mem.state == State::Spare && replacing(mem).is_some() {
+            sb[8..12].copy_from_slice(&MD_FEATURE_REPLACEMENT.to_le_bytes());
+        }
         for i in 0..max_dev {
             let role: u16 = match a.members.iter().find(|x| x.dev_number == i) {
                 Some(x) if x.state == State::InSync => x.slot as u16,
+                Some(x) if x.state == State::Spare && replacing(x).is_some() => {
+                    replacing(x).unwrap_or(0) as u16
+                }
                 Some(x) if x.state == State::Spare => 0xffff,
                 _ => 0xfffe,
             };
@@ -540,6 +557,16 @@ impl Fake {
             .open(self.paths.dev.join(&mem.dev))?;
         f.seek(SeekFrom::Start(4096))?;
         f.write_all(&sb)
+    }
+
+    /// Whether the superblock on `dev` marks a hot-replace spare (md's replacement feature bit).
+    fn is_replacement(&self, dev: &Path) -> bool {
+        std::fs::read(dev)
+            .ok()
+            .and_then(|b| b.get(4096 + 8..4096 + 12).map(|f| f.to_vec()))
+            .is_some_and(|f| {
+                u32::from_le_bytes([f[0], f[1], f[2], f[3]]) & MD_FEATURE_REPLACEMENT != 0
+            })
     }
 
     fn read_superblock(&self, dev: &Path) -> Option<crate::contents::MdSuperblock> {
@@ -708,6 +735,11 @@ impl Tools for Fake {
             .filter_map(|d| Some((name_of(d), self.read_superblock(d)?)))
             .filter(|(dev, sb)| parse_uuid(&sb.uuid) == want && Self::holder(&m, dev).is_none())
             .collect();
+        let replacement: BTreeSet<String> = devices
+            .iter()
+            .filter(|d| self.is_replacement(d))
+            .map(|d| name_of(d))
+            .collect();
         let Some(newest) = found.iter().map(|(_, sb)| sb.events).max() else {
             return Err(tool_err(step, "no devices found for the array"));
         };
@@ -730,6 +762,7 @@ impl Tools for Fake {
                 continue;
             }
             let (state, slot) = match sb.role {
+                MemberRole::Active(s) if replacement.contains(dev) => (State::Spare, s as u32),
                 MemberRole::Active(s) => (State::InSync, s as u32),
                 MemberRole::Spare => (State::Spare, 0),
                 _ => continue,
@@ -744,6 +777,24 @@ impl Tools for Fake {
             });
         }
         a.next_dev_number = found.len() as u32;
+        // A replacement resumes copying from the member in the slot it takes over.
+        for i in 0..a.members.len() {
+            if !replacement.contains(&a.members[i].dev) {
+                continue;
+            }
+            let slot = a.members[i].slot;
+            let old = a
+                .members
+                .iter()
+                .find(|x| x.state == State::InSync && x.slot == slot)
+                .map(|x| x.dev.clone());
+            if old.is_some() {
+                a.sync_action = "recover".into();
+            } else {
+                a.members[i].slot = 0;
+            }
+            a.members[i].replaces = old;
+        }
         if a.in_sync() + a.redundancy() < a.raid_disks {
             return Err(tool_err(
                 step,
