@@ -1,10 +1,9 @@
 //! Bringing volumes up: at boot every recorded volume is assembled by its UUID from whichever disks carry
-//! it (names change between boots) and mounted after a check; work the daemon was doing when the power went
-//! is closed honestly; a found array is imported with its data.
+//! it (names change between boots) and mounted after a check, around the closing of work the power cut off
+//! (`interrupted`, `replacing`); a found array is imported with its data.
 
-use super::records::JobRecord;
 use super::{norm_uuid, now_s, read_trim, split_tool, Storage, VolumeView};
-use crate::tools::{Fsck, HOMEHOST};
+use crate::tools::Fsck;
 use crate::volumes::{Level, VolumeRecord};
 use crate::StorageError;
 use std::path::PathBuf;
@@ -12,10 +11,16 @@ use std::time::Instant;
 
 impl Storage {
     /// At boot: assembles every recorded volume by its UUID from the disks that carry it, and mounts it.
-    /// A volume without its disks is left as `missing`, never re-created.
+    /// A volume without its disks is left as `missing`, never re-created. Work the power cut off is closed
+    /// around it: what the records alone settle first, a create only once its volume did or did not mount.
     pub fn start(&self) {
         let started = Instant::now();
-        self.close_interrupted();
+        let interrupted = self.close_interrupted();
+        self.assemble_all(started);
+        self.judge_interrupted(interrupted);
+    }
+
+    fn assemble_all(&self, started: Instant) {
         let Ok(records) = self.records() else { return };
         if records.is_empty() {
             return;
@@ -98,69 +103,6 @@ impl Storage {
             ),
             "",
         );
-    }
-
-    /// Work the daemon itself was doing when the box lost power or the daemon restarted (wiping, creating the
-    /// array, formatting) cannot resume: it is closed as failed and said so. A volume whose array was never
-    /// created is dropped (its disks hold nothing); kernel work (sync, rebuild, scrub) simply goes on.
-    pub(super) fn close_interrupted(&self) {
-        let Ok(jobs) = self.inner.jobs.all::<JobRecord>() else {
-            return;
-        };
-        for (_, mut j) in jobs {
-            if j.state != "running" || j.step == "kernel" {
-                continue;
-            }
-            let record = self
-                .inner
-                .volumes
-                .get::<VolumeRecord>(&j.volume)
-                .ok()
-                .flatten();
-            let made = record.as_ref().and_then(|r| self.made_before_the_cut(r));
-            let message = match record {
-                Some(mut r) if r.uuid.is_empty() && made.is_some() => {
-                    // The array exists on the disks: recording it keeps them the volume's until it is deleted.
-                    r.uuid = made.unwrap_or_default();
-                    let _ = self.save(&r);
-                    format!(
-                        "Creating volume {} was interrupted while preparing its disks; delete the volume and create it again.",
-                        j.volume
-                    )
-                }
-                Some(r) if r.uuid.is_empty() => {
-                    let _ = self.inner.volumes.remove(&r.name);
-                    format!(
-                        "Creating volume {} was interrupted before its array existed; its disks are free again.",
-                        j.volume
-                    )
-                }
-                _ => format!(
-                    "Creating volume {} was interrupted while {}; delete the volume and create it again.",
-                    j.volume,
-                    if j.step == "formatting" { "formatting" } else { "preparing its disks" }
-                ),
-            };
-            j.state = "failed".into();
-            j.message = message.clone();
-            j.finished_s = Some(now_s());
-            let _ = self.save_job(&j);
-            self.event("error", &j.volume, &message, "");
-        }
-    }
-
-    /// The UUID of the array a create made on the volume's disks before the power went, if it got that far
-    /// (the record learns the UUID only after mdadm made the array).
-    fn made_before_the_cut(&self, r: &VolumeRecord) -> Option<String> {
-        let ours = format!("{HOMEHOST}:{}", r.name);
-        self.survey()
-            .ok()?
-            .disks
-            .into_iter()
-            .filter(|sd| r.disks.iter().any(|m| m.id == sd.disk.id))
-            .flat_map(|sd| sd.md)
-            .find(|(_, sb)| sb.name == ours)
-            .map(|(_, sb)| sb.uuid)
     }
 
     pub(super) fn assemble(&self, r: &VolumeRecord, devs: &[PathBuf]) -> Result<(), StorageError> {

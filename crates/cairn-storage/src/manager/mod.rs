@@ -8,11 +8,12 @@
 //!
 //! This module holds the handle and the one lock; each sibling owns one part of the work: `records` (the
 //! store), `kernel` (reading the machine), `views` (what owners see), `jobs` (following work), `changes` (what
-//! owners ask for), `replacing` (a member swapped, as a write-ahead change), `assembly` (bringing volumes up)
-//! and `monitor` (watching unasked).
+//! owners ask for), `replacing` (a member swapped, as a write-ahead change), `assembly` (bringing volumes up),
+//! `interrupted` (closing truthfully what a restart cut off) and `monitor` (watching unasked).
 
 mod assembly;
 mod changes;
+mod interrupted;
 mod jobs;
 mod kernel;
 mod monitor;

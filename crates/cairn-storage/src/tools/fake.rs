@@ -528,6 +528,13 @@ impl Fake {
         sb[136..144].copy_from_slice(&(a.component_kib * 2).to_le_bytes());
         sb[160..164].copy_from_slice(&mem.dev_number.to_le_bytes());
         sb[200..208].copy_from_slice(&a.events.to_le_bytes());
+        // resync_offset: where an unfinished resync resumes after a restart; all ones when the copies agree.
+        let resync_from: u64 = if a.sync_action == "resync" {
+            0
+        } else {
+            u64::MAX
+        };
+        sb[208..216].copy_from_slice(&resync_from.to_le_bytes());
         sb[220..224].copy_from_slice(&max_dev.to_le_bytes());
         // A hot-replace spare holds the slot it takes over and the replacement feature bit, so md resumes the
         // copy after a restart.
@@ -561,18 +568,30 @@ impl Fake {
 
     /// Whether the superblock on `dev` marks a hot-replace spare (md's replacement feature bit).
     fn is_replacement(&self, dev: &Path) -> bool {
-        std::fs::read(dev)
-            .ok()
-            .and_then(|b| b.get(4096 + 8..4096 + 12).map(|f| f.to_vec()))
-            .is_some_and(|f| {
-                u32::from_le_bytes([f[0], f[1], f[2], f[3]]) & MD_FEATURE_REPLACEMENT != 0
-            })
+        superblock_field(dev, 8, 4).is_some_and(|f| f as u32 & MD_FEATURE_REPLACEMENT != 0)
+    }
+
+    /// Whether the superblock on `dev` says a resync was under way (`resync_offset` short of all ones).
+    fn resync_pending(&self, dev: &Path) -> bool {
+        superblock_field(dev, 208, 8).is_some_and(|f| f != u64::MAX)
     }
 
     fn read_superblock(&self, dev: &Path) -> Option<crate::contents::MdSuperblock> {
         let bytes = std::fs::read(dev).ok()?;
         parse_md_superblock(bytes.get(4096..)?, "1.2")
     }
+}
+
+/// A little-endian field of `len` bytes at `at` in the md 1.2 superblock on `dev`.
+fn superblock_field(dev: &Path, at: usize, len: usize) -> Option<u64> {
+    let bytes = std::fs::read(dev).ok()?;
+    let field = bytes.get(4096 + at..4096 + at + len)?;
+    Some(
+        field
+            .iter()
+            .rev()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
 }
 
 /// Moves every entry of `from` into `to` (same filesystem).
@@ -807,6 +826,16 @@ impl Tools for Fake {
         }
         if a.degraded() > 0 && a.members.iter().any(|x| x.state == State::Spare) {
             a.sync_action = "recover".into();
+        } else if a.sync_action == "idle"
+            && devices.iter().any(|d| {
+                found
+                    .iter()
+                    .any(|(dev, sb)| *dev == name_of(d) && sb.events == newest)
+                    && self.resync_pending(d)
+            })
+        {
+            // A resync cut off by the restart resumes.
+            a.sync_action = "resync".into();
         }
         self.write_array(minor, &a);
         m.arrays.insert(minor, a);
