@@ -256,7 +256,8 @@ impl Storage {
         shares: &[String],
     ) -> Result<(), StorageError> {
         let _guard = self.guard();
-        let r = self.record_for_change(volume)?;
+        // No replace left behind needs settling: the record goes, and every disk running in the array is cleared.
+        let r = self.record(volume)?;
         if !shares.is_empty() {
             return Err(StorageError::HasShares {
                 volume: volume.into(),
