@@ -159,6 +159,10 @@ fn a_create_whose_array_cannot_be_made_is_dropped_and_leaves_its_disks_free() {
     );
     assert!(b.volume_records().is_empty());
     every_disk_is_free_or_recorded(&s).unwrap();
+    // The job is recorded failed just before its event is logged.
+    wait_for("the failure in the event log", || {
+        s.events(1).unwrap()[0].level == "error"
+    });
     let e = s.events(1).unwrap().remove(0);
     assert!(e.detail.contains("Device or resource busy"), "{e:?}");
 }
