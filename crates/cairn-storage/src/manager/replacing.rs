@@ -201,7 +201,7 @@ impl Storage {
                 "warning",
                 &r.name,
                 &format!(
-                    "Replacing {old} with {new} in volume {} was cut off after the new disk joined the array; the replace is finished and the rebuild goes on.",
+                    "Replacing {old} with {new} in volume {} was cut off after the new disk joined the array; the replace was completed from there.",
                     r.name
                 ),
                 "",
