@@ -86,6 +86,9 @@ impl Host for Machine {
                 let _ = std::fs::write("/run/cairn/lan-address", format!("{cidr}\n"));
             }
             Mode::Dhcp => {
+                // The static address goes first: the lease's hook only adds its own, so a rollback from a
+                // static trial would otherwise leave the box on both addresses.
+                ip(&["-4", "addr", "flush", "dev", iface]);
                 // A fresh lease; the client's hook applies it now that the mode file says dhcp.
                 if let Err(e) = cairn_exec::run(
                     "/bin/killall",
