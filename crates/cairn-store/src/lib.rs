@@ -261,39 +261,13 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 mod tests {
     use super::*;
 
+    // Reopening after a commit is tested across a killed process in tests/durability.rs: dropping a store
+    // flushes it, so a reopen in the same process would pass without `commit`.
     #[test]
-    fn new_store_gets_current_schema_and_keeps_records_across_reopen() {
+    fn new_store_gets_current_schema() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path()).unwrap();
-            assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-            let t = store.table("things").unwrap();
-            t.put("a", &vec![1, 2, 3]).unwrap();
-            store.commit().unwrap();
-        }
         let store = Store::open(dir.path()).unwrap();
-        let t = store.table("things").unwrap();
-        assert_eq!(t.get::<Vec<i32>>("a").unwrap(), Some(vec![1, 2, 3]));
-    }
-
-    #[test]
-    fn newer_schema_is_refused_not_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path()).unwrap();
-            store
-                .db()
-                .open_tree(META_TREE)
-                .unwrap()
-                .insert(SCHEMA_KEY, b"99")
-                .unwrap();
-            store.commit().unwrap();
-        }
-        match Store::open(dir.path()) {
-            Err(StoreError::TooNew { found: 99, .. }) => {}
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("a newer schema must not open"),
-        }
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     }
 
     #[test]
