@@ -101,6 +101,12 @@ pub fn extract_config_partition(machine: &Machine, disk: &BootDisk, to: &Path) {
     panic!("board has no config partition");
 }
 
+/// The console line the daemon prints as it starts, for the version `m` was booted from (its image's
+/// manifest), so a test that boots another version waits for that version's line, never a literal.
+pub fn starting_line(m: &Machine) -> String {
+    format!("Cairn {} starting", m.manifest.version)
+}
+
 /// A machine booted once and shared by the scenario tests of one test binary (they take turns).
 pub struct SharedBox {
     pub machine: Machine,

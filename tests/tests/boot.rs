@@ -121,7 +121,7 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
         Duration::from_secs(60),
     )
     .unwrap();
-    m.wait_console("Cairn 0.1.0 starting", mark, boot_deadline)
+    m.wait_console(&starting_line(&m), mark, boot_deadline)
         .unwrap();
     let (_, health) = m.wait_healthy(Instant::now(), boot_deadline).unwrap();
     assert_eq!(

@@ -168,7 +168,7 @@ fn main() {
         &send(&admin, "POST", "/api/v1/system/reboot", json!({})),
         202,
     );
-    m.wait_console("Cairn 0.1.0 starting", mark, Duration::from_secs(120))
+    m.wait_console(&starting_line(&m), mark, Duration::from_secs(120))
         .unwrap();
     m.wait_healthy(Instant::now(), Duration::from_secs(240))
         .unwrap();
