@@ -1,143 +1,12 @@
-//! The real server on a loopback port, driven like a browser and like an API client.
+//! The real server on a loopback port, driven like a browser and like an API client. The walk over every
+//! route is in `walk.rs`.
 
-use cairn_api::{public_routes, routes, App, Identity};
+mod common;
+
+use cairn_api::{public_routes, routes};
 use cairn_qemu::HttpClient;
-use cairn_system::host::Workstation;
-use cairn_system::{Facts, System};
+use common::*;
 use serde_json::json;
-use std::sync::Arc;
-
-const PASSWORD: &str = "correct horse battery";
-
-struct Server {
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
-    let app = app_on(store);
-    serve_app(dir, app)
-}
-
-/// Serves `app` on a loopback port from a thread of its own.
-fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
-    let app = Arc::new(app);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            cairn_api::serve(listener, app).await.unwrap();
-        });
-    });
-    Server { port, _dir: dir }
-}
-
-/// The API over `store` on a workstation: settings stored, the machine left alone.
-fn app_on(store: cairn_store::Store) -> App {
-    let system = System::new(store.clone(), Arc::new(Workstation), Facts::default()).unwrap();
-    App::new(
-        Identity {
-            version: "test".into(),
-            board: "host".into(),
-        },
-        store,
-        system,
-    )
-    .unwrap()
-}
-
-fn set_up(server: &Server) -> (HttpClient, String) {
-    let c = HttpClient::new(server.port);
-    let r = c
-        .post_json(
-            "/api/v1/setup",
-            &json!({"username": "owner", "password": PASSWORD}),
-            &[],
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    let token = r.json().unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (c, token)
-}
-
-/// POST /api/v1/session as a browser would.
-fn login(c: &HttpClient, user: &str, password: &str) -> cairn_qemu::HttpResponse {
-    login_with(c, user, password, &[])
-}
-
-fn login_with(
-    c: &HttpClient,
-    user: &str,
-    password: &str,
-    headers: &[(&str, &str)],
-) -> cairn_qemu::HttpResponse {
-    c.post_json(
-        "/api/v1/session",
-        &json!({"username": user, "password": password}),
-        headers,
-    )
-    .unwrap()
-}
-
-fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    let body = r.json().unwrap();
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.len() > 10),
-        "{body}"
-    );
-    assert!(
-        body["error"]["hint"].as_str().is_some_and(|m| m.len() > 5),
-        "{body}"
-    );
-}
-
-#[test]
-fn every_route_outside_the_allow_list_needs_a_session() {
-    let server = start();
-    set_up(&server);
-    let anonymous = HttpClient::new(server.port);
-    let public = public_routes();
-    for (method, path) in routes() {
-        if public.contains(&(method, path)) {
-            continue;
-        }
-        let r = anonymous
-            .request(
-                method,
-                path,
-                &[("content-type", "application/json")],
-                b"{}".to_vec(),
-            )
-            .unwrap();
-        if path.starts_with("/api/") {
-            assert_error(&r, 401, "session.required");
-        } else {
-            assert_eq!(
-                (r.status, r.header("location")),
-                (303, Some("/login")),
-                "{method} {path}"
-            );
-        }
-    }
-    // Unknown routes reveal nothing without a session either.
-    let r = anonymous.get("/api/v1/secret-thing").unwrap();
-    assert_error(&r, 401, "session.required");
-}
 
 #[test]
 fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
@@ -160,43 +29,6 @@ fn the_allow_list_is_short_and_every_entry_is_a_real_route() {
             "{route:?} is public but not a route"
         );
     }
-}
-
-#[test]
-fn every_listed_route_is_answered_with_a_session() {
-    let server = start();
-    let (c, token) = set_up(&server);
-    for (method, path) in routes() {
-        if path == "/api/v1/session" && method == "DELETE" || path == "/logout" {
-            continue; // would end the session the walk relies on
-        }
-        let r = c
-            .request(
-                method,
-                path,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-csrf-token", &token),
-                ],
-                b"{}".to_vec(),
-            )
-            .unwrap();
-        let unrouted =
-            r.status == 405 || (r.status == 404 && r.text().contains("request.not_found"));
-        assert!(
-            !unrouted,
-            "{method} {path} answered {}: {}",
-            r.status,
-            r.text()
-        );
-    }
-    assert_error(&c.get("/api/v1/nope").unwrap(), 404, "request.not_found");
-    assert_error(
-        &c.request("PUT", "/api/v1/health", &[("x-csrf-token", &token)], vec![])
-            .unwrap(),
-        405,
-        "request.method_not_allowed",
-    );
 }
 
 #[test]

@@ -1,0 +1,202 @@
+//! What the API's host tests share: the real server on a loopback port, over a workstation (settings only)
+//! or over a box as far as the host allows it (power through a recording fake, disks and volumes through the
+//! storage manager over the md simulator), and the client helpers that check an answer.
+#![allow(dead_code)] // each test file uses its own share of the helpers
+
+use cairn_api::{App, Identity};
+use cairn_qemu::HttpClient;
+use cairn_storage::tools::fake::Fake;
+use cairn_storage::{Paths, Storage};
+use cairn_system::host::{Recorder, Workstation};
+use cairn_system::{Facts, System};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Server {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
+    let app = app_on(store);
+    serve_app(dir, app)
+}
+
+/// Serves `app` on a loopback port from a thread of its own.
+pub fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
+    let app = Arc::new(app);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            cairn_api::serve(listener, app).await.unwrap();
+        });
+    });
+    Server { port, _dir: dir }
+}
+
+/// The API over `store` on a workstation: settings stored, the machine left alone.
+pub fn app_on(store: cairn_store::Store) -> App {
+    let system = System::new(store.clone(), Arc::new(Workstation), Facts::default()).unwrap();
+    App::new(
+        Identity {
+            version: "test".into(),
+            board: "host".into(),
+        },
+        store,
+        system,
+    )
+    .unwrap()
+}
+
+pub fn set_up(server: &Server) -> (HttpClient, String) {
+    let c = HttpClient::new(server.port);
+    let r = c
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "owner", "password": PASSWORD}),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (c, token)
+}
+
+/// POST /api/v1/session as a browser would.
+pub fn login(c: &HttpClient, user: &str, password: &str) -> cairn_qemu::HttpResponse {
+    login_with(c, user, password, &[])
+}
+
+pub fn login_with(
+    c: &HttpClient,
+    user: &str,
+    password: &str,
+    headers: &[(&str, &str)],
+) -> cairn_qemu::HttpResponse {
+    c.post_json(
+        "/api/v1/session",
+        &json!({"username": user, "password": password}),
+        headers,
+    )
+    .unwrap()
+}
+
+pub fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let body = r.json().unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.len() > 10),
+        "{body}"
+    );
+    assert!(
+        body["error"]["hint"].as_str().is_some_and(|m| m.len() > 5),
+        "{body}"
+    );
+}
+
+/// A box as far as the host allows: power and network through a [`Recorder`], the storage manager over the
+/// md simulator on a sysfs/dev/proc tree with the boot medium and blank disks `A`, `B`, ... in bays 1, 2, ...,
+/// and the QEMU board's description.
+pub struct RealBox {
+    pub server: Server,
+    pub host: Arc<Recorder>,
+    pub fake: Arc<Fake>,
+}
+
+pub fn start_box(serials: &[&str]) -> RealBox {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in ["sys/block", "dev", "proc", "data"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("proc/mounts"), "/dev/vdz4 /config ext4 rw 0 0\n").unwrap();
+    add_disk(root, "vdz", 0, "");
+    for (i, serial) in serials.iter().enumerate() {
+        add_disk(
+            root,
+            &format!("vd{}", (b'a' + i as u8) as char),
+            i as u32 + 1,
+            serial,
+        );
+    }
+    let board = cairn_board::Board::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board/qemu-aarch64-virt/board.toml"),
+    )
+    .unwrap();
+    let paths = Paths {
+        sys: root.join("sys"),
+        dev: root.join("dev"),
+        proc: root.join("proc"),
+        data: root.join("data"),
+    };
+    let store = cairn_store::Store::open(&root.join("settings.db")).unwrap();
+    let fake = Arc::new(Fake::new(&paths));
+    let storage = Storage::with_tools(board.clone(), paths, store.clone(), fake.clone()).unwrap();
+    storage.start();
+    let host = Arc::new(Recorder::default());
+    let system = System::new(store.clone(), host.clone(), Facts::from(&board.network)).unwrap();
+    let mut app = App::new(
+        Identity {
+            version: "test".into(),
+            board: board.name.clone(),
+        },
+        store,
+        system,
+    )
+    .unwrap();
+    app.sys_root = root.join("sys");
+    app.board = Some(board);
+    app.storage = Some(storage);
+    RealBox {
+        server: serve_app(dir, app),
+        host,
+        fake,
+    }
+}
+
+/// A disk as the kernel shows it (a compact copy of cairn-storage's test bench): in PCIe bay `bay`, or the
+/// virtio-mmio boot medium when `bay` is 0; 256 MiB as sysfs says, its first 256 KiB blank under `dev/`.
+fn add_disk(root: &Path, name: &str, bay: u32, serial: &str) {
+    let parent = if bay == 0 {
+        "sys/devices/platform/a003e00.virtio_mmio/virtio3/block".to_string()
+    } else {
+        format!("sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:0{bay}.0/0000:0{bay}:00.0/virtio{bay}/block")
+    };
+    let d = root.join(parent).join(name);
+    for sub in ["queue", "holders"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::os::unix::fs::symlink(&d, root.join("sys/block").join(name)).unwrap();
+    std::fs::write(d.join("size"), "524288\n").unwrap();
+    std::fs::write(d.join("serial"), format!("{serial}\n")).unwrap();
+    std::fs::write(d.join("queue/rotational"), "1\n").unwrap();
+    if bay > 0 {
+        let slot = root.join(format!("sys/bus/pci/slots/{bay}"));
+        std::fs::create_dir_all(&slot).unwrap();
+        std::fs::write(slot.join("address"), format!("0000:0{bay}:00\n")).unwrap();
+    }
+    std::fs::write(root.join("dev").join(name), vec![0u8; 256 * 1024]).unwrap();
+}
+
+/// The codes `docs/errors.md` documents.
+pub fn documented_codes() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md")).unwrap()
+}
