@@ -183,8 +183,13 @@ fn wrong_password_and_unknown_user_look_the_same() {
     let c = HttpClient::new(server.port);
     let a = login(&c, "owner", "wrong password");
     let b = login(&c, "ghost", "wrong password");
+    assert_error(&a, 401, "session.bad_credentials");
     assert_eq!(a.status, b.status);
     assert_eq!(a.body, b.body);
+    assert!(
+        c.cookie("cairn_session").is_none(),
+        "a refused login sets no session"
+    );
 }
 
 #[test]
@@ -588,4 +593,119 @@ fn hostile_input_in_every_field_is_refused_or_kept_verbatim() {
             }
         }
     }
+}
+
+#[test]
+fn a_form_carries_its_token_in_a_field_and_only_its_own_session_token_counts() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let form = |c: &HttpClient, fields: &[(&str, &str)]| c.post_form("/me", fields).unwrap();
+    // A form without the token, or with a wrong one, is refused with the code on the page.
+    for fields in [
+        vec![("full_name", "Mallory")],
+        vec![("full_name", "Mallory"), ("csrf_token", "")],
+        vec![("full_name", "Mallory"), ("csrf_token", "0000")],
+    ] {
+        let r = form(&c, &fields);
+        assert_eq!(r.status, 403, "{fields:?}: {}", r.text());
+        assert!(r.text().contains("session.csrf_missing"), "{}", r.text());
+    }
+    // Off by its last character: still refused.
+    let mut near = token.clone().into_bytes();
+    let last = near.len() - 1;
+    near[last] = if near[last] == b'0' { b'1' } else { b'0' };
+    let near = String::from_utf8(near).unwrap();
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/me",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &near),
+            ],
+            br#"{"full_name":"Mallory"}"#.to_vec(),
+        )
+        .unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+    // Another session's token, even the same user's, does not open this one.
+    let other = HttpClient::new(server.port);
+    let r = login(&other, "owner", PASSWORD);
+    let other_token = r.json().unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(other_token, token);
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/me",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &other_token),
+            ],
+            br#"{"full_name":"Mallory"}"#.to_vec(),
+        )
+        .unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+    assert_eq!(
+        c.get("/api/v1/me").unwrap().json().unwrap()["full_name"],
+        ""
+    );
+    // The form's own token in its field goes through.
+    let r = form(
+        &c,
+        &[
+            ("full_name", "The Owner"),
+            ("email", ""),
+            ("csrf_token", &token),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        c.get("/api/v1/me").unwrap().json().unwrap()["full_name"],
+        "The Owner"
+    );
+}
+
+#[test]
+fn the_host_check_follows_a_renamed_box() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/system",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            br#"{"hostname":"attic"}"#.to_vec(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    for host in ["attic", "ATTIC.local:8080", "attic.local."] {
+        let r = c.clone().with_host(host).get("/api/v1/health").unwrap();
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+    }
+    for host in ["cairn", "cairn.local", "attic.evil.example"] {
+        let r = c.clone().with_host(host).get("/api/v1/health").unwrap();
+        assert_error(&r, 421, "request.bad_host");
+    }
+}
+
+#[test]
+fn failures_spread_over_many_names_slow_down_their_source() {
+    let server = start();
+    set_up(&server);
+    let c = HttpClient::new(server.port);
+    for i in 0..6 {
+        let r = login(&c, &format!("guess{i}"), "wrong password");
+        assert_error(&r, 401, "session.bad_credentials");
+    }
+    // A name never tried before, with the right password, from the same source: held back all the same.
+    let r = login(&c, "owner", PASSWORD);
+    assert_error(&r, 429, "session.rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "retry-after {wait}");
+    assert!(c.cookie("cairn_session").is_none());
 }
