@@ -14,9 +14,14 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// The bays: `vault` is a mirror on A and B, C replaces B, D and E carry throwaway volumes, F and G take the
-/// volumes the walk creates.
-const BAYS: &[&str] = &["A", "B", "C", "D", "E", "F", "G"];
+/// The bays: `vault` is a mirror on A and B; C replaces B (healthy) and H replaces A (failed); D and E carry
+/// throwaway volumes; F and G take the volumes the walk creates (and scrubs); I and J come from another box
+/// with the volumes the walk imports.
+const BAYS: &[&str] = &["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"];
+const FOUND: &[(&str, &str)] = &[("found-api", "I"), ("found-html", "J")];
+
+/// The only refusals the walk expects, each with its code: every other change must succeed.
+const REFUSED: &[(&str, &str, u16, &str)] = &[("POST", "/api/v1/setup", 409, "setup.already_done")];
 const ALICE_PASSWORD: &str = "alice password";
 
 /// A logged-in browser and its token.
@@ -122,7 +127,7 @@ struct Furnished {
 }
 
 fn furnished() -> Furnished {
-    let b = start_box(BAYS);
+    let b = start_box(BAYS, FOUND);
     let (client, csrf) = set_up(&b.server);
     let owner = Session { client, csrf };
     for name in ["alice", "du-api", "du-html"] {
@@ -231,6 +236,9 @@ fn fill(method: &str, pattern: &str, f: &Furnished) -> String {
                 ("users", false) => "alice".to_string(),
                 ("groups", false) => "family".to_string(),
                 ("shares", false) => "photos".to_string(),
+                // Scrub the volumes the walk made (single disks, clean), import the ones another box made.
+                ("volumes", false) if pattern.ends_with("/scrub") => format!("walk-{flavour}"),
+                ("volumes", false) if pattern.ends_with("/import") => format!("found-{flavour}"),
                 ("volumes", false) => "vault".to_string(),
                 ("users", true) => format!("du-{flavour}"),
                 ("groups", true) => format!("dg-{flavour}"),
@@ -376,9 +384,9 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
         ),
         ("POST", "/storage/volumes/{name}/delete") => (owner, Form(vec![("confirm", "dv-html")])),
         ("POST", "/storage/volumes/{name}/replace") => {
-            (owner, Form(vec![("failed", "A"), ("with", "B")]))
+            (owner, Form(vec![("failed", "A"), ("with", "H")]))
         }
-        ("POST", "/storage/volumes/{name}/fail") => (owner, Form(vec![("disk", "C")])),
+        ("POST", "/storage/volumes/{name}/fail") => (owner, Form(vec![("disk", "H")])),
         (_, p) if p.starts_with("/api/") => (owner, Json(json!({}))),
         _ => (owner, Form(vec![])),
     }
@@ -466,8 +474,16 @@ fn every_listed_route_is_answered_with_a_session() {
                 !GATE_CODES.contains(&code.as_str()),
                 "the walk was stopped at the gate: {what}"
             );
+            assert!(
+                REFUSED.contains(&(method, pattern, r.status, code.as_str())),
+                "a change the walk made in earnest was refused: {what}"
+            );
         } else {
             assert!((200..400).contains(&r.status), "{what}");
+            assert!(
+                !REFUSED.iter().any(|x| (x.0, x.1) == (method, pattern)),
+                "expected a refusal: {what}"
+            );
         }
         walked.push(format!(
             "{method} {path} → {} {}",
@@ -537,6 +553,52 @@ fn every_listed_route_is_answered_with_a_session() {
             "{made} must exist; walked: {walked:#?}"
         );
     }
+    for name in ["found-api", "found-html", "walk-api", "walk-html"] {
+        let v = expect(&owner.get(&format!("/api/v1/volumes/{name}")).unwrap(), 200);
+        assert_eq!(
+            (v["state"].as_str(), v["mounted"].as_bool()),
+            (Some("clean"), Some(true)),
+            "{v}"
+        );
+    }
+    let jobs = expect(&owner.get("/api/v1/jobs").unwrap(), 200);
+    let done = |kind: &str, volume: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| {
+                (
+                    j["kind"].as_str(),
+                    j["volume"].as_str(),
+                    j["state"].as_str(),
+                ) == (Some(kind), Some(volume), Some("done"))
+            })
+            .count()
+    };
+    // Two replaces of vault (the API's, healthy; the dashboard's, of a failed member), a scrub of each new
+    // volume.
+    for (kind, volume, n) in [
+        ("rebuild", "vault", 2),
+        ("scrub", "walk-api", 1),
+        ("scrub", "walk-html", 1),
+    ] {
+        assert_eq!(
+            done(kind, volume),
+            n,
+            "finished {kind} jobs of {volume}: {jobs}"
+        );
+    }
+    let vault = expect(&owner.get("/api/v1/volumes/vault").unwrap(), 200);
+    let members: Vec<(&str, &str)> = vault["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["state"].as_str().unwrap()))
+        .collect();
+    assert!(
+        members.contains(&("C", "in_sync")) && !members.iter().any(|m| m.0 == "A" || m.0 == "B"),
+        "vault after two replaces: {vault}"
+    );
     for ended in [
         &f.revoked_api,
         &f.revoked_html,

@@ -114,14 +114,15 @@ pub fn assert_error(r: &cairn_qemu::HttpResponse, status: u16, code: &str) {
 
 /// A box as far as the host allows: power and network through a [`Recorder`], the storage manager over the
 /// md simulator on a sysfs/dev/proc tree with the boot medium and blank disks `A`, `B`, ... in bays 1, 2, ...,
-/// and the QEMU board's description.
+/// and the QEMU board's description. `found` volumes (name, disk serial), single-disk, were made by another
+/// box whose records are gone: this one finds them at start, ready to import.
 pub struct RealBox {
     pub server: Server,
     pub host: Arc<Recorder>,
     pub fake: Arc<Fake>,
 }
 
-pub fn start_box(serials: &[&str]) -> RealBox {
+pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for d in ["sys/block", "dev", "proc", "data"] {
@@ -147,8 +148,36 @@ pub fn start_box(serials: &[&str]) -> RealBox {
         proc: root.join("proc"),
         data: root.join("data"),
     };
-    let store = cairn_store::Store::open(&root.join("settings.db")).unwrap();
     let fake = Arc::new(Fake::new(&paths));
+    if !found.is_empty() {
+        let old_store = cairn_store::Store::open(&root.join("old-box.db")).unwrap();
+        let old =
+            Storage::with_tools(board.clone(), paths.clone(), old_store, fake.clone()).unwrap();
+        for (name, disk) in found {
+            let job = old
+                .create(cairn_storage::CreateRequest {
+                    name: name.to_string(),
+                    level: "single".into(),
+                    disks: vec![disk.to_string()],
+                    confirm: None,
+                })
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while old.job(&job.id).unwrap().state == "running" {
+                for minor in 0..16 {
+                    fake.finish_sync(minor);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the old box's {name} never got built"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        // The disks leave the old box and arrive in this one.
+        fake.power_cut();
+    }
+    let store = cairn_store::Store::open(&root.join("settings.db")).unwrap();
     let storage = Storage::with_tools(board.clone(), paths, store.clone(), fake.clone()).unwrap();
     storage.start();
     let host = Arc::new(Recorder::default());
@@ -178,7 +207,7 @@ fn add_disk(root: &Path, name: &str, bay: u32, serial: &str) {
     let parent = if bay == 0 {
         "sys/devices/platform/a003e00.virtio_mmio/virtio3/block".to_string()
     } else {
-        format!("sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:0{bay}.0/0000:0{bay}:00.0/virtio{bay}/block")
+        format!("sys/devices/platform/4010000000.pcie/pci0000:00/0000:00:{bay:02x}.0/0000:{bay:02x}:00.0/virtio{bay}/block")
     };
     let d = root.join(parent).join(name);
     for sub in ["queue", "holders"] {
@@ -191,7 +220,7 @@ fn add_disk(root: &Path, name: &str, bay: u32, serial: &str) {
     if bay > 0 {
         let slot = root.join(format!("sys/bus/pci/slots/{bay}"));
         std::fs::create_dir_all(&slot).unwrap();
-        std::fs::write(slot.join("address"), format!("0000:0{bay}:00\n")).unwrap();
+        std::fs::write(slot.join("address"), format!("0000:{bay:02x}:00\n")).unwrap();
     }
     std::fs::write(root.join("dev").join(name), vec![0u8; 256 * 1024]).unwrap();
 }
