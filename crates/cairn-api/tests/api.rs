@@ -709,3 +709,33 @@ fn failures_spread_over_many_names_slow_down_their_source() {
     assert!((1..=300).contains(&wait), "retry-after {wait}");
     assert!(c.cookie("cairn_session").is_none());
 }
+
+#[test]
+fn setup_is_offered_to_the_local_network_only() {
+    use cairn_api::is_local_network;
+    let at = |ip: &str| std::net::SocketAddr::new(ip.parse().unwrap(), 40000);
+    for local in [
+        "127.0.0.1",
+        "10.0.2.2",
+        "172.16.0.9",
+        "192.168.1.5",
+        "169.254.10.1",
+        "::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "::ffff:192.168.1.5",
+    ] {
+        assert!(is_local_network(at(local)), "{local} is on the LAN");
+    }
+    for remote in [
+        "8.8.8.8",
+        "172.32.0.1",
+        "100.64.0.1",
+        "11.0.0.1",
+        "2001:db8::1",
+        "2a00:1450::1",
+        "::ffff:8.8.8.8",
+    ] {
+        assert!(!is_local_network(at(remote)), "{remote} is not on the LAN");
+    }
+}
