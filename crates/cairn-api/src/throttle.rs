@@ -157,8 +157,30 @@ mod tests {
             ..ThrottlePolicy::LOGIN
         });
         for i in 0..100 {
-            t.failed(&format!("name{i}"), IP);
+            t.failed(
+                &format!("name{i}"),
+                IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 3, i)),
+            );
         }
-        assert!(t.maps.lock().unwrap().accounts.len() <= 10);
+        let maps = t.maps.lock().unwrap();
+        assert_eq!((maps.accounts.len(), maps.sources.len()), (10, 10));
+    }
+
+    #[test]
+    fn a_success_clears_the_count_for_the_account_and_the_source() {
+        let t = Throttle::new(ThrottlePolicy::LOGIN);
+        for _ in 0..5 {
+            t.failed("alice", IP);
+        }
+        t.succeeded("alice", IP);
+        for _ in 0..5 {
+            t.failed("alice", IP);
+        }
+        assert!(
+            t.check("alice", IP).is_none(),
+            "five failures after a success are free again"
+        );
+        t.failed("alice", IP);
+        assert!(t.check("alice", IP).is_some());
     }
 }
