@@ -976,8 +976,10 @@ fn applied_network_change_rolls_back_by_itself_and_a_power_cut_restores_the_conf
     loop {
         let (addresses, now) = lan_addresses(&mut m);
         if addresses == [format!("{TRIAL_ADDRESS}/24")] {
+            // A few seconds of slack, less than the trial had run before the restart: a restarted daemon
+            // that started a new window instead of keeping the time left fails here.
             assert!(
-                now <= confirm_by + 20,
+                now <= confirm_by + 6,
                 "still on the trial address at {now}, the window ended at {confirm_by}"
             );
             std::thread::sleep(Duration::from_secs(1));
