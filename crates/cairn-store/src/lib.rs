@@ -264,6 +264,31 @@ mod tests {
     // Reopening after a commit is tested across a killed process in tests/durability.rs: dropping a store
     // flushes it, so a reopen in the same process would pass without `commit`.
     #[test]
+    fn a_table_holds_what_was_put_in_key_order_and_forgets_what_was_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = store.table("things").unwrap();
+        assert!(t.is_empty());
+        t.put("b", &2u32).unwrap();
+        t.put("a", &1u32).unwrap();
+        assert!(!t.is_empty());
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.all::<u32>().unwrap(),
+            vec![("a".to_string(), 1), ("b".to_string(), 2)]
+        );
+        assert!(!t.insert_new("a", &9u32).unwrap(), "a exists");
+        assert!(t.insert_new("c", &3u32).unwrap());
+        assert_eq!(t.get::<u32>("a").unwrap(), Some(1));
+        assert!(t.remove("a").unwrap(), "a existed");
+        assert!(!t.remove("a").unwrap(), "a is gone");
+        assert_eq!(t.get::<u32>("a").unwrap(), None);
+        assert_eq!(t.len(), 2);
+        // Another table of the same store is another namespace.
+        assert!(store.table("others").unwrap().is_empty());
+    }
+
+    #[test]
     fn new_store_gets_current_schema() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
