@@ -33,7 +33,9 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
   job ID | jobs | events                  storage jobs (progress from the kernel) and the event log
   system                                  host name, version, uptime
   hostname NAME                           rename the box
-  network                                 network settings";
+  network                                 network settings (and a change on trial)
+  network dhcp                            back to DHCP, on trial like any change: the rescue path
+  network confirm                         keep the change on trial (else it rolls back by itself)";
 
 struct Request {
     method: &'static str,
@@ -281,7 +283,9 @@ fn plan(
             "/api/v1/system",
             Some(json!({"hostname": name(&args, 1)?})),
         ),
-        ["network", ..] => req("GET", "/api/v1/network", None),
+        ["network", "dhcp"] => req("PUT", "/api/v1/network", Some(json!({"mode": "dhcp"}))),
+        ["network", "confirm"] => req("POST", "/api/v1/network/confirm", Some(json!({}))),
+        ["network"] => req("GET", "/api/v1/network", None),
         _ => return Err(USAGE.to_string()),
     })
 }

@@ -161,6 +161,21 @@ fn the_console_can_set_up_manage_and_rescue() {
     );
     let (ok, _, err) = ctl(&d, &["user", "add", "Bad Name"], "some password\n");
     assert!(!ok && err.contains("name.invalid"), "{err}");
+    // A static address that locks the owner out is undone from the console: DHCP again, confirmed.
+    let (ok, _, err) = ctl(&d, &["network", "dhcp"], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = ctl(&d, &["--json", "network"], "");
+    let pending: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pending["pending"]["mode"], "dhcp", "{pending}");
+    let (ok, _, err) = ctl(&d, &["network", "confirm"], "");
+    assert!(ok, "{err}");
+    let (_, out, _) = ctl(&d, &["--json", "network"], "");
+    let now: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(now.get("pending").is_none(), "{now}");
+    let (ok, _, err) = ctl(&d, &["network", "confirm"], "");
+    assert!(!ok && err.contains("network.nothing_to_confirm"), "{err}");
+    let (ok, _, err) = ctl(&d, &["network", "frobnicate"], "");
+    assert!(!ok && err.contains("usage"), "{err}");
     let (ok, _, err) = ctl(&d, &["frobnicate"], "");
     assert!(!ok && err.contains("usage"), "{err}");
 }
