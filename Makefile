@@ -10,7 +10,7 @@ export SMB_PORT ?= 1445
 export DISKS ?= 0
 export NET ?= user
 
-.PHONY: all bootstrap build image images run test test-host test-e2e dev bench lint clean clean-box lock-refresh
+.PHONY: all bootstrap build image images run test test-host test-e2e dev bench lint mutants clean clean-box lock-refresh
 
 all: images
 
@@ -59,6 +59,18 @@ bench: bootstrap images
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## Mutation testing of the host crates' rules (slow, so not part of `make test`): each surviving mutant is a
+## change to the code that no test notices (a part with survivors does not stop the others). Reports under
+## target/mutants/<part>/mutants.out/.
+MUTANTS = cargo mutants --timeout 300 -j 1
+mutants: bootstrap
+	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+	-$(MUTANTS) -p cairn-store -o target/mutants/store
+	-$(MUTANTS) -p cairn-accounts -o target/mutants/accounts
+	-$(MUTANTS) -p cairn-smb -o target/mutants/smb
+	-$(MUTANTS) -p cairn-storage -f src/contents.rs -f src/md.rs -f src/volumes.rs -o target/mutants/storage
+	-$(MUTANTS) -p cairn-api -f src/auth.rs -f src/throttle.rs -f src/routes.rs -o target/mutants/api
 
 ## Pins the current Debian versions of rootfs/packages.toml into rootfs/packages.lock.
 lock-refresh: bootstrap
