@@ -205,6 +205,7 @@ pub fn smbclient(
     )
 }
 
+pub mod measure;
 pub mod webdriver;
 
 /// The session's CSRF token.
