@@ -193,3 +193,91 @@ fn shares_on_data_volumes_use_the_volume_root_and_missing_volumes_are_left_out()
     assert!(r.conf.contains("path = /data/media/films"), "{}", r.conf);
     assert!(!r.conf.contains("[old]"), "{}", r.conf);
 }
+
+#[test]
+fn names_with_digits_underscores_and_dashes_are_served() {
+    let s = share("team_docs-2", &[("ann_b-1", Level::Write)], &[], false);
+    let r = render(
+        &[user("ann_b-1", 1001)],
+        &[],
+        &[s],
+        &layout(),
+        "cairn",
+        "",
+        "",
+    )
+    .unwrap();
+    assert!(r.conf.contains("[team_docs-2]"), "{}", r.conf);
+    assert!(r.pwddb.contains("ann_b-1:"), "{}", r.pwddb);
+}
+
+#[test]
+fn apply_writes_every_file_once_makes_share_folders_and_reports_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let layout = Layout {
+        config_dir: root.join("ksmbd"),
+        etc_dir: root.join("etc"),
+        system_volume: root.join("shares"),
+        volumes: [("media".to_string(), root.join("media"))].into(),
+        base_passwd: root.join("x"),
+        base_group: root.join("y"),
+    };
+    let on_system = share("docs", &[("ann", Level::Read)], &[], false);
+    let mut on_gone = share("old", &[], &[], false);
+    on_gone.volume = "gone".into();
+    let shares = vec![on_system, on_gone];
+    let users = vec![user("ann", 1001)];
+    let rendered = render(&users, &[], &shares, &layout, "cairn", "", "").unwrap();
+    assert!(
+        apply(&rendered, &shares, &layout).unwrap(),
+        "a first apply changes everything"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+        rendered.passwd
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/group")).unwrap(),
+        rendered.group
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ksmbd/ksmbd.conf")).unwrap(),
+        rendered.conf
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("ksmbd/ksmbdpwd.db")).unwrap(),
+        rendered.pwddb
+    );
+    assert_eq!(
+        mode(&root.join("ksmbd/ksmbdpwd.db")),
+        0o600,
+        "password hashes are root's only"
+    );
+    assert_eq!(mode(&root.join("ksmbd/ksmbd.conf")), 0o644);
+    assert!(
+        root.join("shares/docs/files").is_dir(),
+        "the share's folder is made"
+    );
+    assert!(!root.join("gone").exists() && !root.join("shares/old").exists());
+    assert!(
+        !apply(&rendered, &shares, &layout).unwrap(),
+        "nothing changed the second time"
+    );
+    // Each file on its own counts as a change.
+    for file in [
+        "etc/passwd",
+        "etc/group",
+        "ksmbd/ksmbdpwd.db",
+        "ksmbd/ksmbd.conf",
+    ] {
+        std::fs::write(root.join(file), "stale\n").unwrap();
+        assert!(
+            apply(&rendered, &shares, &layout).unwrap(),
+            "{file} rewritten"
+        );
+        assert!(!apply(&rendered, &shares, &layout).unwrap());
+    }
+}
