@@ -154,6 +154,122 @@ fn host_sha256(path: &Path) -> String {
         .to_string()
 }
 
+/// SHA-256 of each disk's image file as the host reads it, by serial. Bays are raw files attached with QEMU's
+/// default cache (writeback through the host's page cache: QEMU's process keeps no copy of written data, and
+/// a plugged disk's `blockdev-add` uses the same default), so once the guest's `sync` has returned, every write
+/// the box made is what the host reads from the file. Only disks no running array owns hold still: md and ext4
+/// write to members all the time (see [`untouched`]).
+fn bay_hashes(m: &mut Machine, bays: &[&DataDisk]) -> Vec<(String, String)> {
+    m.serial("sync", Duration::from_secs(60)).unwrap();
+    file_hashes(bays)
+}
+
+/// SHA-256 of each disk's image file, by serial, hashed side by side (the file's own bytes: no box involved).
+fn file_hashes(bays: &[&DataDisk]) -> Vec<(String, String)> {
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = bays
+            .iter()
+            .map(|d| s.spawn(|| (d.serial.clone(), host_sha256(&d.file))))
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    })
+}
+
+/// The lines of a member's md superblock that say which array it belongs to and in which place; event counts,
+/// update times and checksums change while the array runs, these only when a member joins, leaves or is erased.
+const MD_PLACE: [&str; 7] = [
+    "Array UUID",
+    "Name",
+    "Raid Level",
+    "Raid Devices",
+    "Device UUID",
+    "Device Role",
+    "Array State",
+];
+
+/// What a refusal must leave as it was, read after the box flushed its writes: the image files of the disks
+/// no running array owns (free, foreign, found, failed out), byte for byte, and for each member of a running
+/// array the place its md superblock gives it, as `mdadm --examine` reads it on the box.
+#[derive(Debug, PartialEq)]
+struct Untouched {
+    superblocks: Vec<(String, Vec<String>)>,
+    files: Vec<(String, String)>,
+}
+
+fn untouched(
+    m: &mut Machine,
+    admin: &HttpClient,
+    loose: &[&DataDisk],
+    members: &[&str],
+) -> Untouched {
+    let mut superblocks = vec![];
+    if !members.is_empty() {
+        let listed = disks(admin);
+        let devs: Vec<String> = members
+            .iter()
+            .map(|id| {
+                let d = listed
+                    .iter()
+                    .find(|d| d["id"] == *id)
+                    .unwrap_or_else(|| panic!("{id} is not listed"));
+                d["device"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let out = m
+            .serial(
+                &format!(
+                    "sync; echo 3 > /proc/sys/vm/drop_caches; for d in {}; do printf '%s %s\\n' '>>' $d; mdadm --examine /dev/$d 2>&1; done",
+                    devs.join(" ")
+                ),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        for (id, dev) in members.iter().zip(&devs) {
+            let section = out
+                .split(">> ")
+                .find(|s| s.starts_with(&format!("{dev}\n")))
+                .unwrap_or_else(|| panic!("no mdadm --examine of {dev}: {out}"));
+            let place: Vec<String> = section
+                .lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(" : ")?;
+                    MD_PLACE
+                        .contains(&k.trim())
+                        .then(|| format!("{}: {}", k.trim(), v.trim()))
+                })
+                .collect();
+            assert!(
+                place.iter().any(|l| l.starts_with("Array UUID"))
+                    && place.iter().any(|l| l.starts_with("Device Role")),
+                "{id} ({dev}) carries no md superblock: {section}"
+            );
+            superblocks.push((id.to_string(), place));
+        }
+    }
+    Untouched {
+        superblocks,
+        files: bay_hashes(m, loose),
+    }
+}
+
+/// SHA-256 of the boot medium's first MiB (partition table and the gap before the first partition) as the box
+/// reads it: what a create that took the boot medium would wipe first.
+fn boot_start(m: &mut Machine, device: &str) -> String {
+    let out = m
+        .serial(
+            &format!("sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/{device} bs=1M count=1 2>/dev/null | sha256sum"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    out.lines()
+        .rev()
+        .find_map(|l| {
+            let h = l.split_whitespace().next()?;
+            (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| h.to_string())
+        })
+        .unwrap_or_else(|| panic!("no checksum of {device}'s start: {out}"))
+}
+
 fn random_file(path: &Path, mib: usize, seed: u8) {
     // Deterministic but not compressible or repetitive at the block level.
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
@@ -169,8 +285,12 @@ fn random_file(path: &Path, mib: usize, seed: u8) {
 }
 
 fn disk_file(dir: &Path, name: &str) -> DataDisk {
+    sized_disk_file(dir, name, DISK_MIB)
+}
+
+fn sized_disk_file(dir: &Path, name: &str, mib: u64) -> DataDisk {
     let file = dir.join(format!("{name}.img"));
-    cairn_qemu::blank_disk(&file, DISK_MIB).unwrap();
+    cairn_qemu::blank_disk(&file, mib).unwrap();
     DataDisk {
         file,
         serial: format!("CAIRN-{}", name.to_uppercase()),
@@ -222,8 +342,20 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         assert_eq!(d["role"], "free", "{d}");
     }
     let ids: Vec<String> = (1..=4).map(|n| format!("CAIRN-BAY{n}")).collect();
+    let boot_dev = listed.iter().find(|d| d["role"] == "boot").unwrap()["device"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A disk too small for any volume, pushed into bay 6: free, and refused for a volume.
+    let tiny = sized_disk_file(&dir, "tiny", 32);
+    m.plug_disk(6, &tiny).unwrap();
+    let d = wait_disk(&admin, "CAIRN-TINY", true).unwrap();
+    assert_eq!(d["role"], "free", "{d}");
 
-    // Refusals, before anything is touched.
+    // Refusals, before anything is touched: every disk and the boot medium's start stay byte-identical.
+    let loose: Vec<&DataDisk> = bays.iter().chain([&tiny]).collect();
+    let kept = untouched(&mut m, &admin, &loose, &[]);
+    let boot_kept = boot_start(&mut m, &boot_dev);
     let r = send(
         &admin,
         "POST",
@@ -249,6 +381,28 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         r.text()
     );
     assert!(r.json().unwrap()["error"]["hint"].as_str().unwrap().len() > 10);
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes",
+        json!({"name": "small", "level": "single", "disks": ["CAIRN-TINY"]}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (422, "disk.too_small"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        untouched(&mut m, &admin, &loose, &[]),
+        kept,
+        "a refused create wrote to a disk"
+    );
+    assert_eq!(
+        boot_start(&mut m, &boot_dev),
+        boot_kept,
+        "a refused create wrote to the boot medium"
+    );
     let after = disks(&admin);
     for id in &ids {
         let d = after
@@ -308,7 +462,9 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         out.contains("serial=CAIRN-BAY1") && out.contains("slot=1"),
         "{out}"
     );
-    // A disk already in use is refused, naming it.
+    // A disk already in use is refused, naming it, and the array's members keep their places.
+    let members: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let kept = untouched(&mut m, &admin, &[&tiny], &members);
     let r = send(
         &admin,
         "POST",
@@ -328,6 +484,11 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
             .to_lowercase()
             .contains("bay 1"),
         "{body}"
+    );
+    assert_eq!(
+        untouched(&mut m, &admin, &[&tiny], &members),
+        kept,
+        "a refused create touched a disk"
     );
 
     // Files written over SMB to a share on the volume.
@@ -377,7 +538,8 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     );
     m.serial("sync", Duration::from_secs(30)).unwrap();
 
-    // Deleting a volume that carries shares is refused.
+    // Deleting a volume that carries shares is refused: members, files and the free disk as they were.
+    let kept = untouched(&mut m, &admin, &[&tiny], &members);
     let r = send(
         &admin,
         "DELETE",
@@ -390,6 +552,12 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         "{}",
         r.text()
     );
+    assert_eq!(
+        untouched(&mut m, &admin, &[&tiny], &members),
+        kept,
+        "a refused delete touched a disk"
+    );
+    assert_eq!(box_checksums(&mut m, share_dir, &names), sums);
 
     // Failure 1: mdadm --fail through the API; the volume is degraded and names the disk by bay and serial.
     let failed_at = Instant::now();
@@ -418,7 +586,11 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         "degraded shown {:?} after the failure request",
         failed_at.elapsed()
     );
-    // Failing a second disk would lose data: refused.
+    // Failing a second disk would lose data: refused. So is a replacement too small for the array. The disk
+    // failed out, the free one and the remaining members' places stay as they were.
+    let loose = [&bays[1], &tiny];
+    let members = ["CAIRN-BAY1", "CAIRN-BAY3", "CAIRN-BAY4"];
+    let kept = untouched(&mut m, &admin, &loose, &members);
     let r = send(
         &admin,
         "POST",
@@ -430,6 +602,23 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         (422, "volume.refused"),
         "{}",
         r.text()
+    );
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/volumes/vault/replace",
+        json!({"failed": "CAIRN-BAY2", "with": "CAIRN-TINY"}),
+    );
+    assert_eq!(
+        (r.status, error_code(&r.json().unwrap())),
+        (422, "disk.too_small"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        untouched(&mut m, &admin, &loose, &members),
+        kept,
+        "a refused failure or replacement touched a disk"
     );
 
     // A fresh disk pushed into empty bay 5 replaces it; the rebuild is a job.
@@ -619,6 +808,29 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     };
     let (mut m2, _disk2, admin2) = boot(board, &options);
     let _log2 = ConsoleOnFailure(m2.console_handle(), "import on a new box");
+    // Nothing runs yet: a create on a found and a foreign disk without the volume's name typed is refused, and
+    // all six disks stay byte-identical.
+    let loose: Vec<&DataDisk> = options.data_disks.iter().collect();
+    let kept = untouched(&mut m2, &admin2, &loose, &[]);
+    for confirm in [json!(null), json!("vault")] {
+        let r = send(
+            &admin2,
+            "POST",
+            "/api/v1/volumes",
+            json!({"name": "spare", "level": "raid1", "disks": ["CAIRN-BAY4", "CAIRN-LEGACY1"], "confirm": confirm}),
+        );
+        assert_eq!(
+            (r.status, error_code(&r.json().unwrap())),
+            (409, "volume.confirm_required"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        untouched(&mut m2, &admin2, &loose, &[]),
+        kept,
+        "a refused create touched a disk"
+    );
     let f = found_volume(&admin2);
     assert_eq!(
         (
@@ -732,7 +944,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
 #[test]
 fn raid1_on_armv7() {
     let board = "qemu-armv7-virt";
-    let (_dir, bays) = fresh_bays("storage-armv7", 2);
+    let (dir, bays) = fresh_bays("storage-armv7", 2);
     let options = BootOptions {
         network: Network::Offline,
         data_disks: bays.clone(),
@@ -820,8 +1032,16 @@ fn raid1_on_armv7() {
         vec![sum.clone()]
     );
 
-    // Restarted with no disk at all: the volume is missing, never re-created, and says what to do.
-    let m = restart_with(m, &admin, board, &disk, vec![]);
+    // Restarted with blank disks in the mirror's bays and its own disks out of the box: the volume is missing,
+    // says what to do, and is never re-created on the blanks. They stay free and byte-identical and no array
+    // is started, at boot and through the monitor's passes (at least one every 10 s).
+    let blanks: Vec<DataDisk> = ["blank1", "blank2"]
+        .iter()
+        .map(|n| disk_file(&dir, n))
+        .collect();
+    let blank_refs: Vec<&DataDisk> = blanks.iter().collect();
+    let pristine = file_hashes(&blank_refs);
+    let mut m = restart_with(m, &admin, board, &disk, blanks.clone());
     let admin = m.http();
     admin.set_cookie("cairn_session", &cookie);
     let (v, _) = wait_state(&admin, "mirror", "missing", Duration::from_secs(120));
@@ -830,13 +1050,58 @@ fn raid1_on_armv7() {
         "{v}"
     );
     assert!(admin.get("/storage").unwrap().text().contains("missing"));
+    let watch_until = Instant::now() + Duration::from_secs(21);
+    let mut rounds = 0;
+    loop {
+        let mdstat = m
+            .serial("cat /proc/mdstat 2>&1", Duration::from_secs(30))
+            .unwrap();
+        assert!(
+            !mdstat.lines().any(|l| l.starts_with("md")),
+            "an array was started beside the missing volume: {mdstat}"
+        );
+        for b in &blanks {
+            let d = disks(&admin)
+                .into_iter()
+                .find(|d| d["id"] == b.serial.as_str())
+                .unwrap_or_else(|| panic!("{} is not listed", b.serial));
+            assert_eq!(d["role"], "free", "{d}");
+        }
+        assert_eq!(
+            bay_hashes(&mut m, &blank_refs),
+            pristine,
+            "a blank disk was written beside the missing volume"
+        );
+        rounds += 1;
+        if Instant::now() >= watch_until {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(
+        volume(&admin, "mirror")["state"],
+        "missing",
+        "after {rounds} looks"
+    );
 
-    // Both disks back: the one left out is stale and stays out of the array until it is replaced (by itself).
+    // Both disks back: the data is there; the one left out is stale and stays out of the array until it is
+    // replaced (by itself).
     let mut m = restart_with(m, &admin, board, &disk, bays.clone());
+    assert_eq!(
+        file_hashes(&blank_refs),
+        pristine,
+        "the blank disks after the box let go of them"
+    );
     let admin = m.http();
     admin.set_cookie("cairn_session", &cookie);
     let (v, _) = wait_state(&admin, "mirror", "degraded", Duration::from_secs(120));
     assert!(v["problem"].as_str().unwrap().contains("CAIRN-BAY1"), "{v}");
+    wait_mounted(&admin, "mirror");
+    assert_eq!(
+        box_checksums(&mut m, "/data/mirror", &["f"]),
+        vec![sum.clone()],
+        "the mirror's data after the blank disks"
+    );
     let r = expect(
         &send(
             &admin,
@@ -850,9 +1115,16 @@ fn raid1_on_armv7() {
     assert_eq!(job["state"], "done", "{job}");
     wait_state(&admin, "mirror", "clean", Duration::from_secs(60));
     wait_mounted(&admin, "mirror");
-    assert_eq!(box_checksums(&mut m, "/data/mirror", &["f"]), vec![sum]);
+    assert_eq!(
+        box_checksums(&mut m, "/data/mirror", &["f"]),
+        vec![sum.clone()]
+    );
     let token = csrf(&admin);
 
+    // Deleting without the name typed, or with it misspelt, is refused: the members keep their places and
+    // the file is intact.
+    let members = ["CAIRN-BAY1", "CAIRN-BAY2"];
+    let kept = untouched(&mut m, &admin, &[], &members);
     let r = send(&admin, "DELETE", "/api/v1/volumes/mirror", json!({}));
     assert_eq!(
         (r.status, error_code(&r.json().unwrap())),
@@ -872,6 +1144,15 @@ fn raid1_on_armv7() {
         json!({"confirm": "Mirror"}),
     );
     assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        untouched(&mut m, &admin, &[], &members),
+        kept,
+        "a refused delete touched a disk"
+    );
+    assert_eq!(
+        box_checksums(&mut m, "/data/mirror", &["f"]),
+        vec![sum.clone()]
+    );
     let page = admin.get("/storage").unwrap().text();
     assert!(page.contains("Type <b>mirror</b>"), "{page}");
     let r = admin
