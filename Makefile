@@ -69,8 +69,8 @@ mutants: bootstrap
 	-$(MUTANTS) -p cairn-store -o target/mutants/store
 	-$(MUTANTS) -p cairn-accounts -o target/mutants/accounts
 	-$(MUTANTS) -p cairn-smb -o target/mutants/smb
-	-$(MUTANTS) -p cairn-storage -f src/contents.rs -f src/md.rs -f src/volumes.rs -o target/mutants/storage
-	-$(MUTANTS) -p cairn-api -f src/auth.rs -f src/throttle.rs -f src/routes.rs -o target/mutants/api
+	-$(MUTANTS) -p cairn-storage -f crates/cairn-storage/src/contents.rs -f crates/cairn-storage/src/md.rs -f crates/cairn-storage/src/volumes.rs -o target/mutants/storage
+	-$(MUTANTS) -p cairn-api -f crates/cairn-api/src/auth.rs -f crates/cairn-api/src/throttle.rs -f crates/cairn-api/src/routes.rs -o target/mutants/api
 
 ## Pins the current Debian versions of rootfs/packages.toml into rootfs/packages.lock.
 lock-refresh: bootstrap
