@@ -1,7 +1,11 @@
 //! `make bench` (API part): authenticated API throughput and p99 at 64 connections against a bare hyper
 //! hello-world in the same run, and list/render times with 1,000 and 10,000 users.
+//!
+//! Servers are measured once they answer (never after a fixed sleep); a figure wrk or a request cannot give
+//! stops the run with a sentence naming it (`measure::unmeasured`), never a 0 or NaN that reads as a pass.
 
 use cairn_accounts::{Access, Accounts, Level, NewShare, NewUser, Role};
+use cairn_e2e::measure::{self, unmeasured};
 use cairn_qemu::{workspace_root, HttpClient};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,17 +18,40 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The reference: hyper serving a fixed answer, nothing else.
-fn hello_server(port: u16) {
+/// Polls `GET path` on `port` until it answers 200; `what` names the server in the failure.
+fn wait_answering(port: u16, path: &str, what: &str, deadline: Duration) {
+    let c = HttpClient::new(port).with_timeout(Duration::from_secs(2));
+    let until = Instant::now() + deadline;
+    loop {
+        match c.get(path) {
+            Ok(r) if r.status == 200 => return,
+            Ok(r) if Instant::now() >= until => panic!(
+                "{what} on 127.0.0.1:{port} answered GET {path} with {} for {} s",
+                r.status,
+                deadline.as_secs()
+            ),
+            Err(e) if Instant::now() >= until => panic!(
+                "{what} on 127.0.0.1:{port} did not answer GET {path} within {} s: {e}",
+                deadline.as_secs()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The reference: hyper serving a fixed answer, nothing else. Returns its port once it answers.
+fn hello_server() -> u16 {
+    // Bound here, before the thread starts, so the port is ours and listening when this returns.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    std_listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap();
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 tokio::spawn(async move {
@@ -42,14 +69,12 @@ fn hello_server(port: u16) {
             }
         });
     });
+    wait_answering(port, "/", "the hyper hello-world", Duration::from_secs(10));
+    port
 }
 
-struct Wrk {
-    requests_per_s: f64,
-    p99_ms: f64,
-}
-
-fn wrk(port: u16, path: &str, cookie: Option<&str>) -> Wrk {
+/// Runs wrk for 8 s at 64 connections; `figure` names what it measures if it cannot.
+fn wrk(figure: &str, port: u16, path: &str, cookie: Option<&str>) -> measure::WrkFigures {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", "2", "-c", "64", "-d", "8s", "--latency"]);
     if let Some(c) = cookie {
@@ -59,35 +84,19 @@ fn wrk(port: u16, path: &str, cookie: Option<&str>) -> Wrk {
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("wrk (scripts/bootstrap installs it)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    let p99 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("99%"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .map(parse_ms)
-        .unwrap_or(f64::NAN);
-    let non2xx = text.lines().find(|l| l.contains("Non-2xx"));
-    assert!(non2xx.is_none(), "wrk saw errors on {path}: {text}");
-    Wrk {
-        requests_per_s: rps,
-        p99_ms: p99,
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        unmeasured(
+            figure,
+            format!("wrk on {path} exited {}: {text}", out.status),
+        );
     }
-}
-
-fn parse_ms(v: &str) -> f64 {
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
-    let n: f64 = num.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => f64::NAN,
-    }
+    measure::parse_wrk(&text)
+        .unwrap_or_else(|e| unmeasured(figure, format!("{e} on {path}: {text}")))
 }
 
 struct Daemon(Child);
@@ -104,7 +113,11 @@ fn daemon(state: &std::path::Path, port: u16) -> Daemon {
         bin.exists(),
         "build the host daemon first: cargo build --release -p cairn"
     );
-    let child = Command::new(bin)
+    let log = state.join("daemon.log");
+    // setpriv --pdeathsig: the daemon dies with this process, even when a failed figure aborts it.
+    let mut child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(bin)
         .args([
             "daemon",
             "--listen",
@@ -122,17 +135,30 @@ fn daemon(state: &std::path::Path, port: u16) -> Daemon {
         .arg(workspace_root().join("board/qemu-aarch64-virt/board.toml"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap();
-    let c = HttpClient::new(port);
+        .expect("setpriv (util-linux) runs the daemon");
+    let c = HttpClient::new(port).with_timeout(Duration::from_secs(2));
     let until = Instant::now() + Duration::from_secs(20);
-    while c
-        .get("/api/v1/health")
-        .map(|r| r.status != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < until);
+    loop {
+        match c.get("/api/v1/health") {
+            Ok(r) if r.status == 200 => break,
+            _ if Instant::now() >= until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon on 127.0.0.1:{port} did not answer GET /api/v1/health 200 within 20 s:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            }
+            _ => {}
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({status}) before answering GET /api/v1/health:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     Daemon(child)
@@ -195,10 +221,8 @@ fn median_ms(mut f: impl FnMut() -> Duration, runs: usize) -> f64 {
 
 fn main() {
     println!("# Cairn API benchmark (make bench: cargo run --release -p cairn-e2e --bin cairn-bench-api)");
-    let hello_port = free_port();
-    hello_server(hello_port);
-    std::thread::sleep(Duration::from_millis(200));
-    let hello = wrk(hello_port, "/", None);
+    let hello_port = hello_server();
+    let hello = wrk("bare hyper hello-world", hello_port, "/", None);
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -215,7 +239,18 @@ fn main() {
         201
     );
     let cookie = c.cookie("cairn_session").unwrap();
-    let api = wrk(port, "/api/v1/session", Some(&cookie));
+    // The session must be good, or wrk would measure refusals (parse_wrk refuses non-2xx answers too).
+    assert_eq!(
+        c.get("/api/v1/session").unwrap().status,
+        200,
+        "the benchmark's session is not logged in"
+    );
+    let api = wrk(
+        "Cairn GET /api/v1/session (auth)",
+        port,
+        "/api/v1/session",
+        Some(&cookie),
+    );
     drop(d);
     println!();
     println!("## Throughput, 64 connections, 8 s, wrk -t2 -c64 (host build)");
@@ -229,7 +264,7 @@ fn main() {
     );
     println!(
         "ratio (goal >= 50 %): {:.0} %   p99 goal <= 5 ms",
-        100.0 * api.requests_per_s / hello.requests_per_s.max(1.0)
+        100.0 * api.requests_per_s / hello.requests_per_s
     );
 
     println!();
@@ -252,12 +287,25 @@ fn main() {
             .status,
             200
         );
+        // Each answer must hold every seeded user (the owner too), or the time is not the list's.
+        let last = format!("user{:05}", users - 1);
         let api_ms = median_ms(
             || {
                 let t = Instant::now();
                 let r = c.get("/api/v1/users").unwrap();
-                assert_eq!(r.status, 200);
-                t.elapsed()
+                let took = t.elapsed();
+                let listed = r.json().ok().and_then(|v| v.as_array().map(|a| a.len()));
+                if r.status != 200 || listed != Some(users + 1) {
+                    unmeasured(
+                        "GET /api/v1/users",
+                        format!(
+                            "answered {} listing {listed:?} users, not {}",
+                            r.status,
+                            users + 1
+                        ),
+                    );
+                }
+                took
             },
             5,
         );
@@ -265,8 +313,19 @@ fn main() {
             || {
                 let t = Instant::now();
                 let r = c.get("/users").unwrap();
-                assert_eq!(r.status, 200);
-                t.elapsed()
+                let took = t.elapsed();
+                let rows = r.text().matches("<tr><td><a href=\"/users/").count();
+                if r.status != 200 || rows != users + 1 || !r.text().contains(&last) {
+                    unmeasured(
+                        "GET /users page",
+                        format!(
+                            "answered {} with {rows} user rows, not {}",
+                            r.status,
+                            users + 1
+                        ),
+                    );
+                }
+                took
             },
             5,
         );
@@ -274,6 +333,12 @@ fn main() {
         let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
         let a = Accounts::new(store).unwrap();
         let (u, g, s) = (a.users().unwrap(), a.groups().unwrap(), a.shares().unwrap());
+        if (u.len(), s.len()) != (users + 1, shares) {
+            unmeasured(
+                "render ksmbd files",
+                format!("the store holds {} users and {} shares", u.len(), s.len()),
+            );
+        }
         let out = tempfile::tempdir().unwrap();
         let layout = cairn_smb::Layout {
             config_dir: out.path().join("ksmbd"),
@@ -302,6 +367,13 @@ fn main() {
             5,
         );
         let rendered = cairn_smb::render(&u, &g, &s, &layout, "cairn", "", "").unwrap();
+        let sections = rendered.conf.matches("\n[share").count();
+        if sections != shares {
+            unmeasured(
+                "render ksmbd files",
+                format!("ksmbd.conf has {sections} share sections, not {shares}"),
+            );
+        }
         let write_ms = median_ms(
             || {
                 let _ = std::fs::remove_dir_all(&layout.config_dir);
@@ -320,5 +392,28 @@ fn main() {
             "{users:>6} users, {shares:>5} shares: GET /api/v1/users {api_ms:6.1} ms | GET /users page {page_ms:6.1} ms | render ksmbd files {render_ms:6.1} ms + atomic write {write_ms:5.1} ms  (seeded in {:.1} s)",
             seeding.as_secs_f64()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "did not answer GET / within 1 s")]
+    fn readiness_on_a_port_nobody_listens_on_fails_within_its_deadline() {
+        wait_answering(free_port(), "/", "nobody", Duration::from_secs(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "benchmark figure \"nobody\" could not be measured")]
+    fn wrk_against_a_port_nobody_listens_on_is_no_figure() {
+        wrk("nobody", free_port(), "/", None);
+    }
+
+    #[test]
+    fn the_hello_world_answers_when_it_is_handed_out() {
+        let port = hello_server();
+        assert_eq!(HttpClient::new(port).get("/").unwrap().status, 200);
     }
 }
