@@ -3,10 +3,16 @@
 //! - boot to a healthy dashboard on both boards, against a floor measured in the same run (the same kernel
 //!   with a busybox-only init that starts busybox httpd);
 //! - sizes: stripped `cairn`, root squashfs without kernel modules, whole image;
-//! - resident memory (Rss and Pss) of all Cairn processes after boot, idle.
+//! - resident memory (Rss and Pss) of all Cairn processes after boot, once they are idle (their CPU use per
+//!   process, read in the guest, at most 1 % of a core over 2 s).
+//!
+//! A figure that cannot be measured stops the run with a sentence naming it (`measure::unmeasured`).
 
+use cairn_e2e::measure::{self, unmeasured};
 use cairn_qemu::{board_out_dir, BootDisk, BootOptions, Machine, Manifest};
 use std::time::{Duration, Instant};
+
+const MEMORY: &str = "memory of all Cairn processes, idle after boot";
 
 const RUNS: usize = 3;
 
@@ -23,8 +29,66 @@ fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / 1024.0 / 1024.0)
 }
 
+/// A size from the image's manifest; missing or zero stops the run (0 MiB would read as under the goal).
 fn size(m: &Manifest, key: &str) -> u64 {
-    m.sizes.get(key).and_then(|v| v.as_u64()).unwrap_or(0)
+    match m.sizes.get(key).and_then(|v| v.as_u64()) {
+        Some(n) if n > 0 => n,
+        other => unmeasured(
+            key,
+            format!(
+                "out/{}/manifest.json gives {other:?} for sizes.{key}; run `make images`",
+                m.board
+            ),
+        ),
+    }
+}
+
+/// Waits until the Cairn processes are idle: together at most 1 % of a core over 2 s, by process.
+fn wait_idle(m: &mut Machine, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    let sample = |m: &mut Machine| {
+        let out = m
+            .serial(measure::CPU_SAMPLE_COMMAND, Duration::from_secs(20))
+            .unwrap_or_else(|e| unmeasured(MEMORY, format!("reading /proc in the guest: {e}")));
+        measure::parse_cpu_sample(&out).unwrap_or_else(|e| unmeasured(MEMORY, e))
+    };
+    let mut last = sample(m);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = sample(m);
+        let used = measure::cpu_between(&last, &now).unwrap_or_else(|e| unmeasured(MEMORY, e));
+        if used.counts_daemon() && used.left_out.is_empty() && used.percent() <= 1.0 {
+            return;
+        }
+        if Instant::now() >= until {
+            unmeasured(
+                MEMORY,
+                format!(
+                    "the Cairn processes were not idle within {} s (last {:.1} % of a core over {:.1} s; counted {:?}, left out {:?})",
+                    deadline.as_secs(),
+                    used.percent(),
+                    used.seconds,
+                    used.counted,
+                    used.left_out
+                ),
+            );
+        }
+        last = now;
+    }
+}
+
+/// Waits for `GET /api/v1/health` and checks the box runs the version the manifest describes.
+fn healthy(m: &mut Machine, manifest: &Manifest, started: Instant, deadline: Duration) -> Duration {
+    let (took, health) = m
+        .wait_healthy(started, deadline)
+        .unwrap_or_else(|e| panic!("{e}\n{}", m.console_log()));
+    if health["version"] != manifest.version.as_str() {
+        panic!(
+            "the booted box reports version {} but out/{}/manifest.json says {}",
+            health["version"], manifest.board, manifest.version
+        );
+    }
+    took
 }
 
 fn boot_floor(board: &str, manifest: &Manifest, deadline: Duration) -> Duration {
@@ -36,7 +100,8 @@ fn boot_floor(board: &str, manifest: &Manifest, deadline: Duration) -> Duration 
     };
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &options).unwrap();
-    m.wait_http("/", started, deadline).unwrap()
+    m.wait_http("/", started, deadline)
+        .unwrap_or_else(|e| panic!("floor of {board}: {e}\n{}", m.console_log()))
 }
 
 /// First boot of a freshly flashed box (formats the config partition), then a normal boot of the same box.
@@ -44,40 +109,25 @@ fn boot_cairn(
     board: &str,
     manifest: &Manifest,
     deadline: Duration,
-    memory: &mut Option<(u64, u64, String)>,
+    memory: &mut Option<measure::Memory>,
 ) -> (Duration, Duration) {
     let disk = BootDisk::flash(manifest, &board_out_dir(board)).unwrap();
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
-    let (first, _) = m.wait_healthy(started, deadline).unwrap();
+    let first = healthy(&mut m, manifest, started, deadline);
     m.serial("poweroff", Duration::from_secs(5)).ok();
     m.wait_exit(Duration::from_secs(60)).unwrap();
     drop(m);
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
-    let (normal, _) = m.wait_healthy(started, deadline).unwrap();
+    let normal = healthy(&mut m, manifest, started, deadline);
     if memory.is_none() {
-        // Idle: let DHCP and the first requests settle before reading.
-        std::thread::sleep(Duration::from_secs(3));
+        // Idle: DHCP and the first requests settled, told by the processes' own CPU use, not by a sleep.
+        wait_idle(&mut m, Duration::from_secs(60));
         let out = m
-            .serial("for p in $(echo 1 $(pidof cairn) | tr ' ' '\\n' | sort -u); do echo \"$p $(cat /proc/$p/comm) $(grep -E '^(Rss|Pss):' /proc/$p/smaps_rollup | tr -s ' ' | tr '\\n' ' ')\"; done", Duration::from_secs(20))
-            .unwrap();
-        let (mut rss, mut pss) = (0u64, 0u64);
-        for line in out.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            for (i, w) in words.iter().enumerate() {
-                let kb = words
-                    .get(i + 1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-                match *w {
-                    "Rss:" => rss += kb,
-                    "Pss:" => pss += kb,
-                    _ => {}
-                }
-            }
-        }
-        *memory = Some((rss, pss, out));
+            .serial(measure::MEMORY_COMMAND, Duration::from_secs(20))
+            .unwrap_or_else(|e| unmeasured(MEMORY, format!("reading /proc in the guest: {e}")));
+        *memory = Some(measure::parse_memory(&out).unwrap_or_else(|e| unmeasured(MEMORY, e)));
     }
     (first, normal)
 }
@@ -91,6 +141,12 @@ fn main() {
     println!("# QEMU TCG on this host, {} cores; times are QEMU start to the first HTTP 200 on the host, median of {RUNS}.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // CAIRN_BENCH_BOARDS=qemu-aarch64-virt limits the run to some boards (for quick comparisons).
     let only = std::env::var("CAIRN_BENCH_BOARDS").unwrap_or_default();
+    if let Some(unknown) = only
+        .split(',')
+        .find(|b| !b.is_empty() && !boards.iter().any(|(known, _)| known == b))
+    {
+        panic!("CAIRN_BENCH_BOARDS names {unknown:?}, which this benchmark does not boot: nothing would be measured");
+    }
     for (board, deadline) in boards {
         if !only.is_empty() && !only.split(',').any(|b| b == board) {
             continue;
@@ -149,15 +205,14 @@ fn main() {
             mib(size(&manifest, "image")),
             mib(size(&manifest, "image_allocated"))
         );
-        if let Some((rss, pss, raw)) = memory {
-            println!(
-                "memory of all Cairn processes, idle after boot (goal <= 12 MiB): Pss {} (Rss {})",
-                mib(pss * 1024),
-                mib(rss * 1024)
-            );
-            for line in raw.lines() {
-                println!("    {}", line.trim());
-            }
+        let memory = memory.unwrap_or_else(|| unmeasured(MEMORY, "no boot read it"));
+        println!(
+            "memory of all Cairn processes, idle after boot (goal <= 12 MiB): Pss {} (Rss {})",
+            mib(memory.pss_kb * 1024),
+            mib(memory.rss_kb * 1024)
+        );
+        for line in &memory.lines {
+            println!("    {}", line.trim());
         }
     }
 }
