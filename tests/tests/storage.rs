@@ -2,6 +2,9 @@
 //! `mdadm --fail` through the API and by pulling a disk (PCIe hot-unplug through QMP), replacement with disks
 //! pushed into empty bays, a reboot, and the disks moved to a freshly flashed box that imports the volume.
 //! One boot carries the RAID 5 story (it is one story: each step starts from the last one's disks).
+//! Every refusal is checked on the disks themselves ([`untouched`]: the image files of disks no running array
+//! owns, byte for byte, and the md superblocks of running members), and a volume whose disks are gone is booted
+//! beside blank disks that it must leave alone.
 
 use cairn_e2e::*;
 use cairn_qemu::{BootDisk, BootOptions, DataDisk, HttpClient, Machine, Manifest, Network};
@@ -1060,6 +1063,11 @@ fn raid1_on_armv7() {
             !mdstat.lines().any(|l| l.starts_with("md")),
             "an array was started beside the missing volume: {mdstat}"
         );
+        assert_eq!(
+            bay_hashes(&mut m, &blank_refs),
+            pristine,
+            "a blank disk was written beside the missing volume"
+        );
         for b in &blanks {
             let d = disks(&admin)
                 .into_iter()
@@ -1067,11 +1075,6 @@ fn raid1_on_armv7() {
                 .unwrap_or_else(|| panic!("{} is not listed", b.serial));
             assert_eq!(d["role"], "free", "{d}");
         }
-        assert_eq!(
-            bay_hashes(&mut m, &blank_refs),
-            pristine,
-            "a blank disk was written beside the missing volume"
-        );
         rounds += 1;
         if Instant::now() >= watch_until {
             break;
