@@ -30,14 +30,14 @@ fn mib(bytes: u64) -> String {
 }
 
 /// A size from the image's manifest; missing or zero stops the run (0 MiB would read as under the goal).
-fn size(m: &Manifest, key: &str) -> u64 {
+fn size(m: &Manifest, key: &str, figure: &str) -> u64 {
     match m.sizes.get(key).and_then(|v| v.as_u64()) {
         Some(n) if n > 0 => n,
         other => unmeasured(
-            key,
+            figure,
             format!(
-                "out/{}/manifest.json gives {other:?} for sizes.{key}; run `make images`",
-                m.board
+                "{} gives {other:?} for sizes.{key}; run `make images`",
+                board_out_dir(&m.board).join("manifest.json").display()
             ),
         ),
     }
@@ -152,6 +152,20 @@ fn main() {
             continue;
         }
         let (manifest, _) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
+        // Sizes first: a missing one stops the run before minutes of boots.
+        let sizes = [
+            ("cairn_binary", "stripped cairn binary"),
+            (
+                "root_squashfs_without_modules",
+                "root squashfs without kernel modules",
+            ),
+            ("root_squashfs", "root squashfs with modules"),
+            ("initrd", "initramfs"),
+            ("kernel", "kernel"),
+            ("image", "whole image (partitioned size)"),
+            ("image_allocated", "whole image (allocated)"),
+        ]
+        .map(|(key, figure)| mib(size(&manifest, key, figure)));
         let floors: Vec<Duration> = (0..RUNS)
             .map(|_| boot_floor(board, &manifest, deadline))
             .collect();
@@ -182,28 +196,27 @@ fn main() {
         );
         println!(
             "stripped cairn binary (goal <= 4 MiB):                  {}",
-            mib(size(&manifest, "cairn_binary"))
+            sizes[0]
         );
         println!(
             "root squashfs without kernel modules (goal <= 8 MiB):   {}",
-            mib(size(&manifest, "root_squashfs_without_modules"))
+            sizes[1]
         );
         println!(
             "root squashfs with modules:                             {}",
-            mib(size(&manifest, "root_squashfs"))
+            sizes[2]
         );
         println!(
             "initramfs:                                              {}",
-            mib(size(&manifest, "initrd"))
+            sizes[3]
         );
         println!(
             "kernel:                                                 {}",
-            mib(size(&manifest, "kernel"))
+            sizes[4]
         );
         println!(
             "whole image (partitioned size; allocated):              {} ; {}",
-            mib(size(&manifest, "image")),
-            mib(size(&manifest, "image_allocated"))
+            sizes[5], sizes[6]
         );
         let memory = memory.unwrap_or_else(|| unmeasured(MEMORY, "no boot read it"));
         println!(
