@@ -172,6 +172,43 @@ pub fn cpu_between(a: &CpuSample, b: &CpuSample) -> Result<CpuUse, String> {
     })
 }
 
+/// Samples the Cairn processes in the guest on the serial console; `figure` names what needs it if it fails.
+pub fn cpu_sample(m: &mut cairn_qemu::Machine, figure: &str) -> CpuSample {
+    let out = m
+        .serial(CPU_SAMPLE_COMMAND, std::time::Duration::from_secs(30))
+        .unwrap_or_else(|e| unmeasured(figure, format!("reading /proc in the guest: {e}")));
+    parse_cpu_sample(&out).unwrap_or_else(|e| unmeasured(figure, e))
+}
+
+/// Waits until the Cairn processes are idle: the daemon there throughout, and together at most 1 % of a
+/// core over 2 s (told by their own CPU use, never by a fixed sleep).
+pub fn wait_idle(m: &mut cairn_qemu::Machine, figure: &str, deadline: std::time::Duration) {
+    let until = std::time::Instant::now() + deadline;
+    let mut last = cpu_sample(m, figure);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let now = cpu_sample(m, figure);
+        let used = cpu_between(&last, &now).unwrap_or_else(|e| unmeasured(figure, e));
+        if used.counts_daemon() && used.left_out.is_empty() && used.percent() <= 1.0 {
+            return;
+        }
+        if std::time::Instant::now() >= until {
+            unmeasured(
+                figure,
+                format!(
+                    "the Cairn processes were not idle within {} s (last {:.1} % of a core over {:.1} s; counted {:?}, left out {:?})",
+                    deadline.as_secs(),
+                    used.percent(),
+                    used.seconds,
+                    used.counted,
+                    used.left_out
+                ),
+            );
+        }
+        last = now;
+    }
+}
+
 /// The guest command whose output [`parse_memory`] reads: Rss and Pss of PID 1 and every `cairn` process.
 pub const MEMORY_COMMAND: &str = "for p in $(echo 1 $(pidof cairn) | tr ' ' '\\n' | sort -un); do echo \"mem $p $(cat /proc/$p/comm) $(grep -E '^(Rss|Pss):' /proc/$p/smaps_rollup | tr -s ' ' | tr '\\n' ' ')\"; done";
 

@@ -43,40 +43,6 @@ fn size(m: &Manifest, key: &str, figure: &str) -> u64 {
     }
 }
 
-/// Waits until the Cairn processes are idle: together at most 1 % of a core over 2 s, by process.
-fn wait_idle(m: &mut Machine, deadline: Duration) {
-    let until = Instant::now() + deadline;
-    let sample = |m: &mut Machine| {
-        let out = m
-            .serial(measure::CPU_SAMPLE_COMMAND, Duration::from_secs(20))
-            .unwrap_or_else(|e| unmeasured(MEMORY, format!("reading /proc in the guest: {e}")));
-        measure::parse_cpu_sample(&out).unwrap_or_else(|e| unmeasured(MEMORY, e))
-    };
-    let mut last = sample(m);
-    loop {
-        std::thread::sleep(Duration::from_secs(2));
-        let now = sample(m);
-        let used = measure::cpu_between(&last, &now).unwrap_or_else(|e| unmeasured(MEMORY, e));
-        if used.counts_daemon() && used.left_out.is_empty() && used.percent() <= 1.0 {
-            return;
-        }
-        if Instant::now() >= until {
-            unmeasured(
-                MEMORY,
-                format!(
-                    "the Cairn processes were not idle within {} s (last {:.1} % of a core over {:.1} s; counted {:?}, left out {:?})",
-                    deadline.as_secs(),
-                    used.percent(),
-                    used.seconds,
-                    used.counted,
-                    used.left_out
-                ),
-            );
-        }
-        last = now;
-    }
-}
-
 /// Waits for `GET /api/v1/health` and checks the box runs the version the manifest describes.
 fn healthy(m: &mut Machine, manifest: &Manifest, started: Instant, deadline: Duration) -> Duration {
     let (took, health) = m
@@ -123,7 +89,7 @@ fn boot_cairn(
     let normal = healthy(&mut m, manifest, started, deadline);
     if memory.is_none() {
         // Idle: DHCP and the first requests settled, told by the processes' own CPU use, not by a sleep.
-        wait_idle(&mut m, Duration::from_secs(60));
+        measure::wait_idle(&mut m, MEMORY, Duration::from_secs(60));
         let out = m
             .serial(measure::MEMORY_COMMAND, Duration::from_secs(20))
             .unwrap_or_else(|e| unmeasured(MEMORY, format!("reading /proc in the guest: {e}")));

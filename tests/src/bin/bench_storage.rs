@@ -2,8 +2,9 @@
 //!
 //! - CPU used by all Cairn processes (init and daemon) while a RAID 5 rebuild runs, against the same window
 //!   length idle, from /proc/<pid>/stat (utime + stime) read in the guest per process (pid and start time) and
-//!   summed over the processes there at both ends, over the window the guest's uptime measured; nobody polls
-//!   the API meanwhile;
+//!   summed over the processes there at both ends, over the window the guest's uptime measured; the idle
+//!   window opens once the processes have settled (at most 1 % of a core over 2 s); nobody polls the API
+//!   during either window;
 //! - time from a disk failing in the kernel (`mdadm --fail` typed on the console) to the dashboard's Storage
 //!   page showing the volume degraded in the volume's own card, read fresh, measured on the host; each round
 //!   starts from the page showing it clean, and its own event (newer than the round's start) must be logged;
@@ -12,7 +13,7 @@
 //!
 //! A figure that cannot be measured stops the run with a sentence naming it (`measure::unmeasured`).
 
-use cairn_e2e::measure::{self, unmeasured, CpuSample};
+use cairn_e2e::measure::{self, unmeasured};
 use cairn_e2e::*;
 use cairn_qemu::{BootDisk, BootOptions, DataDisk, HttpClient, Machine, Manifest, Network};
 use serde_json::json;
@@ -24,19 +25,11 @@ const CPU: &str = "rebuild CPU";
 const SHOWN: &str = "failure to dashboard";
 const ASSEMBLY: &str = "assembly at boot";
 
-/// Every Cairn process's CPU ticks, by pid, with the guest's uptime.
-fn cpu_sample(m: &mut Machine) -> CpuSample {
-    let out = m
-        .serial(measure::CPU_SAMPLE_COMMAND, Duration::from_secs(30))
-        .unwrap_or_else(|e| unmeasured(CPU, format!("reading /proc in the guest: {e}")));
-    measure::parse_cpu_sample(&out).unwrap_or_else(|e| unmeasured(CPU, e))
-}
-
 /// Percent of one core used by the Cairn processes over a window of `WINDOW_S`, and the window's real length.
 fn cpu_percent(m: &mut Machine, what: &str) -> (f64, f64) {
-    let a = cpu_sample(m);
+    let a = measure::cpu_sample(m, CPU);
     std::thread::sleep(Duration::from_secs(WINDOW_S));
-    let b = cpu_sample(m);
+    let b = measure::cpu_sample(m, CPU);
     let used = measure::cpu_between(&a, &b).unwrap_or_else(|e| unmeasured(CPU, e));
     if !used.counts_daemon() {
         unmeasured(
@@ -284,6 +277,9 @@ fn main() {
     cairn_qemu::blank_disk(&new.file, 512).unwrap();
     m.plug_disk(5, &new).unwrap();
     wait_disk(&admin, "CAIRN-NEW5", true);
+    // The idle window opens once the daemon has settled after the new disk (an inflated idle would lower
+    // the rebuild's "points above idle").
+    measure::wait_idle(&mut m, CPU, Duration::from_secs(60));
     let (idle, _) = cpu_percent(&mut m, "idle");
     guest_ok(
         &mut m,
