@@ -69,17 +69,18 @@ fn parse_member(word: &str) -> Option<Member> {
 }
 
 fn parse_progress(line: &str) -> Option<Progress> {
-    let action = ["resync", "recovery", "check", "repair", "reshape"]
+    let (name, after) = ["resync", "recovery", "check", "repair", "reshape"]
         .into_iter()
-        .find(|a| line.contains(&format!("{a} =")))?;
-    let action = match action {
+        .find_map(|a| Some((a, line.split_once(&format!("{a} ="))?.1)))?;
+    let action = match name {
         "resync" => SyncAction::Resync,
         "recovery" => SyncAction::Recovery,
         "check" => SyncAction::Check,
         "repair" => SyncAction::Repair,
         _ => SyncAction::Reshape,
     };
-    let after = line.split_once('=')?.1.trim_start();
+    // After the action's own `=`: from 5 % on, the bar before it is drawn with `=` too.
+    let after = after.trim_start();
     let percent: f32 = after.split('%').next()?.trim().parse().ok()?;
     let (done, total) = after
         .split_once('(')?
@@ -245,6 +246,26 @@ mod tests {
         assert_eq!((p.done_kib, p.total_kib), (1056, 260096));
         assert_eq!(p.speed_kib_s, Some(1056));
         assert_eq!(p.finish_min, Some(4.0));
+    }
+
+    /// A new mirror copies its first disk onto the others: md calls that a resync (a raid5 build is a recovery
+    /// instead, see above). The fixture is a real two-disk raid1 at 92.4 %, captured from `cat /proc/mdstat`
+    /// right after `mdadm --create --level=1` (mdadm said "size set to 2094080K"); past 5 % md draws `=` in the
+    /// bar before the action's own `=`.
+    #[test]
+    fn a_new_mirror_resyncs_with_progress_past_the_bar() {
+        let a = &parse_mdstat(&fixture("mdstat-raid1-resync.txt"))[0];
+        assert_eq!(
+            (a.level.as_str(), a.raid_disks, a.in_sync),
+            ("raid1", Some(2), Some(2))
+        );
+        assert!(!a.degraded());
+        let p = a.progress.as_ref().expect("a resync in progress");
+        assert_eq!(p.action, SyncAction::Resync);
+        assert!((p.percent - 92.4).abs() < 0.01, "{p:?}");
+        assert_eq!((p.done_kib, p.total_kib), (1937664, 2094080));
+        assert_eq!(p.finish_min, Some(0.0));
+        assert_eq!(p.speed_kib_s, Some(215296));
     }
 
     #[test]
