@@ -209,6 +209,106 @@ mod tests {
         assert_eq!(sb.metadata, "1.2");
     }
 
+    /// The real member's superblock with one little-endian u32 field (md_p.h's offset) changed.
+    fn superblock_with(at: usize, value: u32) -> Vec<u8> {
+        let mut sb = from_od(&fixture("superblock-raid5-member.hex"));
+        sb[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        sb
+    }
+
+    const LEVEL: usize = 72;
+    const RAID_DISKS: usize = 92;
+    const DEV_NUMBER: usize = 160;
+    const MAX_DEV: usize = 220;
+
+    fn level_name_of(level: u32, raid_disks: u32) -> String {
+        let mut sb = superblock_with(LEVEL, level);
+        sb[RAID_DISKS..RAID_DISKS + 4].copy_from_slice(&raid_disks.to_le_bytes());
+        parse_md_superblock(&sb, "1.2").unwrap().level_name()
+    }
+
+    #[test]
+    fn a_one_disk_mirror_reads_as_single() {
+        assert_eq!(level_name_of(1, 1), "single");
+    }
+
+    #[test]
+    fn a_mirror_of_two_or_more_disks_reads_as_raid1() {
+        assert_eq!(level_name_of(1, 2), "raid1");
+        assert_eq!(level_name_of(1, 3), "raid1");
+        // Only a mirror is named by its disk count.
+        assert_eq!(level_name_of(0, 1), "raid0");
+    }
+
+    #[test]
+    fn a_members_data_area_is_its_data_size_in_sectors() {
+        // md_p.h: data_size counts 512-byte sectors. This member's disk was 128 MiB: its data starts 2 MiB in
+        // (data_offset 4096 sectors) and the other 126 MiB hold data, as in the 387072 KiB (3 x 126 MiB) raid5 of
+        // mdstat-raid5-failed.txt, built on disks of the same size.
+        let sb =
+            parse_md_superblock(&from_od(&fixture("superblock-raid5-member.hex")), "1.2").unwrap();
+        assert_eq!(sb.member_data_bytes, 126 * 1024 * 1024);
+        assert_eq!(sb.member_data_bytes * 3, 387072 * 1024);
+    }
+
+    #[test]
+    fn a_member_numbered_beyond_the_role_table_is_a_spare() {
+        // md's super_1_validate: dev_number >= max_dev means spare, whatever the table holds there. This member
+        // is number 1 and its table says active slot 1.
+        let inside = parse_md_superblock(&superblock_with(MAX_DEV, 2), "1.2").unwrap();
+        assert_eq!(inside.role, MemberRole::Active(1));
+        let beyond = parse_md_superblock(&superblock_with(MAX_DEV, 1), "1.2").unwrap();
+        assert_eq!(beyond.role, MemberRole::Spare);
+    }
+
+    #[test]
+    fn a_role_entry_ending_at_the_buffers_edge_is_read() {
+        // Member n's role is the u16 at 256 + 2n: a buffer ending right after it holds it, one byte less cuts
+        // it. This array's table: members 0 to 2 in slots 0 to 2, member 3 replaced (spare), member 4 in slot 3.
+        let table = [
+            MemberRole::Active(0),
+            MemberRole::Active(1),
+            MemberRole::Active(2),
+            MemberRole::Spare,
+            MemberRole::Active(3),
+        ];
+        for (n, role) in table.into_iter().enumerate() {
+            let sb = superblock_with(DEV_NUMBER, n as u32);
+            let end = 256 + 2 * n + 2;
+            let whole = parse_md_superblock(&sb[..end], "1.2").unwrap();
+            assert_eq!(whole.role, role, "member {n}");
+            let cut = parse_md_superblock(&sb[..end - 1], "1.2").unwrap();
+            assert_eq!(cut.role, MemberRole::Spare, "member {n}");
+        }
+    }
+
+    #[test]
+    fn a_superblock_filling_the_buffer_exactly_is_read() {
+        // The fixed part of a version-1 superblock is 256 bytes: a head ending right after it still names the
+        // array; one byte less is not a superblock.
+        let head = disk_with_superblock_at_4k();
+        let Contents::Md(sb) = identify(&head[..4096 + 256], &[]) else {
+            panic!("not recognised as an md member");
+        };
+        assert_eq!(
+            (sb.uuid.as_str(), sb.metadata),
+            ("92cef75c:3273207a:3e100ad7:3714c3ca", "1.2")
+        );
+        assert!(parse_md_superblock(&head[4096..4096 + 255], "1.2").is_none());
+    }
+
+    #[test]
+    fn the_tail_read_from_a_1_0_superblock_reaches_the_last_sector() {
+        // md 1.0 keeps its superblock 8 to 12 KiB before the end, 4 KiB aligned (super_1_load:
+        // `(sectors - 16) & !7`); read from there, the tail must also cover the last sector, where a backup GPT
+        // header lives, on any disk sized in whole 4 KiB blocks.
+        for mib in [64u64, 256, 1024 * 1024] {
+            let sectors = mib * 2048;
+            let superblock = ((sectors - 16) & !7) * 512;
+            assert_eq!(superblock + TAIL_BYTES as u64, sectors * 512, "{mib} MiB");
+        }
+    }
+
     #[test]
     fn a_damaged_magic_is_not_an_array_but_still_data() {
         let mut head = disk_with_superblock_at_4k();
@@ -252,7 +352,8 @@ mod tests {
     #[test]
     fn truncated_blocks_never_panic() {
         let head = disk_with_superblock_at_4k();
-        for len in [0, 1, 100, 4096, 4100, 4352, 5000] {
+        // A head shorter than 4 KiB + 256 bytes is not searched at 4 KiB (slicing there panics below 4096).
+        for len in [0, 1, 100, 3840, 4000, 4095, 4096, 4100, 4351, 4352, 5000] {
             let _ = identify(&head[..len], &head[..len.min(300)]);
         }
     }
