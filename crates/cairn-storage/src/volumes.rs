@@ -348,6 +348,106 @@ mod tests {
         assert!(Level::Raid10.check_count(2).is_err());
     }
 
+    const ALL: [Level; 6] = [
+        Level::Single,
+        Level::Raid0,
+        Level::Raid1,
+        Level::Raid5,
+        Level::Raid6,
+        Level::Raid10,
+    ];
+
+    #[test]
+    fn each_level_is_created_with_its_md_level_number() {
+        // md's level numbers (mdadm --level accepts them as written in the superblock); a single disk is a
+        // one-disk mirror, so a second disk can join it later.
+        let numbers: Vec<&str> = ALL.iter().map(|l| l.md_level()).collect();
+        assert_eq!(numbers, ["1", "0", "1", "5", "6", "10"]);
+    }
+
+    #[test]
+    fn each_level_reads_back_by_name_from_the_superblock_it_creates() {
+        // At boot a volume's level comes back from its members' superblocks: what create wrote must name the
+        // same level again, a one-disk mirror as single and a two-disk one as raid1.
+        for level in ALL {
+            let disks = (1..=4).find(|&n| level.check_count(n).is_ok()).unwrap();
+            let sb = crate::contents::MdSuperblock {
+                uuid: String::new(),
+                name: "cairn:media".into(),
+                level: level.md_level().parse().unwrap(),
+                raid_disks: disks as u32,
+                role: crate::contents::MemberRole::Active(0),
+                events: 1,
+                metadata: "1.2",
+                member_data_bytes: 0,
+            };
+            assert_eq!(Level::parse(&sb.level_name()), Some(level), "{sb:?}");
+        }
+    }
+
+    #[test]
+    fn disks_each_level_may_lose_match_md() {
+        // md(4): a mirror keeps working on any one of its disks, raid5 loses one disk, raid6 two, raid10 (near
+        // 2 copies) one for sure (a second in the same pair loses data); single and raid0 none.
+        for (level, disks, may_fail) in [
+            (Level::Single, 1, 0),
+            (Level::Raid0, 2, 0),
+            (Level::Raid0, 4, 0),
+            (Level::Raid1, 2, 1),
+            (Level::Raid1, 3, 2),
+            (Level::Raid5, 3, 1),
+            (Level::Raid5, 5, 1),
+            (Level::Raid6, 4, 2),
+            (Level::Raid6, 6, 2),
+            (Level::Raid10, 4, 1),
+            (Level::Raid10, 6, 1),
+        ] {
+            assert_eq!(level.redundancy(disks), may_fail, "{level:?} of {disks}");
+        }
+    }
+
+    #[test]
+    fn usable_space_per_level_matches_md() {
+        // md(4) on equal disks of G bytes: raid0 stripes all n, a mirror holds one copy, raid5 gives one disk
+        // to parity and raid6 two, raid10 (near 2) keeps every block twice.
+        const G: u64 = 1 << 30;
+        for (level, disks, usable) in [
+            (Level::Single, 1, G),
+            (Level::Raid0, 3, 3 * G),
+            (Level::Raid1, 2, G),
+            (Level::Raid1, 3, G),
+            (Level::Raid5, 3, 2 * G),
+            (Level::Raid5, 5, 4 * G),
+            (Level::Raid6, 4, 2 * G),
+            (Level::Raid6, 5, 3 * G),
+            (Level::Raid10, 4, 2 * G),
+            (Level::Raid10, 6, 3 * G),
+        ] {
+            assert_eq!(level.usable_bytes(disks, G), usable, "{level:?} of {disks}");
+        }
+    }
+
+    #[test]
+    fn a_disk_of_exactly_the_minimum_is_accepted_and_one_sector_less_refused() {
+        let mut d = box_disks();
+        let mut edge = disk("BAY6", DiskRole::Free, 0);
+        edge.disk.size_bytes = MIN_DISK_BYTES;
+        d.push(edge);
+        let plan = check_create(&req("raid1", &["BAY1", "BAY6"], None), &d, &[]).unwrap();
+        assert_eq!(plan.usable_bytes, 64 * 1024 * 1024);
+
+        d.last_mut().unwrap().disk.size_bytes = MIN_DISK_BYTES - 512;
+        let e = check_create(&req("raid1", &["BAY1", "BAY6"], None), &d, &[]).unwrap_err();
+        match &e {
+            StorageError::DiskTooSmall { disk, min_mib } => {
+                assert!(disk.contains("bay 6"), "{disk}");
+                assert_eq!(*min_mib, 64);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("at least 64 MiB"), "{e}");
+    }
+
     #[test]
     fn too_few_disks_are_refused_with_the_rule() {
         let e =
