@@ -236,6 +236,10 @@ fn foreign_host_names_are_refused_but_ip_literals_and_own_names_pass() {
         "cairn.evil.example",
         "127.0.0.1:80:80",
         "",
+        "cairn:http",
+        "[::1]:http",
+        "[cairn]:80",
+        "[::1",
     ] {
         let r = base.clone().with_host(host).get("/api/v1/health").unwrap();
         assert_error(&r, 421, "request.bad_host");
@@ -738,4 +742,75 @@ fn setup_is_offered_to_the_local_network_only() {
     ] {
         assert!(!is_local_network(at(remote)), "{remote} is not on the LAN");
     }
+}
+
+#[test]
+fn logging_out_ends_the_session_on_the_box_not_only_in_the_browser() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let cookie = c.cookie("cairn_session").expect("a session cookie");
+    let r = c
+        .request(
+            "DELETE",
+            "/api/v1/session",
+            &[("x-csrf-token", &token)],
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A copy of the cookie kept elsewhere (another tab, a thief) opens nothing any more.
+    let kept = c.fresh();
+    kept.set_cookie("cairn_session", &cookie);
+    assert_error(&kept.get("/api/v1/me").unwrap(), 401, "session.required");
+}
+
+#[test]
+fn a_json_change_needs_the_header_a_token_in_its_body_does_not_count() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    // A JSON body is not a form: a `csrf_token=` inside it must not stand in for the header.
+    let body = format!("{{\"hostname\":\"sneaky\"}}&csrf_token={token}");
+    let r = c
+        .request(
+            "PATCH",
+            "/api/v1/system",
+            &[("content-type", "application/json")],
+            body.into_bytes(),
+        )
+        .unwrap();
+    assert_error(&r, 403, "session.csrf_missing");
+}
+
+#[test]
+fn each_session_names_the_client_it_was_opened_from() {
+    let server = start();
+    let (c, _) = set_up(&server);
+    let phone = c.fresh();
+    let r = phone
+        .request(
+            "POST",
+            "/api/v1/session",
+            &[
+                ("content-type", "application/json"),
+                ("user-agent", "PhoneBrowser/1.0"),
+            ],
+            json!({"username": "owner", "password": PASSWORD})
+                .to_string()
+                .into_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sessions = c.get("/api/v1/me/sessions").unwrap().json().unwrap();
+    let clients: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["client"].as_str())
+        .collect();
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.contains("127.0.0.1") && c.contains("PhoneBrowser/1.0")),
+        "{sessions}"
+    );
 }
