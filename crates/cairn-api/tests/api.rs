@@ -814,3 +814,43 @@ fn each_session_names_the_client_it_was_opened_from() {
         "{sessions}"
     );
 }
+
+#[test]
+fn before_setup_only_open_routes_answer() {
+    let server = start();
+    let c = HttpClient::new(server.port);
+    for (method, path) in routes() {
+        let r = c
+            .request(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                b"{}".to_vec(),
+            )
+            .unwrap();
+        let open = matches!(
+            (method, path),
+            ("GET", "/api/v1/health")
+                | ("POST", "/api/v1/setup")
+                | ("GET" | "POST", "/setup")
+                | ("GET", "/static/cairn.css" | "/static/cairn.js")
+        );
+        if open {
+            continue;
+        }
+        if path.starts_with("/api/") {
+            assert_error(&r, 409, "setup.required");
+        } else {
+            assert_eq!(
+                (r.status, r.header("location")),
+                (303, Some("/setup")),
+                "{method} {path} before setup"
+            );
+        }
+    }
+    assert_error(
+        &c.get("/api/v1/nothing-here").unwrap(),
+        409,
+        "setup.required",
+    );
+}
