@@ -206,9 +206,4 @@ impl Params {
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     }
-
-    /// How many segments were named: fewer means a more specific route.
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
 }

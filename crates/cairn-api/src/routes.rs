@@ -181,26 +181,23 @@ fn fit(pattern: &'static str, path: &str) -> Option<Params> {
     }
 }
 
-/// The route for `method` and `path`; where two patterns fit, the one with fewer `{name}` segments wins.
+/// The route for `method` and `path`. No two patterns of one method fit the same path (a test keeps it so),
+/// so the first that fits is the only one.
 fn find(method: &str, path: &str) -> Found {
-    let mut best: Option<(&'static Route, Params)> = None;
     let mut path_known = false;
     for route in TABLE {
         let Some(params) = fit(route.pattern, path) else {
             continue;
         };
+        if route.method == method {
+            return Found::Route(route, params);
+        }
         path_known = true;
-        if route.method != method {
-            continue;
-        }
-        if best.as_ref().is_none_or(|(_, p)| params.len() < p.len()) {
-            best = Some((route, params));
-        }
     }
-    match best {
-        Some((route, params)) => Found::Route(route, params),
-        None if path_known => Found::OtherMethod,
-        None => Found::Nothing,
+    if path_known {
+        Found::OtherMethod
+    } else {
+        Found::Nothing
     }
 }
 
@@ -310,11 +307,37 @@ mod tests {
     }
 
     #[test]
+    fn no_two_routes_of_one_method_fit_the_same_path() {
+        let overlap = |a: &str, b: &str| {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .all(|(x, y)| x == y || x.starts_with('{') || y.starts_with('{'))
+        };
+        for (i, r) in TABLE.iter().enumerate() {
+            for s in &TABLE[i + 1..] {
+                assert!(
+                    r.method != s.method || !overlap(r.pattern, s.pattern),
+                    "{} {} and {} both fit one path",
+                    r.method,
+                    r.pattern,
+                    s.pattern
+                );
+            }
+        }
+        assert!(
+            overlap("/users/{name}", "/users/me"),
+            "the check sees overlaps"
+        );
+    }
+
+    #[test]
     fn literal_segments_win_over_names_and_other_methods_are_told_apart() {
         match find("POST", "/api/v1/system/reboot") {
             Found::Route(r, p) => {
                 assert_eq!(r.pattern, "/api/v1/system/reboot");
-                assert_eq!(p.len(), 0);
+                assert_eq!(p.get("name"), "");
             }
             _ => panic!("not found"),
         }

@@ -140,6 +140,30 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_doubles_from_the_first_delay_and_stops_at_the_cap() {
+        let t = Throttle::new(ThrottlePolicy::LOGIN);
+        for _ in 0..5 {
+            t.failed("alice", IP);
+        }
+        let mut waits = vec![];
+        for _ in 0..12 {
+            t.failed("alice", IP);
+            waits.push(t.check("alice", IP).unwrap().as_secs_f64());
+        }
+        // Each figure is a little under its delay (time passes between failing and checking).
+        for (got, want) in waits
+            .iter()
+            .zip([2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0])
+        {
+            assert!(*got <= want && *got > want - 0.5, "{waits:?}");
+        }
+        assert!(
+            waits[8..].iter().all(|w| *w > 299.5 && *w <= 300.0),
+            "{waits:?}"
+        );
+    }
+
+    #[test]
     fn unknown_names_are_throttled_the_same_way() {
         let t = Throttle::new(ThrottlePolicy::LOGIN);
         for _ in 0..6 {
