@@ -53,6 +53,27 @@ pub fn board_out_dir(board: &str) -> PathBuf {
     base.join(board)
 }
 
+/// Whether a console line is a log line of init, a service or the kernel rather than a command's output:
+/// `[init] ...`, `[smb] ...`, `[   12.345678] ...`.
+fn is_log_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else {
+        return false;
+    };
+    let Some((tag, after)) = rest.split_once(']') else {
+        return false;
+    };
+    let service = !tag.is_empty()
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let kernel = tag.trim().split_once('.').is_some_and(|(s, us)| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_digit())
+            && us.chars().all(|c| c.is_ascii_digit())
+    });
+    (service || kernel) && after.starts_with(' ')
+}
+
 /// A built image and its boot files, as `mkimage.py` describes them in `manifest.json`.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Manifest {
@@ -527,9 +548,14 @@ impl Machine {
         let begin = format!("CAIRN_BEGIN_{n}");
         let body = tail.split_once(&begin).map(|(_, b)| b).unwrap_or(tail);
         let body = body.split_once(&end).map(|(b, _)| b).unwrap_or(body);
-        Ok(body
-            .trim_matches(|c| c == '\r' || c == '\n')
-            .replace('\r', ""))
+        // Init and the kernel write to the same console at any moment: their lines ("[init] ...",
+        // "[   12.345678] ...") are not the command's output.
+        let own: Vec<&str> = body
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !is_log_line(l))
+            .collect();
+        Ok(own.join("\n").trim_matches('\n').to_string())
     }
 
     /// Connects to QEMU's machine protocol.
@@ -622,5 +648,17 @@ impl Drop for Machine {
                 log
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn console_log_lines_are_told_from_command_output() {
+        assert!(super::is_log_line("[init] started smb (pid 199)"));
+        assert!(super::is_log_line("[   12.345678] md: md0 stopped."));
+        assert!(!super::is_log_line("nameserver 10.0.2.9"));
+        assert!(!super::is_log_line("[global]"));
+        assert!(!super::is_log_line("inet 10.0.2.15/24"));
     }
 }
