@@ -464,3 +464,415 @@ fn disabling_a_user_ends_their_sessions_and_logins() {
         Err(AccountError::BadCredentials)
     ));
 }
+
+fn share_named(name: &str) -> NewShare {
+    NewShare {
+        name: name.into(),
+        description: String::new(),
+        volume: None,
+        path: None,
+        guest: false,
+        access: Access::default(),
+    }
+}
+
+fn disable(a: &Accounts, name: &str) {
+    a.update_user(
+        name,
+        UserPatch {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_new_user_is_enabled_unless_the_request_says_otherwise() {
+    let new: NewUser =
+        serde_json::from_str(r#"{"name":"alice","password":"password one"}"#).unwrap();
+    assert!(new.enabled);
+    assert_eq!(new.role, Role::User);
+}
+
+#[test]
+fn stored_times_are_seconds_since_the_epoch() {
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = now_s();
+    assert!(now >= before && now <= before + 5, "{before} {now}");
+    let (_d, a) = with_admin();
+    let created = a.require_user("owner").unwrap().created_s;
+    assert!(created >= before && created <= before + 5, "{created}");
+}
+
+#[test]
+fn a_full_name_may_be_as_long_as_the_limit_in_characters_and_no_longer() {
+    let (_d, a) = with_admin();
+    let mut u = new_user("alice", Role::User);
+    // Counted in characters, not bytes: 128 two-byte characters are fine.
+    u.full_name = "é".repeat(FULL_NAME_MAX);
+    assert_eq!(a.create_user(u).unwrap().full_name.chars().count(), 128);
+    let too_long = UserPatch {
+        full_name: Some("a".repeat(FULL_NAME_MAX + 1)),
+        ..Default::default()
+    };
+    assert!(matches!(
+        a.update_user("alice", too_long),
+        Err(AccountError::InvalidFullName(_))
+    ));
+    assert_eq!(
+        validate_text(&"a".repeat(FULL_NAME_MAX), FULL_NAME_MAX),
+        Ok(())
+    );
+}
+
+#[test]
+fn the_seeding_work_factor_is_the_one_new_hashes_use() {
+    let (_d, mut a) = with_admin();
+    a.set_kdf_iterations_for_seeding(1_234);
+    let u = a.create_user(new_user("alice", Role::User)).unwrap();
+    assert_eq!(u.password.iterations, 1_234);
+    assert!(u.password.verify("password one"));
+}
+
+#[test]
+fn unix_ids_start_at_the_first_uid_and_are_distinct() {
+    let (_d, a) = with_admin();
+    let alice = a.create_user(new_user("alice", Role::User)).unwrap();
+    let bob = a.create_user(new_user("bob", Role::User)).unwrap();
+    let family = a.create_group("family", &[]).unwrap();
+    let ids = [
+        a.require_user("owner").unwrap().uid,
+        alice.uid,
+        bob.uid,
+        family.gid,
+    ];
+    for id in ids {
+        assert!((FIRST_UID..FIRST_UID + 1_000_000).contains(&id), "{ids:?}");
+    }
+    let mut unique = ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn setup_never_runs_again_once_its_lock_key_is_written_even_without_accounts() {
+    let (_d, a) = with_admin();
+    // Only a race (or a damaged store) gets past the first check; the key written with the first admin stops it.
+    a.records
+        .change(|tx| {
+            tx.remove(Kind::User, "owner");
+            Ok(())
+        })
+        .unwrap();
+    assert!(!a.setup_done());
+    assert!(matches!(
+        a.setup("intruder", "correct horse", ""),
+        Err(AccountError::SetupDone)
+    ));
+    assert!(a.users().unwrap().is_empty());
+}
+
+#[test]
+fn a_disabled_then_reenabled_user_must_log_in_again() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    let (_, token, _) = a.login("alice", "password one", "x").unwrap();
+    disable(&a, "alice");
+    a.update_user(
+        "alice",
+        UserPatch {
+            enabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(a.session(&token), Err(AccountError::NoSession)));
+    assert!(a.sessions_of("alice").unwrap().is_empty());
+}
+
+#[test]
+fn an_admin_password_reset_ends_the_users_sessions_and_other_edits_keep_them() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    let (_, token, _) = a.login("alice", "password one", "x").unwrap();
+    a.update_user(
+        "alice",
+        UserPatch {
+            full_name: Some("Alice".into()),
+            email: Some("alice@example.org".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(a.session(&token).unwrap().1.full_name, "Alice");
+    a.update_user(
+        "alice",
+        UserPatch {
+            password: Some("password two".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(a.session(&token), Err(AccountError::NoSession)));
+}
+
+#[test]
+fn a_session_of_a_disabled_user_opens_nothing() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    disable(&a, "alice");
+    // A session that exists anyway (opened in a race with the disabling) is refused while the account is off.
+    let (_, token) = a.open_session("alice", "x").unwrap();
+    assert!(matches!(a.session(&token), Err(AccountError::NoSession)));
+}
+
+#[test]
+fn an_admin_may_be_deleted_while_another_enabled_admin_remains() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("second", Role::Admin)).unwrap();
+    a.delete_user("second").unwrap();
+    assert!(a.user("second").unwrap().is_none());
+}
+
+#[test]
+fn a_disabled_admin_may_be_deleted() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("second", Role::Admin)).unwrap();
+    disable(&a, "second");
+    a.delete_user("second").unwrap();
+    assert!(a.user("second").unwrap().is_none());
+}
+
+#[test]
+fn deleting_a_groups_only_member_leaves_the_group_empty() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    a.create_group("kids", &["alice".into()]).unwrap();
+    a.delete_user("alice").unwrap();
+    assert!(a.require_group("kids").unwrap().members.is_empty());
+}
+
+#[test]
+fn a_groups_members_can_be_replaced_by_existing_users_only() {
+    let (_d, a) = with_admin();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    a.create_group("family", &[]).unwrap();
+    let g = a
+        .update_group("family", &["owner".into(), "alice".into(), "alice".into()])
+        .unwrap();
+    assert_eq!(g.members, vec!["alice".to_string(), "owner".to_string()]);
+    assert!(matches!(
+        a.update_group("family", &["ghost".into()]),
+        Err(AccountError::NoSuchUser(_))
+    ));
+    assert_eq!(a.require_group("family").unwrap().members.len(), 2);
+}
+
+#[test]
+fn deleting_a_group_removes_it_and_its_share_access() {
+    let (_d, a) = with_admin();
+    a.create_group("family", &[]).unwrap();
+    let mut share = share_named("photos");
+    share.access.groups.insert("family".into(), Level::Read);
+    share.access.users.insert("owner".into(), Level::Write);
+    a.create_share(share).unwrap();
+    a.delete_group("family").unwrap();
+    assert!(a.group("family").unwrap().is_none());
+    let share = a.require_share("photos").unwrap();
+    assert!(share.access.groups.is_empty());
+    assert_eq!(share.access.users.len(), 1);
+    assert!(matches!(
+        a.delete_group("family"),
+        Err(AccountError::NoSuchGroup(_))
+    ));
+}
+
+#[test]
+fn a_password_of_exactly_the_minimum_length_is_accepted_and_one_less_refused() {
+    let (_d, a) = with_admin();
+    let min = PasswordPolicy::OWASP_2023.min_chars;
+    let max = PasswordPolicy::OWASP_2023.max_bytes;
+    let with = |name: &str, password: String| NewUser {
+        password,
+        ..new_user(name, Role::User)
+    };
+    // Characters, not bytes, for the minimum.
+    a.create_user(with("alice", "é".repeat(min))).unwrap();
+    assert!(matches!(
+        a.create_user(with("bob", "é".repeat(min - 1))),
+        Err(AccountError::PasswordTooShort { min: 8 })
+    ));
+    // Bytes for the maximum.
+    a.create_user(with("carol", "a".repeat(max))).unwrap();
+    assert!(matches!(
+        a.create_user(with("dave", "a".repeat(max + 1))),
+        Err(AccountError::PasswordTooLong { max: 1024 })
+    ));
+    assert!(a.user("bob").unwrap().is_none() && a.user("dave").unwrap().is_none());
+}
+
+#[test]
+fn a_change_lists_what_it_staged() {
+    let (_d, a) = with_admin();
+    a.create_group("family", &[]).unwrap();
+    a.records
+        .change(|tx| {
+            let group = |name: &str| Group {
+                name: name.into(),
+                members: vec![],
+                gid: 1,
+            };
+            tx.put(Kind::Group, "kids", &group("kids"))?;
+            tx.remove(Kind::Group, "family");
+            tx.put(Kind::Session, "zz", &"not a group")?;
+            let names: Vec<String> = tx
+                .list::<Group>(Kind::Group)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(names, vec!["kids".to_string()]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+fn session_at(created_s: u64, last_used_s: u64) -> Session {
+    Session {
+        id: String::new(),
+        user: "alice".into(),
+        csrf_token: String::new(),
+        created_s,
+        last_used_s,
+        client: String::new(),
+    }
+}
+
+#[test]
+fn an_idle_session_expires_after_twelve_hours_unused() {
+    let p = SessionPolicy::DASHBOARD;
+    let t = 1_700_000_000;
+    let s = session_at(t, t);
+    assert!(!s.expired(p, t + 12 * HOUR - 1));
+    assert!(s.expired(p, t + 12 * HOUR));
+    // Used an hour ago, so not idle, but two weeks old: gone anyway.
+    let used = session_at(t, t + 14 * DAY - HOUR);
+    assert!(!used.expired(p, t + 14 * DAY - 1));
+    assert!(used.expired(p, t + 14 * DAY));
+}
+
+#[test]
+fn the_cookie_lives_until_the_absolute_expiry() {
+    let p = SessionPolicy::DASHBOARD;
+    let now = now_s();
+    let fresh = session_at(now, now).max_age_s(p);
+    assert!((14 * DAY - 5..=14 * DAY).contains(&fresh), "{fresh}");
+    let day_old = session_at(now - DAY, now).max_age_s(p);
+    assert!((13 * DAY - 5..=13 * DAY).contains(&day_old), "{day_old}");
+    assert_eq!(session_at(now - 15 * DAY, now).max_age_s(p), 0);
+}
+
+fn backdate(a: &Accounts, session: &Session, last_used_s: u64) {
+    let mut s = session.clone();
+    s.last_used_s = last_used_s;
+    a.records
+        .change(|tx| tx.put(Kind::Session, &s.id, &s))
+        .unwrap();
+}
+
+fn stored_last_use(a: &Accounts, id: &str) -> u64 {
+    a.records
+        .get::<Session>(Kind::Session, id)
+        .unwrap()
+        .unwrap()
+        .last_used_s
+}
+
+#[test]
+fn using_a_session_restarts_its_idle_clock_at_most_once_a_minute() {
+    let (_d, a) = with_admin();
+    let (s, token, _) = a.login("owner", "correct horse", "x").unwrap();
+    let now = now_s();
+    backdate(&a, &s, now - 10);
+    a.session(&token).unwrap();
+    assert_eq!(
+        stored_last_use(&a, &s.id),
+        now - 10,
+        "used 10 s ago: not rewritten"
+    );
+    backdate(&a, &s, now - 11 * HOUR);
+    a.session(&token).unwrap();
+    assert!(
+        stored_last_use(&a, &s.id) >= now,
+        "used 11 h ago: the idle clock restarts"
+    );
+}
+
+#[test]
+fn share_paths_have_bounded_depth_and_folder_length() {
+    assert_eq!(validate_share_path(&["a"; 8].join("/")), Ok(()));
+    assert!(validate_share_path(&["a"; 9].join("/")).is_err());
+    assert_eq!(validate_share_path(&"a".repeat(64)), Ok(()));
+    assert!(validate_share_path(&"a".repeat(65)).is_err());
+}
+
+#[test]
+fn share_access_with_a_malformed_name_is_refused_as_a_bad_name() {
+    let (_d, a) = with_admin();
+    let mut share = share_named("docs");
+    share.access.users.insert("Bad Name".into(), Level::Read);
+    assert!(matches!(a.create_share(share), Err(AccountError::Name(_))));
+    a.create_share(share_named("docs")).unwrap();
+    let mut access = Access::default();
+    access.groups.insert("../x".into(), Level::Read);
+    let r = a.update_share(
+        "docs",
+        SharePatch {
+            access: Some(access),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(r, Err(AccountError::Name(_))), "{r:?}");
+}
+
+#[test]
+fn a_share_patch_changes_what_it_names_and_refuses_hostile_descriptions() {
+    let (_d, a) = with_admin();
+    a.create_share(share_named("docs")).unwrap();
+    let mut access = Access::default();
+    access.users.insert("owner".into(), Level::Write);
+    let s = a
+        .update_share(
+            "docs",
+            SharePatch {
+                description: Some("Papers".into()),
+                guest: Some(true),
+                access: Some(access.clone()),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (s.description.as_str(), s.guest, &s.access),
+        ("Papers", true, &access)
+    );
+    assert_eq!(a.require_share("docs").unwrap(), s);
+    let r = a.update_share(
+        "docs",
+        SharePatch {
+            description: Some("line\n[global]".into()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(r, Err(AccountError::InvalidDescription(_))),
+        "{r:?}"
+    );
+    assert_eq!(a.require_share("docs").unwrap().description, "Papers");
+}
