@@ -48,6 +48,11 @@ fn run(
         .map_err(|e| StorageError::tool(step, e))
 }
 
+/// One mdadm step whose output is not needed.
+fn mdadm(step: &str, args: &[&str]) -> Result<(), StorageError> {
+    run(step, "mdadm", args, MDADM_TIMEOUT).map(|_| ())
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -64,13 +69,10 @@ impl Tools for System {
     }
 
     fn zero_superblock(&self, dev: &Path) -> Result<(), StorageError> {
-        run(
+        mdadm(
             "clearing old RAID labels",
-            "mdadm",
             &["--zero-superblock", "--force", &s(dev)],
-            MDADM_TIMEOUT,
         )
-        .map(|_| ())
     }
 
     fn wipe_ends(&self, dev: &Path) -> Result<(), StorageError> {
@@ -106,7 +108,7 @@ impl Tools for System {
             args.push("--force");
         }
         args.extend(devs.iter().map(|s| s.as_str()));
-        run("creating the RAID array", "mdadm", &args, MDADM_TIMEOUT).map(|_| ())
+        mdadm("creating the RAID array", &args)
     }
 
     fn array_uuid(&self, md: &Path) -> Result<String, StorageError> {
@@ -125,75 +127,46 @@ impl Tools for System {
         let devs: Vec<String> = devices.iter().map(|d| s(d)).collect();
         let mut args: Vec<&str> = vec!["--assemble", &md, "--config=none", "--run", &uuid];
         args.extend(devs.iter().map(|s| s.as_str()));
-        run("assembling the RAID array", "mdadm", &args, MDADM_TIMEOUT).map(|_| ())
+        mdadm("assembling the RAID array", &args)
     }
 
     fn fail(&self, md: &Path, dev: &Path) -> Result<(), StorageError> {
-        run(
-            "marking the disk failed",
-            "mdadm",
-            &[&s(md), "--fail", &s(dev)],
-            MDADM_TIMEOUT,
-        )
-        .map(|_| ())
+        mdadm("marking the disk failed", &[&s(md), "--fail", &s(dev)])
     }
 
     fn remove(&self, md: &Path, dev: &Path) -> Result<(), StorageError> {
-        run(
+        mdadm(
             "removing the disk from the array",
-            "mdadm",
             &[&s(md), "--remove", &s(dev)],
-            MDADM_TIMEOUT,
         )
-        .map(|_| ())
     }
 
     fn add(&self, md: &Path, dev: &Path) -> Result<(), StorageError> {
-        run(
-            "adding the new disk",
-            "mdadm",
-            &[&s(md), "--add", &s(dev)],
-            MDADM_TIMEOUT,
-        )
-        .map(|_| ())
+        mdadm("adding the new disk", &[&s(md), "--add", &s(dev)])
     }
 
     fn hot_replace(&self, md: &Path, old: &Path, new: &Path) -> Result<(), StorageError> {
-        run(
+        mdadm(
             "replacing the disk",
-            "mdadm",
             &[&s(md), "--replace", &s(old), "--with", &s(new)],
-            MDADM_TIMEOUT,
         )
-        .map(|_| ())
     }
 
     fn stop(&self, md: &Path) -> Result<(), StorageError> {
-        run(
-            "stopping the RAID array",
-            "mdadm",
-            &["--stop", &s(md)],
-            MDADM_TIMEOUT,
-        )
-        .map(|_| ())
+        mdadm("stopping the RAID array", &["--stop", &s(md)])
     }
 
     fn fail_detached(&self, md: &Path, member: &str) -> Result<(), StorageError> {
-        run(
+        mdadm(
             "failing a removed disk",
-            "mdadm",
             &["--incremental", "--fail", member, "--config=none"],
-            MDADM_TIMEOUT,
         )
         .or_else(|_| {
-            run(
+            mdadm(
                 "failing a removed disk",
-                "mdadm",
                 &[&s(md), "--fail", "detached", "--remove", "detached"],
-                MDADM_TIMEOUT,
             )
         })
-        .map(|_| ())
     }
 
     fn mkfs_ext4(&self, md: &Path, label: &str) -> Result<(), StorageError> {
