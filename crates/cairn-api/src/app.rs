@@ -20,7 +20,6 @@ pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
 pub struct App {
     pub identity: Identity,
     pub accounts: Accounts,
-    pub store: Store,
     /// Host name, network, power.
     pub system: System,
     pub started: Instant,
@@ -35,6 +34,8 @@ pub struct App {
 }
 
 impl App {
+    /// The API over `store` (accounts and sessions live there; the system and storage domains bring their own
+    /// handles on the same store).
     pub fn new(
         identity: Identity,
         store: Store,
@@ -42,8 +43,7 @@ impl App {
     ) -> Result<App, cairn_accounts::AccountError> {
         Ok(App {
             identity,
-            accounts: Accounts::new(store.clone())?,
-            store,
+            accounts: Accounts::new(store)?,
             system,
             started: Instant::now(),
             board: None,
