@@ -168,33 +168,55 @@ pub(crate) async fn delete_share(app: &Arc<App>, name: &str) -> Result<(), Error
     change(app, move || accounts.delete_share(&name).map(|_| ())).await
 }
 
-/// Where a share's files are: its folder, when its volume is mounted and the folder exists.
-pub(crate) fn share_dir(app: &App, share: &Share) -> Option<PathBuf> {
-    let root = if share.volume == cairn_accounts::SYSTEM_VOLUME {
-        Some(PathBuf::from(SYSTEM_VOLUME_ROOT))
-    } else {
-        app.storage
-            .as_ref()
-            .and_then(|s| s.mounted_roots().remove(&share.volume))
-    }?;
-    let dir = root.join(&share.path);
-    dir.is_dir().then_some(dir)
+/// How much a share's folder holds, as the pages and the API show it.
+pub(crate) enum ShareUsage {
+    /// Bytes counted; `complete` is false when the count stopped at its limit (then a floor).
+    Counted { bytes: u64, complete: bool },
+    /// The volume is mounted but the folder is not made yet.
+    NoFolder,
+    /// The share's volume is not mounted (missing, being created).
+    VolumeUnavailable,
 }
 
-/// What a share's folder holds, counted off the async threads: (bytes, complete); `None` when its volume
-/// is not mounted or the folder does not exist yet.
-pub(crate) async fn share_usage(app: &App, share: &Share) -> Option<(u64, bool)> {
-    let dir = share_dir(app, share)?;
-    tokio::task::spawn_blocking(move || cairn_storage::manager::used_bytes(&dir, USAGE_WALK_LIMIT))
+/// Where each volume's shares live now: the mounted data volumes and the small system volume.
+fn volume_roots(app: &App) -> BTreeMap<String, PathBuf> {
+    let mut roots = app
+        .storage
+        .as_ref()
+        .map(|s| s.mounted_roots())
+        .unwrap_or_default();
+    roots.insert(
+        cairn_accounts::SYSTEM_VOLUME.to_string(),
+        PathBuf::from(SYSTEM_VOLUME_ROOT),
+    );
+    roots
+}
+
+/// Measures the shares' folders in one pass off the async threads, reading once which volumes are mounted.
+pub(crate) async fn share_usages(app: &App, shares: &[Share]) -> Vec<ShareUsage> {
+    let roots = volume_roots(app);
+    let places: Vec<Option<PathBuf>> = shares
+        .iter()
+        .map(|s| roots.get(&s.volume).map(|root| root.join(&s.path)))
+        .collect();
+    let measure = move || {
+        places
+            .into_iter()
+            .map(|dir| match dir {
+                None => ShareUsage::VolumeUnavailable,
+                Some(dir) if !dir.is_dir() => ShareUsage::NoFolder,
+                Some(dir) => {
+                    let (bytes, complete) =
+                        cairn_storage::manager::used_bytes(&dir, USAGE_WALK_LIMIT);
+                    ShareUsage::Counted { bytes, complete }
+                }
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(measure)
         .await
-        .ok()
-}
-
-/// Whether a share's volume is available (the system volume always is).
-pub(crate) fn share_volume_mounted(app: &App, share: &Share) -> bool {
-    share.volume == cairn_accounts::SYSTEM_VOLUME
-        || app
-            .storage
-            .as_ref()
-            .is_some_and(|s| s.mounted_roots().contains_key(&share.volume))
+        .unwrap_or_else(|e| {
+            log::error!("measuring shares failed: {e}");
+            shares.iter().map(|_| ShareUsage::NoFolder).collect()
+        })
 }

@@ -1,30 +1,15 @@
 //! The Users, Groups and Shares pages, and everyone's own account page.
 
-use super::{csrf_field, human, notice_line, page, problem, status_of};
+use super::{csrf_field, human, notice_line, page, problem, status_of, Form};
 use crate::auth::{Caller, Ctx, Params};
 use crate::controller::accounts::{self as ctl, MePatch};
 use crate::controller::storage::mounted_volumes;
 use crate::error::{Error, RequestError};
-use crate::http::{self, esc, form_field, Resp};
+use crate::http::{self, esc, Resp};
 use cairn_accounts::{Access, Level, NewShare, NewUser, Role, SharePatch, User, UserPatch};
 
 /// More shares than this and the list leaves counting space to each share's page.
 const SHARES_MEASURED_IN_LIST: usize = 100;
-
-/// The request's form, read once.
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn of(ctx: &Ctx) -> Form {
-        Form(http::parse_form(&ctx.body))
-    }
-    fn get(&self, key: &str) -> String {
-        form_field(&self.0, key).to_string()
-    }
-    fn trimmed(&self, key: &str) -> String {
-        form_field(&self.0, key).trim().to_string()
-    }
-}
 
 fn redirect_to(to: String) -> Resp {
     http::redirect(&to, None)
@@ -345,13 +330,17 @@ fn groups_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> 
 }
 
 /// " · 1.2 GiB": space a share's folder takes (counted up to a limit, then shown as a floor).
-async fn share_usage(ctx: &Ctx, share: &cairn_accounts::Share) -> String {
-    match ctl::share_usage(&ctx.app, share).await {
-        Some((bytes, complete)) => {
-            format!(" · {}{}", if complete { "" } else { "over " }, human(bytes))
+fn usage_text(usage: &ctl::ShareUsage) -> String {
+    match usage {
+        ctl::ShareUsage::Counted { bytes, complete } => {
+            format!(
+                " · {}{}",
+                if *complete { "" } else { "over " },
+                human(*bytes)
+            )
         }
-        None if !ctl::share_volume_mounted(&ctx.app, share) => " · volume not available".into(),
-        None => String::new(),
+        ctl::ShareUsage::VolumeUnavailable => " · volume not available".into(),
+        ctl::ShareUsage::NoFolder => String::new(),
     }
 }
 
@@ -369,14 +358,15 @@ async fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, E
     let shares = ctl::shares(&ctx.app)?;
     // Counting space walks each folder: on long lists it is left to each share's page and the API.
     let many = shares.len() > SHARES_MEASURED_IN_LIST;
-    let mut used = Vec::with_capacity(shares.len());
-    for s in &shares {
-        used.push(if many {
-            String::new()
-        } else {
-            share_usage(ctx, s).await
-        });
-    }
+    let used: Vec<String> = if many {
+        vec![String::new(); shares.len()]
+    } else {
+        ctl::share_usages(&ctx.app, &shares)
+            .await
+            .iter()
+            .map(usage_text)
+            .collect()
+    };
     let rows: String = shares
         .iter()
         .zip(used)

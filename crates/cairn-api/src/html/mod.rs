@@ -14,6 +14,39 @@ use crate::http::{self, esc, Resp};
 use cairn_accounts::{Role, Session, User};
 use hyper::StatusCode;
 
+/// A posted form, read once: fields as typed, trimmed, or left out when empty.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn of(ctx: &crate::auth::Ctx) -> Form {
+        Form(http::parse_form(&ctx.body))
+    }
+
+    /// The field as typed (passwords, free text), empty when absent.
+    pub(crate) fn get(&self, key: &str) -> String {
+        http::form_field(&self.0, key).to_string()
+    }
+
+    /// The field without surrounding white space (names, addresses).
+    pub(crate) fn trimmed(&self, key: &str) -> String {
+        http::form_field(&self.0, key).trim().to_string()
+    }
+
+    /// The trimmed field, or `None` when it was left empty.
+    pub(crate) fn optional(&self, key: &str) -> Option<String> {
+        Some(self.trimmed(key)).filter(|s| !s.is_empty())
+    }
+
+    /// Every value of a repeated field (checkboxes).
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 /// A page for the logged-in caller.
 pub(crate) fn page(c: &Caller, title: &str, status: StatusCode, body: String) -> Resp {
     http::html(

@@ -3,7 +3,7 @@
 use crate::auth::{is_local_network, Ctx, Params};
 use crate::controller;
 use crate::error::{Error, RequestError};
-use crate::http::{self, form_field, Resp};
+use crate::http::{self, Resp};
 use cairn_accounts::{AccountError, Role, SessionPolicy};
 use cairn_system::PowerAction;
 use hyper::StatusCode;
@@ -46,12 +46,12 @@ pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     if ctx.app.accounts.setup_done() {
         return Ok(http::redirect("/login", None));
     }
-    let form = http::parse_form(&ctx.body);
-    let username = form_field(&form, "username").trim().to_string();
-    let email = form_field(&form, "email").trim().to_string();
-    let password = form_field(&form, "password").to_string();
+    let form = super::Form::of(ctx);
+    let username = form.trimmed("username");
+    let email = form.trimmed("email");
+    let password = form.get("password");
     let again = |e: &Error| http::html(e.status(), super::setup(Some(e), &username, &email));
-    if password != form_field(&form, "password_again") {
+    if password != form.get("password_again") {
         return Ok(again(&RequestError::PasswordMismatch.into()));
     }
     match controller::session::setup(ctx, username.clone(), password, email.clone()).await {
@@ -71,9 +71,9 @@ pub(crate) async fn login_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 }
 
 pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    let form = http::parse_form(&ctx.body);
-    let username = form_field(&form, "username").trim().to_string();
-    let password = form_field(&form, "password").to_string();
+    let form = super::Form::of(ctx);
+    let username = form.trimmed("username");
+    let password = form.get("password");
     match controller::session::login(ctx, username.clone(), password).await {
         Ok(opened) => Ok(logged_in(opened)),
         Err(e @ Error::Account(AccountError::BadCredentials)) => {

@@ -1,11 +1,11 @@
 //! The Storage page: disks by bay, volumes with their state and progress, and every storage action as a plain
 //! form. Destructive forms ask the owner to type the volume's name; the page refreshes itself while a job runs.
 
-use super::{csrf_field as csrf, human, problem, status_of};
+use super::{csrf_field as csrf, human, problem, status_of, Form};
 use crate::auth::{Caller, Ctx, Params};
 use crate::controller::storage as ctl;
 use crate::error::Error;
-use crate::http::{self, esc, form_field, Resp};
+use crate::http::{self, esc, Resp};
 use cairn_storage::{CreateRequest, DiskView, StorageError, VolumeView};
 use cairn_system::clock::utc;
 
@@ -256,21 +256,6 @@ async fn after(ctx: &Ctx, outcome: Result<&'static str, Error>) -> Result<Resp, 
     }
 }
 
-/// The request's form fields, trimmed; the typed confirmation when one was typed.
-struct Form(Vec<(String, String)>);
-
-impl Form {
-    fn of(ctx: &Ctx) -> Form {
-        Form(http::parse_form(&ctx.body))
-    }
-    fn get(&self, key: &str) -> String {
-        form_field(&self.0, key).trim().to_string()
-    }
-    fn optional(&self, key: &str) -> Option<String> {
-        Some(self.get(key)).filter(|s| !s.is_empty())
-    }
-}
-
 pub(crate) async fn storage(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let note = ctx
         .query
@@ -285,14 +270,9 @@ pub(crate) async fn storage(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 pub(crate) async fn create(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let f = Form::of(ctx);
     let req = CreateRequest {
-        name: f.get("name"),
-        level: f.get("level"),
-        disks: f
-            .0
-            .iter()
-            .filter(|(k, _)| k == "disk")
-            .map(|(_, v)| v.clone())
-            .collect(),
+        name: f.trimmed("name"),
+        level: f.trimmed("level"),
+        disks: f.all("disk"),
         confirm: f.optional("confirm"),
     };
     after(ctx, ctl::create(&ctx.app, req).await.map(|_| "created")).await
@@ -309,8 +289,8 @@ pub(crate) async fn replace(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
     let outcome = ctl::replace(
         &ctx.app,
         p.get("name"),
-        f.get("failed"),
-        f.get("with"),
+        f.trimmed("failed"),
+        f.trimmed("with"),
         f.optional("confirm"),
     )
     .await;
@@ -319,7 +299,7 @@ pub(crate) async fn replace(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
 
 pub(crate) async fn fail(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
     let by = ctx.caller()?.user.name.clone();
-    let outcome = ctl::fail(&ctx.app, p.get("name"), Form::of(ctx).get("disk"), by).await;
+    let outcome = ctl::fail(&ctx.app, p.get("name"), Form::of(ctx).trimmed("disk"), by).await;
     after(ctx, outcome.map(|_| "failed")).await
 }
 

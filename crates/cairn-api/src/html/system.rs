@@ -1,10 +1,10 @@
 //! The System page: host name and network settings (applied on trial, kept once confirmed).
 
-use super::{csrf_field, page, problem, status_of};
+use super::{csrf_field, page, problem, status_of, Form};
 use crate::auth::{Caller, Ctx, Params};
 use crate::controller::system as ctl;
 use crate::error::Error;
-use crate::http::{self, esc, form_field, Resp};
+use crate::http::{self, esc, Resp};
 use cairn_system::{Mode, NetworkRule, NetworkSettings, SystemError};
 
 pub(crate) async fn system(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
@@ -12,8 +12,7 @@ pub(crate) async fn system(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 }
 
 pub(crate) async fn rename(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    let form = http::parse_form(&ctx.body);
-    let name = form_field(&form, "hostname").trim().to_string();
+    let name = Form::of(ctx).trimmed("hostname");
     match ctl::set_hostname(&ctx.app, name).await {
         Ok(()) => Ok(http::redirect("/system?saved=1", None)),
         Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
@@ -21,8 +20,8 @@ pub(crate) async fn rename(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 }
 
 /// The form's fields as settings; a field that is not an address is refused rather than dropped.
-fn settings_from_form(form: &[(String, String)]) -> Result<NetworkSettings, Error> {
-    let f = |k: &str| form_field(form, k).trim().to_string();
+fn settings_from_form(form: &Form) -> Result<NetworkSettings, Error> {
+    let f = |k: &str| form.trimmed(k);
     if f("mode") != "static" {
         return Ok(NetworkSettings::default());
     }
@@ -48,8 +47,7 @@ fn settings_from_form(form: &[(String, String)]) -> Result<NetworkSettings, Erro
 }
 
 pub(crate) async fn change_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    let form = http::parse_form(&ctx.body);
-    let result = match settings_from_form(&form) {
+    let result = match settings_from_form(&Form::of(ctx)) {
         Ok(settings) => ctl::change_network(&ctx.app, settings).await.map(|_| ()),
         Err(e) => Err(e),
     };

@@ -139,7 +139,8 @@ pub(crate) async fn create_share(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 pub(crate) async fn get_share(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
     let share = ctl::share(&ctx.app, p.get("name"))?;
     let mut v = serde_json::to_value(&share).map_err(Error::internal)?;
-    if let Some((bytes, complete)) = ctl::share_usage(&ctx.app, &share).await {
+    let usage = ctl::share_usages(&ctx.app, std::slice::from_ref(&share)).await;
+    if let Some(ctl::ShareUsage::Counted { bytes, complete }) = usage.first() {
         v["used_bytes"] = json!(bytes);
         v["used_complete"] = json!(complete);
     }
