@@ -97,6 +97,9 @@ impl Error {
                 Error::Storage(StorageError::ConfirmRequired { volume, .. }) => {
                     Some(volume.clone())
                 }
+                Error::Storage(StorageError::UnreadableConfirmRequired { token, .. }) => {
+                    Some(token.clone())
+                }
                 _ => None,
             },
         }
@@ -112,8 +115,8 @@ pub struct ApiError {
     pub hint: &'static str,
     /// Seconds before a retry can succeed (429), sent as `Retry-After`.
     pub retry_after_s: Option<u64>,
-    /// For a change that erases data: the token to send back as `confirm` (the volume's name, which the
-    /// dashboard has the owner type).
+    /// For a change that erases data: the token to send back as `confirm` (the volume's name, or for an
+    /// unreadable disk the words naming it, which the dashboard has the owner type).
     pub confirm: Option<String>,
 }
 
@@ -219,6 +222,8 @@ error_table! {
     Storage(S::DiskInUse { .. }) => (CONFLICT, "disk.in_use", "Choose a free disk, or delete the volume that uses this one first."),
     Storage(S::DiskTooSmall { .. }) => (UNPROCESSABLE_ENTITY, "disk.too_small", "Choose a larger disk."),
     Storage(S::ConfirmRequired { .. }) => (CONFLICT, "volume.confirm_required", "If that is what you want, send the volume's name as \"confirm\" (the dashboard asks you to type it)."),
+    Storage(S::UnreadableConfirmRequired { .. }) => (CONFLICT, "disk.unreadable", "The disk may be failing, or hold data Cairn cannot see: check it in another computer, or choose another disk. To erase it anyway, send the words the message gives as \"confirm\" (the dashboard asks you to type them)."),
+    Storage(S::DiskChanged { .. }) => (CONFLICT, "disk.changed", "A disk was swapped while the change was under way; look at the disks page again and repeat the change with the disks as they are now."),
     Storage(S::HasShares { .. }) => (CONFLICT, "volume.has_shares", "Delete the shares on this volume, or move them, then delete the volume."),
     Storage(S::Busy(_)) => (CONFLICT, "volume.busy", "Wait for the running work to finish (the storage page shows its progress) and try again."),
     Storage(S::NotMember { .. }) => (UNPROCESSABLE_ENTITY, "volume.disk_not_member", "Choose one of the volume's own disks; GET /api/v1/volumes/{name} lists them."),

@@ -1,12 +1,16 @@
 //! What a disk holds, read from its first and last blocks: an md RAID superblock (version 1.x), a known
-//! filesystem or partition table, other data, or nothing. Pure parsers over the bytes, so the rules are tested
-//! on the host against blocks captured from real disks (tests/fixtures/md/superblock-*.hex).
+//! filesystem or partition table, other data, nothing, or bytes that could not be read. Pure parsers over the
+//! bytes, so the rules are tested on the host against blocks captured from real disks
+//! (tests/fixtures/md/superblock-*.hex); [`read_ends`] reads through any `Read + Seek`, so a disk that fails
+//! part way is tested on the host too.
 
 use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom};
 
 /// How many bytes from the start of a disk are read to tell what it holds.
 pub const HEAD_BYTES: usize = 128 * 1024;
-/// How many bytes from the end (md 1.0 superblocks and backup GPT headers live there).
+/// How many bytes from the end at least (md 1.0 superblocks and backup GPT headers live there); see
+/// [`tail_offset`] for where the tail read starts.
 pub const TAIL_BYTES: usize = 8 * 1024;
 
 const MD_MAGIC: u32 = 0xa92b_4efc;
@@ -70,6 +74,77 @@ pub enum Contents {
     Md(MdSuperblock),
     /// Something else: `what` names it for the owner ("an ext4 filesystem", "a partition table").
     Data { what: String },
+    /// The head or the tail could not be read completely (an I/O error, a short read): what the disk holds is
+    /// unknown, so it is never taken for blank. `error` says what failed, in the owner's words.
+    Unreadable { error: String },
+}
+
+/// Where the tail read starts on a disk of `size` bytes: the 4 KiB-aligned block 8 to 12 KiB before the
+/// end, where md 1.0 keeps its superblock (md's super_1_load: `(sectors - 16) & !7`). The read runs from
+/// there to the very end, so it covers the last sector (a backup GPT header) on disks of any size, not only
+/// those sized in whole 4 KiB blocks. `None` for disks too small to have a tail apart from their head.
+pub fn tail_offset(size: u64) -> Option<u64> {
+    let sectors = size / 512;
+    (sectors > 16).then(|| ((sectors - 16) & !7) * 512)
+}
+
+/// Reads the first [`HEAD_BYTES`] (or the whole disk, when smaller) and everything from [`tail_offset`] to
+/// the end of a disk of `size` bytes. Either read that fails or ends early is an error naming the byte range
+/// and the cause, never a shorter buffer that would look blank.
+pub fn read_ends(disk: &mut (impl Read + Seek), size: u64) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let head_len = (HEAD_BYTES as u64).min(size);
+    let head = read_range(disk, 0, head_len)?;
+    let tail = match tail_offset(size) {
+        Some(at) => read_range(disk, at, size - at)?,
+        None => vec![],
+    };
+    Ok((head, tail))
+}
+
+fn read_range(disk: &mut (impl Read + Seek), at: u64, len: u64) -> Result<Vec<u8>, String> {
+    let end = at + len;
+    let mut buf = vec![0u8; len as usize];
+    disk.seek(SeekFrom::Start(at))
+        .map_err(|e| format!("seeking to byte {at} failed: {e}"))?;
+    let mut done = 0usize;
+    while done < buf.len() {
+        match disk.read(&mut buf[done..]) {
+            Ok(0) => {
+                return Err(format!(
+                    "reading bytes {at}..{end} stopped short at byte {}",
+                    at + done as u64
+                ))
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(format!(
+                    "reading bytes {at}..{end} failed at byte {}: {e}",
+                    at + done as u64
+                ))
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// What a disk of `size` bytes holds, read through `disk`: [`identify`] over its ends, or
+/// [`Contents::Unreadable`] when they cannot be read completely. One exception keeps arrays running: an md
+/// superblock found in a head that was read completely names the disk a member even when its tail fails, so a
+/// member with a bad sector near its end is still assembled (md handles bad blocks inside an array).
+pub fn read_contents(disk: &mut (impl Read + Seek), size: u64) -> Contents {
+    match read_ends(disk, size) {
+        Ok((head, tail)) => identify(&head, &tail),
+        Err(error) => {
+            let head_len = (HEAD_BYTES as u64).min(size);
+            if let Ok(head) = read_range(disk, 0, head_len) {
+                if let c @ Contents::Md(_) = identify(&head, &[]) {
+                    return c;
+                }
+            }
+            Contents::Unreadable { error }
+        }
+    }
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -132,7 +207,7 @@ pub fn identify(head: &[u8], tail: &[u8]) -> Contents {
     if let Some(sb) = parse_md_superblock(head, "1.1") {
         return Contents::Md(sb);
     }
-    // Metadata 1.0 sits 8 KiB before the end (rounded to 4 KiB): the tail read is exactly that block.
+    // Metadata 1.0 sits 8 to 12 KiB before the end (4 KiB aligned): the tail read starts at that block.
     if let Some(sb) = parse_md_superblock(tail, "1.0") {
         return Contents::Md(sb);
     }
@@ -300,13 +375,126 @@ mod tests {
     #[test]
     fn the_tail_read_from_a_1_0_superblock_reaches_the_last_sector() {
         // md 1.0 keeps its superblock 8 to 12 KiB before the end, 4 KiB aligned (super_1_load:
-        // `(sectors - 16) & !7`); read from there, the tail must also cover the last sector, where a backup GPT
-        // header lives, on any disk sized in whole 4 KiB blocks.
-        for mib in [64u64, 256, 1024 * 1024] {
-            let sectors = mib * 2048;
-            let superblock = ((sectors - 16) & !7) * 512;
-            assert_eq!(superblock + TAIL_BYTES as u64, sectors * 512, "{mib} MiB");
+        // `(sectors - 16) & !7`); read from there to the end, the tail covers the last sector too (a backup
+        // GPT header lives there), on disks sized in whole 4 KiB blocks and on those that are not.
+        for sectors in [
+            64u64 * 2048,
+            256 * 2048,
+            1024 * 1024 * 2048,
+            262_147,
+            262_151,
+            17,
+            23,
+        ] {
+            let size = sectors * 512;
+            let at = tail_offset(size).unwrap();
+            assert_eq!(at, ((sectors - 16) & !7) * 512, "{sectors} sectors");
+            assert!(size - at >= TAIL_BYTES as u64, "{sectors} sectors");
         }
+        assert_eq!(tail_offset(16 * 512), None);
+    }
+
+    /// A disk image in memory whose reads fail inside `bad` (as a disk with unreadable sectors does), or end
+    /// early at `ends` (a short read).
+    struct Failing {
+        bytes: std::io::Cursor<Vec<u8>>,
+        bad: std::ops::Range<u64>,
+        ends: u64,
+    }
+
+    impl Failing {
+        fn new(bytes: Vec<u8>, bad: std::ops::Range<u64>) -> Failing {
+            let ends = bytes.len() as u64;
+            Failing {
+                bytes: std::io::Cursor::new(bytes),
+                bad,
+                ends,
+            }
+        }
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let at = self.bytes.position();
+            if at >= self.ends {
+                return Ok(0);
+            }
+            if self.bad.contains(&at) {
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
+            // Like the kernel: a read stops before the first bad byte and fails when it starts there.
+            let stop = [self.bad.start, self.ends]
+                .into_iter()
+                .filter(|&b| b > at)
+                .min()
+                .unwrap_or(u64::MAX);
+            let n = buf.len().min((stop - at) as usize);
+            self.bytes.read(&mut buf[..n])
+        }
+    }
+
+    impl Seek for Failing {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.bytes.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_blank_disk_that_reads_completely_is_blank() {
+        let size = 1024 * 1024 + 3 * 512;
+        let mut d = Failing::new(vec![0; size], 0..0);
+        assert_eq!(read_contents(&mut d, size as u64), Contents::Blank);
+    }
+
+    #[test]
+    fn a_read_error_in_the_head_is_unreadable_not_blank() {
+        let size = 1024 * 1024;
+        let mut d = Failing::new(vec![0; size], 51_200..51_712);
+        let Contents::Unreadable { error } = read_contents(&mut d, size as u64) else {
+            panic!("a disk whose head fails to read was taken for readable");
+        };
+        assert!(error.contains("bytes 0..131072"), "{error}");
+        assert!(error.contains("failed at byte 51200"), "{error}");
+        assert!(error.contains("os error 5"), "{error}");
+    }
+
+    #[test]
+    fn a_read_error_in_the_last_sector_is_unreadable_on_any_disk_size() {
+        // 1 MiB and three sectors: not a whole number of 4 KiB blocks, so the md 1.0 block read from its
+        // aligned start stops 1.5 KiB before the end; the last sector must still be read.
+        for size in [1024 * 1024u64, 1024 * 1024 + 3 * 512] {
+            let mut d = Failing::new(vec![0; size as usize], size - 512..size);
+            assert!(
+                matches!(read_contents(&mut d, size), Contents::Unreadable { .. }),
+                "{size}: an unreadable last sector was not noticed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disk_that_ends_before_its_size_is_unreadable() {
+        let size = 1024 * 1024u64;
+        let mut d = Failing::new(vec![0; size as usize], 0..0);
+        d.ends = 64 * 1024;
+        let Contents::Unreadable { error } = read_contents(&mut d, size) else {
+            panic!("a short read was taken for a blank disk");
+        };
+        assert!(error.contains("stopped short at byte 65536"), "{error}");
+    }
+
+    #[test]
+    fn a_member_whose_tail_fails_is_still_a_member() {
+        let size = 1024 * 1024u64;
+        let mut bytes = vec![0u8; size as usize];
+        bytes[..HEAD_BYTES].copy_from_slice(&disk_with_superblock_at_4k());
+        let mut d = Failing::new(bytes.clone(), size - 512..size);
+        assert!(matches!(read_contents(&mut d, size), Contents::Md(_)));
+        // ...but not when the head itself fails: then nothing is known.
+        let mut d = Failing::new(bytes, 4096..4608);
+        assert!(matches!(
+            read_contents(&mut d, size),
+            Contents::Unreadable { .. }
+        ));
     }
 
     #[test]

@@ -31,6 +31,18 @@ pub enum StorageError {
     DiskTooSmall { disk: String, min_mib: u64 },
     #[error("{what}")]
     ConfirmRequired { volume: String, what: String },
+    /// A disk chosen to build on could not be read; `what` names the disk and the error, and `token` is the
+    /// confirmation that must come back to erase it anyway.
+    #[error("{what}")]
+    UnreadableConfirmRequired { what: String, token: String },
+    /// The disk at a device is no longer the one that was checked (a hot-swap in between): nothing was
+    /// written to it.
+    #[error("{device} is no longer {expected}: it is now {found}; nothing was written to it")]
+    DiskChanged {
+        device: String,
+        expected: String,
+        found: String,
+    },
     #[error("volume {volume:?} still carries the shares {shares}")]
     HasShares { volume: String, shares: String },
     #[error("{0}")]

@@ -46,6 +46,9 @@ pub enum DiskRole {
     Foreign,
     /// The medium the box boots from. Never offered.
     Boot,
+    /// Its first or last blocks could not be read (I/O error, short read): what it holds is unknown, so it is
+    /// never taken for blank; building on it needs a confirmation that names the error.
+    Unreadable,
 }
 
 /// One disk, as the API shows it.

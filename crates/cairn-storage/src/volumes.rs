@@ -255,18 +255,19 @@ pub fn check_create(
         .filter(|d| d.disk.role != DiskRole::Free)
         .cloned()
         .collect();
-    if !erase.is_empty() && req.confirm.as_deref() != Some(req.name.as_str()) {
-        let what = erase
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} holds {}",
-                    d.describe(),
-                    d.holds.as_deref().unwrap_or("data")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
+    let unreadable: Vec<&DiskView> = chosen
+        .iter()
+        .filter(|d| d.disk.role == DiskRole::Unreadable)
+        .collect();
+    if !unreadable.is_empty() {
+        // Its own confirmation: the volume's name (consent to erase data Cairn can see) does not cover a disk
+        // whose contents nobody could read. The token also covers the other disks of the same request.
+        let token = unreadable_token(&unreadable);
+        if req.confirm.as_deref() != Some(token.as_str()) {
+            return Err(unreadable_refusal(&unreadable, &erase, &token));
+        }
+    } else if !erase.is_empty() && req.confirm.as_deref() != Some(req.name.as_str()) {
+        let what = erase.iter().map(holds).collect::<Vec<_>>().join("; ");
         return Err(StorageError::ConfirmRequired {
             volume: req.name.clone(),
             what: format!("Creating this volume erases everything on these disks: {what}"),
@@ -280,6 +281,57 @@ pub fn check_create(
         disks: chosen,
         erase,
     })
+}
+
+/// "bay 3 (…) holds an ext2/3/4 filesystem": what a refusal says will be erased.
+fn holds(d: &DiskView) -> String {
+    format!(
+        "{} holds {}",
+        d.describe(),
+        d.holds.as_deref().unwrap_or("data")
+    )
+}
+
+/// The confirmation that consents to erasing these unreadable disks: typed by the owner, so it names them.
+pub fn unreadable_token(disks: &[&DiskView]) -> String {
+    let ids: Vec<&str> = disks.iter().map(|d| d.disk.id.as_str()).collect();
+    format!("erase unreadable {}", ids.join(" "))
+}
+
+/// The refusal for building on unreadable disks: each with its read error, everything else to be erased, and
+/// the words to type.
+pub(crate) fn unreadable_refusal(
+    unreadable: &[&DiskView],
+    erase: &[DiskView],
+    token: &str,
+) -> StorageError {
+    let failed = unreadable
+        .iter()
+        .map(|d| {
+            format!(
+                "{} could not be read ({})",
+                d.describe(),
+                d.read_error.as_deref().unwrap_or("unknown error")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let others: Vec<String> = erase
+        .iter()
+        .filter(|d| d.disk.role != DiskRole::Unreadable)
+        .map(holds)
+        .collect();
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!(" It also erases: {}.", others.join("; "))
+    };
+    StorageError::UnreadableConfirmRequired {
+        what: format!(
+            "{failed}: it may be failing, and whatever it holds would be erased.{others} To use it anyway, confirm with \"{token}\"."
+        ),
+        token: token.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +358,7 @@ mod tests {
             },
             in_use: None,
             smart: "not available".into(),
+            read_error: None,
         }
     }
 
@@ -512,6 +565,34 @@ mod tests {
         assert_eq!(plan.usable_bytes, 256 * 1024 * 1024);
     }
 
+    #[test]
+    fn an_unreadable_disk_needs_its_own_confirmation_naming_the_error() {
+        let mut disks = box_disks();
+        let mut bad = disk("BAY6", DiskRole::Unreadable, 256);
+        bad.read_error =
+            Some("reading bytes 0..131072 failed at byte 51200: Input/output error".into());
+        disks.push(bad);
+        let refusal = |confirm: Option<&str>| match check_create(
+            &req("raid1", &["BAY3", "BAY6"], confirm),
+            &disks,
+            &[],
+        ) {
+            Err(StorageError::UnreadableConfirmRequired { what, token }) => (what, token),
+            other => panic!("{confirm:?}: {other:?}"),
+        };
+        let (what, token) = refusal(None);
+        assert_eq!(token, "erase unreadable BAY6");
+        assert!(
+            what.contains("bay 6") && what.contains("at byte 51200: Input/output error"),
+            "{what}"
+        );
+        assert!(what.contains("bay 3") && what.contains(&token), "{what}");
+        // The volume's name, consent enough for data Cairn can see, is not consent for what nobody could read.
+        refusal(Some("media"));
+        let plan =
+            check_create(&req("raid1", &["BAY3", "BAY6"], Some(&token)), &disks, &[]).unwrap();
+        assert_eq!(plan.erase.len(), 2);
+    }
     #[test]
     fn unknown_twice_small_and_taken() {
         let d = box_disks();

@@ -224,3 +224,70 @@ fn arrays_on_partitions_are_found_with_the_partitions_to_assemble() {
     );
     assert_eq!(found[0].disks, ["SYNO-A", "SYNO-B"]);
 }
+
+#[test]
+fn a_disk_that_cannot_be_read_is_unreadable_with_its_error_and_never_built_on_without_its_confirmation(
+) {
+    let b = Bench::with_blank_disks(&["BLANK", "FAILING"]);
+    b.fail_reads("vdb");
+    let s = b.storage();
+    let disks = s.disks().unwrap();
+    let bad = disks.iter().find(|d| d.disk.id == "FAILING").unwrap();
+    assert_eq!(bad.disk.role, DiskRole::Unreadable, "{bad:?}");
+    let error = bad.read_error.as_deref().unwrap();
+    assert!(
+        error.contains("bytes 0..") && error.contains("os error 21"),
+        "{error}"
+    );
+    assert!(
+        bad.holds.as_deref().unwrap().contains(error),
+        "{:?}",
+        bad.holds
+    );
+    assert!(bad.in_use.is_none(), "it may be chosen, with consent");
+    // Refused without its confirmation, and with the volume's name (consent for data Cairn can see).
+    for confirm in [None, Some("media")] {
+        let e = s
+            .create(request("media", "raid1", &["BLANK", "FAILING"], confirm))
+            .unwrap_err();
+        let StorageError::UnreadableConfirmRequired { what, token } = &e else {
+            panic!("{confirm:?}: {e:?}");
+        };
+        assert_eq!(token, "erase unreadable FAILING");
+        assert!(what.contains("bay 2") && what.contains(error), "{what}");
+    }
+    assert!(
+        b.fake.calls().is_empty(),
+        "a refusal ran {:?}",
+        b.fake.calls()
+    );
+    assert!(b.volume_records().is_empty());
+    // With the words it asked for, the create goes ahead.
+    s.create(request(
+        "media",
+        "raid1",
+        &["BLANK", "FAILING"],
+        Some("erase unreadable FAILING"),
+    ))
+    .unwrap();
+    assert_eq!(b.volume_records().len(), 1);
+}
+
+#[test]
+fn the_last_sector_is_read_on_a_disk_not_sized_in_whole_4k_blocks() {
+    // A backup GPT header (or anything) in the last sector of a disk 256 KiB + 3 sectors long: the md 1.0
+    // block read from its 4 KiB-aligned start stops 1.5 KiB before it.
+    let b = Bench::with_blank_disks(&["ODD-SIZE"]);
+    let mut bytes = vec![0u8; 256 * 1024 + 3 * 512];
+    let last = bytes.len() - 100;
+    bytes[last] = 0x45;
+    std::fs::write(b.root.join("dev/vda"), bytes).unwrap();
+    let s = b.storage();
+    let d = s
+        .disks()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.disk.id == "ODD-SIZE")
+        .unwrap();
+    assert_eq!(d.disk.role, DiskRole::Foreign, "{d:?}");
+}

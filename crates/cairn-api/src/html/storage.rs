@@ -13,6 +13,10 @@ fn disk_row(d: &DiskView) -> String {
     let role = match d.disk.role {
         cairn_storage::DiskRole::Boot => "system disk".to_string(),
         cairn_storage::DiskRole::Free => "free".to_string(),
+        cairn_storage::DiskRole::Unreadable if d.in_use.is_none() => format!(
+            "unreadable: {}",
+            d.read_error.as_deref().unwrap_or("unknown error")
+        ),
         _ => match (&d.in_use, &d.holds) {
             (Some(u), _) => format!("in use: {u}"),
             (None, Some(h)) => format!("holds {h}"),
@@ -224,7 +228,7 @@ async fn page(ctx: &Ctx, c: &Caller, e: Option<&Error>, note: &str) -> Result<Re
 <div class="grid2"><label>Name<input name="name" required maxlength="32" autocapitalize="none"></label>
 <label>Layout<select name="level"><option value="single">Single disk</option><option value="raid1">RAID 1 (mirror)</option><option value="raid5" selected>RAID 5 (one disk may fail)</option><option value="raid6">RAID 6 (two disks may fail)</option><option value="raid10">RAID 10</option><option value="raid0">RAID 0 (no redundancy)</option></select></label></div>
 <fieldset><legend>Disks</legend>{checkboxes}</fieldset>
-<label>If a chosen disk holds data, type the volume's name again to erase it<input name="confirm" autocomplete="off"></label>
+<label>If a chosen disk holds data, type the volume's name again to erase it (for a disk that could not be read, the words the refusal gives)<input name="confirm" autocomplete="off"></label>
 <button type="submit">Create volume</button></form>"#,
                 csrf = csrf(c)
             )

@@ -3,10 +3,10 @@
 //! kernel knows; nothing here changes the machine.
 
 use super::{norm_uuid, read_trim, Storage};
-use crate::contents::{identify, Contents, MdSuperblock, HEAD_BYTES, TAIL_BYTES};
+use crate::contents::{self, Contents, MdSuperblock};
 use crate::volumes::VolumeRecord;
 use crate::{discover, Disk, DiskRole, StorageError};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The kernel's view of one md array.
@@ -141,11 +141,17 @@ impl Storage {
         mounts.iter().any(|(_, m)| *m == mp)
     }
 
-    /// Reads the start and end of a disk past the page cache (md writes superblocks around it).
+    /// Reads the start and end of a disk past the page cache (md writes superblocks around it). A disk that
+    /// cannot be opened or read completely is [`Contents::Unreadable`], never blank.
     pub(super) fn read_contents(&self, device: &str) -> Contents {
         let path = self.inner.paths.dev.join(device);
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            return Contents::Blank;
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Contents::Unreadable {
+                    error: format!("opening {} failed: {e}", path.display()),
+                }
+            }
         };
         let _ = nix::fcntl::posix_fadvise(
             std::os::fd::AsRawFd::as_raw_fd(&f),
@@ -153,22 +159,12 @@ impl Storage {
             0,
             nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         );
-        let mut head = vec![0u8; HEAD_BYTES];
-        let n = read_full(&mut f, &mut head);
-        head.truncate(n);
-        let size = f.seek(SeekFrom::End(0)).unwrap_or(0);
-        let sectors = size / 512;
-        let mut tail = vec![0u8; TAIL_BYTES];
-        if sectors > 16 {
-            let at = ((sectors - 16) & !7) * 512;
-            if f.seek(SeekFrom::Start(at)).is_ok() {
-                let n = read_full(&mut f, &mut tail);
-                tail.truncate(n);
-            }
-        } else {
-            tail.clear();
+        match f.seek(SeekFrom::End(0)) {
+            Ok(size) => contents::read_contents(&mut f, size),
+            Err(e) => Contents::Unreadable {
+                error: format!("finding the size of {} failed: {e}", path.display()),
+            },
         }
-        identify(&head, &tail)
     }
 
     pub(super) fn survey(&self) -> Result<Survey, StorageError> {
@@ -190,7 +186,8 @@ impl Storage {
                 let mut md = vec![];
                 match &contents {
                     Contents::Md(sb) => md.push((d.device.clone(), sb.clone())),
-                    Contents::Data { .. } => {
+                    // A disk whose own ends fail to read may still carry arrays on partitions the kernel found.
+                    Contents::Data { .. } | Contents::Unreadable { .. } => {
                         for part in crate::partitions(&dir) {
                             if let Contents::Md(sb) = self.read_contents(&part) {
                                 holder = holder.or_else(|| crate::first_holder(&dir.join(&part)));
@@ -248,15 +245,4 @@ impl Storage {
             })
             .unwrap_or(0)
     }
-}
-
-pub(super) fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    n
 }

@@ -10,7 +10,7 @@ use super::changes::member_index;
 use super::kernel::MdLive;
 use super::records::JobRecord;
 use super::{JobView, Storage};
-use crate::volumes::{Replacing, VolumeRecord};
+use crate::volumes::{unreadable_refusal, unreadable_token, Replacing, VolumeRecord};
 use crate::{DiskRole, StorageError};
 
 impl Storage {
@@ -77,7 +77,12 @@ impl Storage {
             });
         }
         let own_stale = new.volume.as_deref() == Some(volume);
-        if new.disk.role != DiskRole::Free && !own_stale && confirm != Some(volume) {
+        if new.disk.role == DiskRole::Unreadable {
+            let token = unreadable_token(&[new]);
+            if confirm != Some(token.as_str()) {
+                return Err(unreadable_refusal(&[new], &[], &token));
+            }
+        } else if new.disk.role != DiskRole::Free && !own_stale && confirm != Some(volume) {
             return Err(StorageError::ConfirmRequired {
                 volume: volume.into(),
                 what: format!(

@@ -25,6 +25,8 @@ pub struct DiskView {
     pub in_use: Option<String>,
     /// SMART health: "not available" where the disk (or the image) cannot tell.
     pub smart: String,
+    /// Why the disk's first or last blocks could not be read, for an `unreadable` disk.
+    pub read_error: Option<String>,
 }
 
 impl DiskView {
@@ -140,6 +142,7 @@ impl Storage {
                     holds: None,
                     in_use: None,
                     smart: "not available".into(),
+                    read_error: None,
                 };
                 if d.role == DiskRole::Boot {
                     v.in_use = Some("the system".into());
@@ -183,6 +186,10 @@ impl Storage {
                 } else if let Contents::Data { what } = &sd.contents {
                     v.disk.role = DiskRole::Foreign;
                     v.holds = Some(what.clone());
+                } else if let Contents::Unreadable { error } = &sd.contents {
+                    v.disk.role = DiskRole::Unreadable;
+                    v.holds = Some(format!("contents that could not be read ({error})"));
+                    v.read_error = Some(error.clone());
                 }
                 if let Some(r) = reserved {
                     v.in_use = Some(format!("volume {} (being created)", r.name));

@@ -91,6 +91,14 @@ impl Bench {
         std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
     }
 
+    /// Disk `name` fails every read from now on (its node opens, reads fail with an I/O error, as a disk with
+    /// bad sectors does under the page cache): here a directory stands in for it, whose reads fail (EISDIR).
+    pub fn fail_reads(&self, name: &str) {
+        let node = self.root.join("dev").join(name);
+        std::fs::remove_file(&node).unwrap();
+        std::fs::create_dir(&node).unwrap();
+    }
+
     /// A storage manager over the bench (a new one after a power cut is the daemon starting again).
     pub fn storage(&self) -> Storage {
         self.storage_on(self.board.clone())
