@@ -133,19 +133,15 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
     b.disk("vde", 0, "", &[]);
     b.disk("vda", 1, "STILL-HERE", &member(0x33, "cairn:vault"));
     let s = b.storage();
-    let snapshot = |id: &str, bay| cairn_storage::volumes::DiskSnapshot {
-        id: id.into(),
-        serial: id.into(),
-        model: "Virtual disk".into(),
-        size_bytes: 256 << 20,
-        slot: Some(bay),
-    };
     let record = VolumeRecord {
         name: "vault".into(),
         level: Level::Raid1,
         uuid: "33cef75c:3273207a:3e100ad7:3714c3ca".into(),
         md_minor: 0,
-        disks: vec![snapshot("STILL-HERE", 1), snapshot("PULLED", 2)],
+        disks: vec![
+            common::snapshot("STILL-HERE", 1),
+            common::snapshot("PULLED", 2),
+        ],
         created_s: 1,
         last_scrub_s: None,
         last_mismatches: None,

@@ -290,6 +290,67 @@ fn a_member_that_dropped_out_and_came_back_is_replaced_by_itself_without_confirm
 }
 
 #[test]
+fn a_member_on_a_partition_replacing_itself_clears_only_that_partition_never_the_whole_disk() {
+    // A raid5 made elsewhere on partition 5 of four disks (as NAS vendors lay them out), recorded as a volume.
+    let b = Bench::new();
+    b.disk("vde", 0, "", &[]);
+    let ids = ["P-A", "P-B", "P-C", "P-D"];
+    for (i, id) in ids.iter().enumerate() {
+        let disk = format!("vd{}", (b'a' + i as u8) as char);
+        b.disk(&disk, i as u32 + 1, id, &common::gpt());
+        b.partition(&disk, &format!("{disk}1"), &[]);
+        b.partition(&disk, &format!("{disk}5"), &common::member(0x44, "nas:2"));
+    }
+    b.save_volume_record(&cairn_storage::VolumeRecord {
+        name: "nas".into(),
+        level: cairn_storage::Level::Raid5,
+        uuid: "44cef75c:3273207a:3e100ad7:3714c3ca".into(),
+        md_minor: 0,
+        disks: ids
+            .iter()
+            .zip(1..)
+            .map(|(id, bay)| common::snapshot(id, bay))
+            .collect(),
+        created_s: 1,
+        last_scrub_s: None,
+        last_mismatches: None,
+        last_state: String::new(),
+        replacing: None,
+    });
+    let s = b.storage();
+    s.start();
+    assert!(b
+        .fake
+        .calls()
+        .iter()
+        .any(|c| c.method == "assemble" && c.names("vdb5")));
+    let table = std::fs::read(b.root.join("dev/vdb")).unwrap();
+    b.fake.break_disk("vdb5");
+    let from = b.fake.call_count();
+    let job = s.replace("nas", "P-B", "P-B", None).unwrap();
+    assert_eq!(
+        b.wiped_since(from),
+        ["vdb5", "vdb5"],
+        "only the member partition is cleared"
+    );
+    assert!(
+        b.fake.calls()[from..].iter().all(|c| !c.names("vdb")),
+        "the whole disk was handed to a tool: {:?}",
+        &b.fake.calls()[from..]
+    );
+    assert_eq!(
+        std::fs::read(b.root.join("dev/vdb")).unwrap(),
+        table,
+        "the partition table was touched"
+    );
+    assert_eq!(member_state(&s, "nas", "P-B"), "rebuilding");
+    assert_eq!(s.job(&job.id).unwrap().state, "running");
+    b.fake.finish_sync(0);
+    assert_eq!(s.job(&job.id).unwrap().state, "done");
+    assert_eq!(member_state(&s, "nas", "P-B"), "in_sync");
+}
+
+#[test]
 fn a_replace_that_failed_after_the_new_disk_was_added_is_finished_by_asking_again() {
     let (b, s) = mirror();
     b.fake

@@ -7,9 +7,9 @@
 //! erased with consent, may have been wiped. Either way the new disk is never held by the array unnamed.
 
 use super::changes::member_index;
-use super::kernel::MdLive;
+use super::kernel::{MdLive, Survey};
 use super::records::JobRecord;
-use super::{JobView, Storage};
+use super::{norm_uuid, DiskView, JobView, Storage};
 use crate::volumes::{unreadable_refusal, unreadable_token, Replacing, VolumeRecord};
 use crate::{DiskRole, StorageError};
 
@@ -93,7 +93,6 @@ impl Storage {
             });
         }
         let md = self.md_dev(r.md_minor);
-        let new_path = self.dev_path(&new.disk.device);
         // The failed member as the array knows it: the disk, or its partition.
         let old_member = s
             .disks
@@ -101,13 +100,19 @@ impl Storage {
             .find(|sd| sd.disk.id == failed)
             .and_then(|sd| live.member_on(&sd.disk.device))
             .cloned();
+        let target = if itself {
+            self.own_member_device(&r, &s, new, old_member.as_ref().map(|(d, _, _)| d))?
+        } else {
+            new.disk.device.clone()
+        };
+        let new_path = self.dev_path(&target);
         let hot = old_member
             .as_ref()
             .is_some_and(|(_, st, _)| st.contains("in_sync") && !st.contains("faulty"));
         let intent = Replacing {
             failed: failed.into(),
             with: new.snapshot(),
-            device: new.disk.device.clone(),
+            device: target.clone(),
             hot,
         };
         r.replacing = Some(intent.clone());
@@ -133,7 +138,7 @@ impl Storage {
             None => tools.add(&md, &new_path)?,
         }
         let old = r.disks[idx].clone();
-        let job = self.finish_replacing(&mut r, &intent, &new.disk.device)?;
+        let job = self.finish_replacing(&mut r, &intent, &target)?;
         drop(guard);
         self.event(
             "info",
@@ -146,6 +151,41 @@ impl Storage {
             "",
         );
         Ok(self.job_view(&job))
+    }
+
+    /// Where a member replacing itself goes back in: the device its array lives on, the whole disk or (for
+    /// arrays made on partitions) the member partition, which is all that is cleared; the rest of the disk
+    /// (its partition table, other partitions) is never touched. Told by the array's superblock on the disk,
+    /// else by the member the array still lists; a partitioned disk where neither says is refused.
+    fn own_member_device(
+        &self,
+        r: &VolumeRecord,
+        s: &Survey,
+        disk: &DiskView,
+        listed: Option<&String>,
+    ) -> Result<String, StorageError> {
+        let carrying = s
+            .disks
+            .iter()
+            .find(|sd| sd.disk.id == disk.disk.id)
+            .and_then(|sd| {
+                sd.md
+                    .iter()
+                    .find(|(_, sb)| norm_uuid(&sb.uuid) == norm_uuid(&r.uuid))
+            })
+            .map(|(dev, _)| dev.clone());
+        if let Some(dev) = carrying.or_else(|| listed.cloned()) {
+            return Ok(dev);
+        }
+        let dir = self.inner.paths.sys.join("block").join(&disk.disk.device);
+        if crate::partitions(&dir).is_empty() {
+            return Ok(disk.disk.device.clone());
+        }
+        Err(StorageError::Refused(format!(
+            "{} has partitions and none of them carries volume {}'s label any more, so it cannot tell which one to put back; replace it with a free disk instead.",
+            disk.describe(),
+            r.name
+        )))
     }
 
     /// A volume's record for a new change, with a replace left behind settled first.

@@ -86,6 +86,10 @@ impl Bench {
         let d = std::fs::canonicalize(self.root.join("sys/block").join(disk)).unwrap();
         std::fs::create_dir_all(d.join(name).join("holders")).unwrap();
         std::fs::write(d.join(name).join("partition"), "1\n").unwrap();
+        // The kernel lists partitions under class/block (where md's members are looked up), not under block/.
+        std::fs::create_dir_all(self.root.join("sys/class/block")).unwrap();
+        std::os::unix::fs::symlink(d.join(name), self.root.join("sys/class/block").join(name))
+            .unwrap();
         let mut bytes = vec![0u8; 64 * 1024];
         bytes[..head.len()].copy_from_slice(head);
         std::fs::write(self.root.join("dev").join(name), bytes).unwrap();
@@ -245,4 +249,15 @@ pub fn every_disk_is_free_or_recorded(s: &Storage) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A bench disk (256 MiB, serial = id) as a volume record names it.
+pub fn snapshot(id: &str, bay: u32) -> cairn_storage::volumes::DiskSnapshot {
+    cairn_storage::volumes::DiskSnapshot {
+        id: id.into(),
+        serial: id.into(),
+        model: "Virtual disk".into(),
+        size_bytes: 256 << 20,
+        slot: Some(bay),
+    }
 }
