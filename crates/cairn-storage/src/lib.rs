@@ -99,14 +99,7 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
                 return None;
             }
             let dir = e.path();
-            let serial = {
-                let s = read(&dir.join("serial"));
-                if s.is_empty() {
-                    read(&dir.join("device/serial"))
-                } else {
-                    s
-                }
-            };
+            let serial = serial_of(&dir);
             let model = {
                 let m = read(&dir.join("device/model"));
                 if m.is_empty() {
@@ -115,7 +108,7 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
                     m
                 }
             };
-            let sectors: u64 = read(&dir.join("size")).parse().unwrap_or(0);
+
             let role = if is_boot {
                 DiskRole::Boot
             } else if first_holder(&dir).is_some() && read(&dir.join("md/level")).is_empty() {
@@ -134,7 +127,7 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
                 device,
                 serial,
                 model,
-                size_bytes: sectors * 512,
+                size_bytes: size_of(&dir),
                 rotational: read(&dir.join("queue/rotational")) == "1",
                 slot: board.bay_of(&real).or_else(|| {
                     if !board.storage.bays_from_pci_slots {
@@ -151,6 +144,21 @@ pub fn discover(sys: &Path, board: &Board) -> Vec<Disk> {
         .collect();
     disks.sort_by(|a, b| a.device.cmp(&b.device));
     disks
+}
+
+/// The serial a disk reports (`serial`, or `device/serial` for SCSI/SATA), from its sysfs directory.
+pub(crate) fn serial_of(disk_dir: &Path) -> String {
+    let s = read(&disk_dir.join("serial"));
+    if s.is_empty() {
+        read(&disk_dir.join("device/serial"))
+    } else {
+        s
+    }
+}
+
+/// The disk's size in bytes, from its sysfs directory (`size` counts 512-byte sectors).
+pub(crate) fn size_of(disk_dir: &Path) -> u64 {
+    read(&disk_dir.join("size")).parse::<u64>().unwrap_or(0) * 512
 }
 
 /// The first device stacked on a block device (`holders/`): the md array it runs in, say.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use cairn_storage::tools::fake::PowerOff;
+use cairn_storage::tools::fake::{PowerOff, STRANGER_BYTE};
 use cairn_storage::{Storage, StorageError};
 use common::{every_disk_is_free_or_recorded, request, wait_for, Bench};
 use std::panic::AssertUnwindSafe;
@@ -859,4 +859,86 @@ fn a_volume_moved_to_a_new_box_is_found_and_imported_with_its_data() {
         "precious"
     );
     assert_eq!(b.volume_records()[0].uuid, found.uuid);
+}
+
+/// Whether disk file `name` still holds only what the fake's stranger came with (nothing wrote to it).
+fn stranger_untouched(b: &Bench, name: &str) -> bool {
+    let bytes = std::fs::read(b.root.join("dev").join(name)).unwrap();
+    !bytes.is_empty() && bytes.iter().all(|&x| x == STRANGER_BYTE)
+}
+
+#[test]
+fn a_disk_swapped_while_a_create_clears_the_disks_is_never_written_and_the_create_fails_with_why() {
+    let b = Bench::with_blank_disks(&["A", "B"]);
+    let s = b.storage();
+    // Bay 2's disk is swapped for another the moment bay 1's disk has been cleared, under the same name.
+    b.fake.swap_after("wipe_ends", "vda", "vdb", "STRANGER");
+    let job = s
+        .create(request("media", "raid1", &["A", "B"], None))
+        .unwrap();
+    wait_for("the create to fail", || {
+        s.job(&job.id).unwrap().state == "failed"
+    });
+    assert!(
+        stranger_untouched(&b, "vdb"),
+        "the swapped-in disk was written"
+    );
+    assert!(
+        b.fake.calls().iter().all(|c| !c.names("vdb")),
+        "a tool was handed the swapped-in disk: {:?}",
+        b.fake.calls()
+    );
+    let j = s.job(&job.id).unwrap();
+    assert!(
+        j.message.contains("/dev/vdb is no longer bay 2")
+            && j.message.contains("disk STRANGER")
+            && j.message.contains("nothing was written to it"),
+        "{}",
+        j.message
+    );
+    assert!(b.volume_records().is_empty(), "the volume was not dropped");
+}
+
+#[test]
+fn a_disk_swapped_while_a_replace_clears_it_is_never_erased_or_added_and_the_replace_says_why() {
+    let (b, s) = mirror();
+    s.fail("media", "B", "test").unwrap();
+    b.fake
+        .swap_after("zero_superblock", "vdc", "vdc", "STRANGER");
+    let from = b.fake.call_count();
+    let e = s.replace("media", "B", "C", None).unwrap_err();
+    assert!(matches!(e, StorageError::DiskChanged { .. }), "{e:?}");
+    assert_eq!(b.methods_since(from), ["zero_superblock"]);
+    assert!(
+        stranger_untouched(&b, "vdc"),
+        "the swapped-in disk was written"
+    );
+    // The intent left behind is settled by the next look: nothing changed in the array.
+    let v = s.volume("media").unwrap();
+    assert_eq!(
+        (v.state, v.disks.clone()),
+        ("degraded", vec!["A".to_string(), "B".to_string()])
+    );
+    s.scrub("media").unwrap_err();
+    assert!(b.volume_records()[0].replacing.is_none());
+}
+
+#[test]
+fn a_disk_swapped_after_a_deleted_volume_stopped_keeps_its_bytes() {
+    let (b, s) = mirror();
+    b.fake.swap_after("stop", "md0", "vdb", "STRANGER");
+    let from = b.fake.call_count();
+    s.delete("media", Some("media"), &[]).unwrap();
+    assert_eq!(b.wiped_since(from), ["vda", "vda"]);
+    assert!(
+        stranger_untouched(&b, "vdb"),
+        "the swapped-in disk was written"
+    );
+    assert!(
+        messages(&s)
+            .iter()
+            .any(|m| m.contains("/dev/vdb no longer held")),
+        "{:?}",
+        messages(&s)
+    );
 }

@@ -92,18 +92,30 @@ impl Storage {
             .iter()
             .map(|d| self.dev_path(&d.disk.device))
             .collect();
-        for dev in &devs {
+        // Each disk is checked again right before each write that erases: a bay's disk swapped since the
+        // request was checked (its kernel name reused) is never written to.
+        let same = |d: &crate::DiskView| self.still_the_disk(&d.snapshot(), &d.disk.device);
+        for (d, dev) in disks.iter().zip(&devs) {
+            if let Err(e) = same(d) {
+                return self.abandon(&record, job, e.to_string(), "");
+            }
             let _ = tools.zero_superblock(dev);
-            if let Err(e) = tools.wipe_ends(dev) {
+            if let Err(e) = same(d).and_then(|_| tools.wipe_ends(dev)) {
                 let dev = dev.display();
                 return self.abandon(&record, job, format!("Could not clear {dev}: {e}"), "");
             }
         }
         let md = self.md_dev(record.md_minor);
-        if let Err(e) = tools.create_array(&md, &record.name, record.level, &devs) {
+        if let Err(e) = disks
+            .iter()
+            .try_for_each(same)
+            .and_then(|_| tools.create_array(&md, &record.name, record.level, &devs))
+        {
             let (msg, detail) = split_tool(e);
-            for dev in &devs {
-                let _ = tools.zero_superblock(dev);
+            for (d, dev) in disks.iter().zip(&devs) {
+                if same(d).is_ok() {
+                    let _ = tools.zero_superblock(dev);
+                }
             }
             return self.abandon(&record, job, msg, &detail);
         }
@@ -116,7 +128,13 @@ impl Storage {
         }
         let _ = self.save(&record);
         self.step(&mut job, "formatting", "Creating the filesystem.");
-        if let Err(e) = tools.mkfs_ext4(&md, &record.name) {
+        // md holds its members by device, not by name, but a member swapped out meanwhile means the array
+        // is not what was asked for: no filesystem is made on it.
+        if let Err(e) = disks
+            .iter()
+            .try_for_each(same)
+            .and_then(|_| tools.mkfs_ext4(&md, &record.name))
+        {
             let (msg, detail) = split_tool(e);
             return self.fail_job(job, msg, &detail);
         }
@@ -312,10 +330,31 @@ impl Storage {
                 return Err(e);
             }
         }
+        // Only a disk that is still one of the volume's, checked right before each write: one swapped into a
+        // member's bay since the array stopped keeps its bytes.
+        let ours = |dev: &str| r.disks.iter().any(|d| self.still_the_disk(d, dev).is_ok());
+        let mut left = vec![];
         for dev in members {
             let path = self.dev_path(&dev);
+            if !ours(&dev) {
+                left.push(dev);
+                continue;
+            }
             let _ = self.inner.tools.zero_superblock(&path);
-            let _ = self.inner.tools.wipe_ends(&path);
+            if ours(&dev) {
+                let _ = self.inner.tools.wipe_ends(&path);
+            }
+        }
+        if !left.is_empty() {
+            self.event(
+                "warning",
+                volume,
+                &format!(
+                    "/dev/{} no longer held one of volume {volume}'s disks when it was to be cleared (a disk was swapped); it was left as it is.",
+                    left.join(", /dev/")
+                ),
+                "",
+            );
         }
         self.inner.volumes.remove(volume)?;
         self.inner.store.commit()?;

@@ -4,7 +4,7 @@
 
 use super::{norm_uuid, read_trim, Storage};
 use crate::contents::{self, Contents, MdSuperblock};
-use crate::volumes::VolumeRecord;
+use crate::volumes::{DiskSnapshot, VolumeRecord};
 use crate::{discover, Disk, DiskRole, StorageError};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -228,6 +228,48 @@ impl Storage {
             records: self.records()?,
             mounts: self.mounts(),
         })
+    }
+
+    /// Checks, right before a write that erases, that the disk at `device` (a disk, or one of its partitions)
+    /// is still the one that was checked: same serial (or kernel name, for disks without one) and same size.
+    /// A disk swapped in between (hot-plug bays reuse kernel names) is [`StorageError::DiskChanged`].
+    pub(super) fn still_the_disk(
+        &self,
+        expected: &DiskSnapshot,
+        device: &str,
+    ) -> Result<(), StorageError> {
+        let sys = &self.inner.paths.sys;
+        let node = [
+            sys.join("class/block").join(device),
+            sys.join("block").join(device),
+        ]
+        .into_iter()
+        .find_map(|p| std::fs::canonicalize(p).ok());
+        // A partition's sysfs directory sits inside its disk's.
+        let disk_dir = node.map(|n| match n.join("partition").exists() {
+            true => n.parent().map(Path::to_path_buf).unwrap_or(n),
+            false => n,
+        });
+        let found = disk_dir.map(|dir| {
+            let name = dir
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let serial = crate::serial_of(&dir);
+            let id = if serial.is_empty() { name } else { serial };
+            (id, crate::size_of(&dir))
+        });
+        match found {
+            Some((id, size)) if id == expected.id && size == expected.size_bytes => Ok(()),
+            other => Err(StorageError::DiskChanged {
+                device: format!("/dev/{device}"),
+                expected: expected.describe(),
+                found: match other {
+                    Some((id, size)) => format!("disk {id} of {size} bytes"),
+                    None => "gone".into(),
+                },
+            }),
+        }
     }
 
     pub(super) fn device_of(&self, disk_id: &str) -> Option<String> {

@@ -118,14 +118,22 @@ impl Storage {
         r.replacing = Some(intent.clone());
         self.save(&r)?;
         let tools = &self.inner.tools;
+        // The new disk is checked again right before each write to it: one swapped into its bay since the
+        // checks above (the kernel name reused) is never erased or added. The intent left behind is settled
+        // like any cut-off replace.
+        let same = || self.still_the_disk(&intent.with, &target);
+        same()?;
         let _ = tools.zero_superblock(&new_path);
-        tools
-            .wipe_ends(&new_path)
-            .map_err(|e| StorageError::io("clearing the new disk", e))?;
+        same()?;
+        tools.wipe_ends(&new_path).map_err(|e| match e {
+            e @ StorageError::Io(_) => StorageError::io("clearing the new disk", e),
+            other => other,
+        })?;
         match old_member {
             Some((old, _, _)) if hot => {
                 // A healthy disk swapped out: keep redundancy during the copy (md hot replace).
                 let old_path = self.dev_path(&old);
+                same()?;
                 tools.add(&md, &new_path)?;
                 tools.hot_replace(&md, &old_path, &new_path)?;
             }
@@ -133,9 +141,13 @@ impl Storage {
                 let old_path = self.dev_path(&old);
                 let _ = tools.fail(&md, &old_path);
                 let _ = tools.remove(&md, &old_path);
+                same()?;
                 tools.add(&md, &new_path)?;
             }
-            None => tools.add(&md, &new_path)?,
+            None => {
+                same()?;
+                tools.add(&md, &new_path)?
+            }
         }
         let old = r.disks[idx].clone();
         let job = self.finish_replacing(&mut r, &intent, &target)?;
@@ -329,7 +341,11 @@ impl Storage {
     fn back_out(&self, r: &mut VolumeRecord, member: &str, old: &str, new: &str, e: StorageError) {
         let path = self.dev_path(member);
         let _ = self.inner.tools.remove(&self.md_dev(r.md_minor), &path);
-        let _ = self.inner.tools.zero_superblock(&path);
+        if let Some(intent) = &r.replacing {
+            if self.still_the_disk(&intent.with, member).is_ok() {
+                let _ = self.inner.tools.zero_superblock(&path);
+            }
+        }
         r.replacing = None;
         let _ = self.save(r);
         let (msg, detail) = super::split_tool(e);

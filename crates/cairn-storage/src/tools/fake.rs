@@ -153,6 +153,47 @@ struct Machine {
     /// Mismatches the next scrub of an array finds.
     mismatches: BTreeMap<u32, u64>,
     modules: Vec<String>,
+    /// A disk to swap for a stranger when a chosen call returns ([`Fake::swap_after`]).
+    swap: Option<Swap>,
+}
+
+#[derive(Debug, Clone)]
+struct Swap {
+    method: &'static str,
+    device: String,
+    disk: String,
+    serial: String,
+}
+
+/// The byte a disk swapped in by [`Fake::swap_after`] is filled with, so a test can tell it was never written.
+pub const STRANGER_BYTE: u8 = 0x5a;
+
+/// The machine while one call runs; a swap due when that call returns happens as it ends.
+struct Session<'a> {
+    machine: MutexGuard<'a, Machine>,
+    fake: &'a Fake,
+    swap: Option<Swap>,
+}
+
+impl std::ops::Deref for Session<'_> {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        &self.machine
+    }
+}
+
+impl std::ops::DerefMut for Session<'_> {
+    fn deref_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if let Some(swap) = self.swap.take() {
+            self.fake.swap_now(&swap);
+        }
+    }
 }
 
 /// The simulator. Share it as `Arc<Fake>` between the test and `Storage::with_tools`.
@@ -235,6 +276,26 @@ impl Fake {
     pub fn crash_after(&self, n: usize) {
         let mut m = self.machine();
         m.crash_at = Some(m.started + n);
+    }
+
+    /// A hot-swap: when the next call of `method` naming `device` returns (it took effect), the disk in
+    /// `disk`'s bay is replaced by another one, under the same kernel name: it reports `serial` and holds
+    /// only [`STRANGER_BYTE`]s, so a test sees whether anything wrote to it afterwards.
+    pub fn swap_after(&self, method: &'static str, device: &str, disk: &str, serial: &str) {
+        self.machine().swap = Some(Swap {
+            method,
+            device: device.into(),
+            disk: disk.into(),
+            serial: serial.into(),
+        });
+    }
+
+    fn swap_now(&self, swap: &Swap) {
+        let dir = self.paths.sys.join("block").join(&swap.disk);
+        std::fs::write(dir.join("serial"), format!("{}\n", swap.serial)).expect("sysfs serial");
+        let node = self.paths.dev.join(&swap.disk);
+        let len = std::fs::metadata(&node).map(|m| m.len()).unwrap_or(0);
+        std::fs::write(&node, vec![STRANGER_BYTE; len as usize]).expect("disk file");
     }
 
     /// Whether a call found the power off.
@@ -395,11 +456,7 @@ impl Fake {
     }
 
     /// Counts a call; panics instead when the power is off; fails it when the test asked for that.
-    fn call(
-        &self,
-        method: &'static str,
-        args: &[&Path],
-    ) -> Result<MutexGuard<'_, Machine>, StorageError> {
+    fn call(&self, method: &'static str, args: &[&Path]) -> Result<Session<'_>, StorageError> {
         let mut m = self.machine();
         let n = m.started;
         m.started += 1;
@@ -409,18 +466,26 @@ impl Fake {
             // Not a bug: the simulated power went off. No panic hook runs, so test output stays clean.
             std::panic::resume_unwind(Box::new(PowerOff));
         }
-        m.calls.push(Call {
+        let call = Call {
             method,
             args: args
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
-        });
+        };
+        let swap = m
+            .swap
+            .take_if(|s| s.method == method && call.names(&s.device));
+        m.calls.push(call);
         if m.refuse.as_ref().is_some_and(|(r, _)| *r == method) {
             let (_, detail) = m.refuse.take().unwrap_or(("", String::new()));
             return Err(tool_err(step_of(method), detail));
         }
-        Ok(m)
+        Ok(Session {
+            machine: m,
+            fake: self,
+            swap,
+        })
     }
 
     /// The array a device runs in, if any.
