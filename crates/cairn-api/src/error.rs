@@ -57,6 +57,10 @@ pub enum RequestError {
     SessionNotFound,
     #[error("this server does not manage disks (a development server without a box)")]
     StorageUnavailable,
+    #[error("the request did not arrive in time")]
+    Timeout,
+    #[error("this box has too many open connections from your address, or from everyone")]
+    TooManyConnections,
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -91,6 +95,7 @@ impl Error {
             hint: e.hint,
             retry_after_s: match self {
                 Error::Request(RequestError::RateLimited(s)) => Some(*s),
+                Error::Request(RequestError::TooManyConnections) => Some(1),
                 _ => None,
             },
             confirm: match self {
@@ -186,6 +191,8 @@ error_table! {
     Request(R::PasswordMismatch) => (BAD_REQUEST, "user.password_mismatch", "Type the same password in both fields."),
     Request(R::SessionNotFound) => (NOT_FOUND, "session.not_found", "List your sessions with GET /api/v1/me/sessions."),
     Request(R::StorageUnavailable) => (SERVICE_UNAVAILABLE, "storage.unavailable", "Use the box's own dashboard to manage its disks."),
+    Request(R::Timeout) => (REQUEST_TIMEOUT, "request.timeout", "Send the whole request at once; a slow or interrupted connection may need a retry."),
+    Request(R::TooManyConnections) => (SERVICE_UNAVAILABLE, "request.too_many_connections", "Try again in a moment; if it persists, a computer on your network is holding many connections to the box."),
     Request(R::Internal(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Account(A::Name(NameError::Reserved(_))) => (UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),

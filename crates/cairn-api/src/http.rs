@@ -6,18 +6,35 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use hyper::{Response, StatusCode};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 pub type Resp = Response<Full<Bytes>>;
 
 /// Largest request body the API reads; nothing it takes is larger.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How long a whole body may take to arrive where the connection sets no other deadline (the control socket).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Carried by each request from its connection to the body reader: the body's deadline, and whom to tell
+/// that the body is read (the connection then counts as at work, see `conns`).
+#[derive(Clone)]
+pub(crate) struct BodyWatch {
+    pub timeout: Duration,
+    pub on_read: std::sync::Arc<dyn Fn() + Send + Sync>,
+}
+
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "cairn_session";
 
-/// The request body, refused beyond [`BODY_LIMIT`].
-pub async fn read_body(body: Incoming) -> Result<Bytes, Error> {
-    match Limited::new(body, BODY_LIMIT).collect().await {
+/// The request body, refused beyond [`BODY_LIMIT`] and when it has not all arrived within `deadline` (a
+/// trickled body would otherwise hold its connection, and the memory read so far, for ever).
+pub async fn read_body(body: Incoming, deadline: Duration) -> Result<Bytes, Error> {
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, BODY_LIMIT).collect()).await
+    else {
+        return Err(RequestError::Timeout.into());
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

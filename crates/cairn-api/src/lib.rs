@@ -5,7 +5,9 @@
 //! and the server-rendered pages. A request flows handler (`json/`, `html/`: parse and render) → controller
 //! (`controller/`: one per domain, the cross-domain rules, change notification, blocking offload) → domain
 //! crate (`cairn-accounts`, `cairn-storage`, `cairn-system`) → tools. Domain errors become statuses and codes
-//! in one table ([`error`]). It holds no state of its own beyond the login throttle.
+//! in one table ([`error`]). It holds no state of its own beyond the login throttle and the open connections
+//! ([`conns`]: caps per source and in all, deadlines for heads, bodies and idle connections, for every
+//! listener).
 //! Tested on the host by starting the real server on a loopback port (see `tests/`), and in the image by
 //! the QEMU scenario tests.
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@
 
 mod app;
 mod auth;
+mod conns;
 mod controller;
 mod error;
 mod html;
@@ -23,22 +26,30 @@ mod throttle;
 
 pub use app::{App, ChangeHook, Identity};
 pub use auth::is_local_network;
+pub use conns::{serve_accepted, ConnPolicy, Connections, Refused, Source, Ticket};
 pub use error::{ApiError, Error, RequestError, ALL_CODES};
 pub use routes::{public_routes, routes};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
-/// How long a client may take to send its request head before the connection is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves the API and dashboard on `listener` until the process ends.
+/// Serves the API and dashboard on `listener` until the process ends, under [`ConnPolicy::LAN`].
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    serve_with(listener, app, Connections::new(ConnPolicy::LAN)).await
+}
+
+/// Serves on `listener` with the connection caps and deadlines of `conns` (shared with any other listener
+/// of the box, so the caps count every connection once).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Arc<App>,
+    conns: Arc<Connections>,
+) -> std::io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -50,23 +61,24 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> 
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(routes::handle(app, req, peer, false).await)
-                }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                log::debug!("connection from {peer}: {e}");
+        match conns.admit(peer) {
+            Ok(ticket) => {
+                tokio::spawn(serve_accepted(
+                    ticket,
+                    app.clone(),
+                    peer,
+                    std::future::ready(Ok(stream)),
+                ));
             }
-        });
+            Err(_) => refuse(stream),
+        }
     }
+}
+
+/// Tells a refused client why (503 with a code), without waiting for it: whatever does not fit the socket
+/// buffer at once is not sent.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(&conns::refusal_answer());
 }
 
 /// Serves the same API on the root-only control socket used by `cairn ctl`. Connections from any uid other

@@ -2,7 +2,7 @@
 //! answered without a session and the list the tests walk are all read from this one table.
 //!
 //! Each request passes the same gates in the same order: the Host check and the session cookie (or the
-//! console's identity on the control socket), the body read with a limit, first-boot setup (only open routes
+//! console's identity on the control socket), the body read with a limit and a deadline, first-boot setup (only open routes
 //! answer before an administrator exists), the route's access, the CSRF token on every change made with a
 //! session, then the handler. Errors become answers in one place ([`crate::error`]).
 
@@ -209,6 +209,7 @@ pub(crate) async fn handle(
     console: bool,
 ) -> Resp {
     let (parts, body) = req.into_parts();
+    let watch = parts.extensions.get::<http::BodyWatch>().cloned();
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
     let is_api = path.starts_with("/api/");
@@ -232,7 +233,12 @@ pub(crate) async fn handle(
         }
     }
     if method != Method::GET && method != Method::HEAD {
-        match http::read_body(body).await {
+        let deadline = watch.as_ref().map_or(http::BODY_TIMEOUT, |w| w.timeout);
+        let read = http::read_body(body, deadline).await;
+        if let Some(w) = &watch {
+            (w.on_read)();
+        }
+        match read {
             Ok(b) => ctx.body = b,
             Err(e) => return answer_error(is_api, &e, &ctx),
         }

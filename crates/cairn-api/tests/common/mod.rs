@@ -30,8 +30,18 @@ pub fn start() -> Server {
 /// Serves `app` on a loopback port from a thread of its own.
 pub fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
     let app = Arc::new(app);
+    let port = spawn_server(move |listener| cairn_api::serve(listener, app)).port();
+    Server { port, _dir: dir }
+}
+
+/// Runs `serve` on a loopback listener, on a thread and runtime of its own; returns the listener's address.
+pub fn spawn_server<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -40,10 +50,10 @@ pub fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            cairn_api::serve(listener, app).await.unwrap();
+            serve(listener).await.unwrap();
         });
     });
-    Server { port, _dir: dir }
+    addr
 }
 
 /// The API over `store` on a workstation: settings stored, the machine left alone.
