@@ -166,6 +166,10 @@ pub struct VolumeRecord {
     /// next start or change, so the new disk never ends up held by the array without being named here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacing: Option<Replacing>,
+    /// The owner confirmed deleting the volume: written before its array is stopped and its disks cleared,
+    /// so a delete cut off part way is finished at the next start instead of leaving a half-erased volume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 /// The write-ahead intent of a replace: which member goes, which disk comes in.

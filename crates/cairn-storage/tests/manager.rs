@@ -147,6 +147,7 @@ fn a_recorded_volume_whose_disks_are_gone_is_missing_and_never_recreated() {
         last_mismatches: None,
         last_state: "clean".into(),
         replacing: None,
+        deleting: false,
     };
     b.save_volume_record(&record);
     let v = s.volume("vault").unwrap();

@@ -316,6 +316,7 @@ fn a_member_on_a_partition_replacing_itself_clears_only_that_partition_never_the
         last_mismatches: None,
         last_state: String::new(),
         replacing: None,
+        deleting: false,
     });
     let s = b.storage();
     s.start();
@@ -796,7 +797,7 @@ fn deleting_a_volume_unmounts_it_stops_its_array_and_clears_only_its_own_disks()
 }
 
 #[test]
-fn a_power_cut_at_any_step_of_a_delete_leaves_a_volume_that_deleting_again_finishes() {
+fn a_power_cut_at_any_step_of_a_delete_is_finished_by_the_next_start() {
     for at in 0.. {
         let (b, s) = mirror();
         b.fake.crash_after(at);
@@ -808,10 +809,11 @@ fn a_power_cut_at_any_step_of_a_delete_leaves_a_volume_that_deleting_again_finis
         s.start();
         every_disk_is_free_or_recorded(&s)
             .unwrap_or_else(|e| panic!("power cut at call {at}: {e}"));
-        if s.exists("media") {
-            s.delete("media", Some("media"), &[])
-                .unwrap_or_else(|e| panic!("power cut at call {at}: deleting again: {e}"));
-        }
+        // The owner confirmed it: the start finishes it, with no volume left half-erased to delete again.
+        assert!(
+            !s.exists("media"),
+            "power cut at call {at}: the delete was not finished"
+        );
         let left: Vec<_> = s
             .disks()
             .unwrap()
@@ -941,4 +943,95 @@ fn a_disk_swapped_after_a_deleted_volume_stopped_keeps_its_bytes() {
         "{:?}",
         messages(&s)
     );
+}
+
+#[test]
+fn a_half_created_volume_whose_job_was_closed_is_dropped_at_the_next_start() {
+    // The create's job was closed as failed, but removing its record did not reach the disk.
+    let b = Bench::with_blank_disks(&["A", "B"]);
+    b.save_volume_record(&cairn_storage::VolumeRecord {
+        name: "media".into(),
+        level: cairn_storage::Level::Raid1,
+        uuid: String::new(),
+        md_minor: 0,
+        disks: vec![common::snapshot("A", 1), common::snapshot("B", 2)],
+        created_s: 1,
+        last_scrub_s: None,
+        last_mismatches: None,
+        last_state: "creating".into(),
+        replacing: None,
+        deleting: false,
+    });
+    let s = b.storage();
+    s.start();
+    assert!(
+        !s.exists("media"),
+        "the half-created volume holds its disks"
+    );
+    every_disk_is_free_or_recorded(&s).unwrap();
+}
+
+#[test]
+fn a_long_filesystem_check_at_start_holds_up_no_request_and_the_volume_is_not_deleted_under_it() {
+    let (b, s) = mirror();
+    b.fake.power_cut();
+    drop(s);
+    let s = b.storage();
+    b.fake.hold("fsck");
+    let starting = {
+        let s = s.clone();
+        std::thread::spawn(move || s.start())
+    };
+    b.fake.wait_held();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(s.create(request("other", "raid1", &["C", "D"], None)));
+        });
+    }
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a create waited for another volume's filesystem check")
+        .unwrap();
+    let e = s.delete("media", Some("media"), &[]).unwrap_err();
+    assert!(
+        matches!(&e, StorageError::Busy(m) if m.contains("being checked")),
+        "{e:?}"
+    );
+    b.fake.release();
+    starting.join().unwrap();
+    assert!(s.volume("media").unwrap().mounted, "{:?}", messages(&s));
+}
+
+#[test]
+fn the_monitor_and_a_request_never_overwrite_each_others_record_updates() {
+    let (b, s) = mirror();
+    s.tick();
+    assert_eq!(b.volume_records()[0].last_state, "clean");
+    s.fail("media", "B", "test").unwrap();
+    // The replace holds the lock in mdadm --add, its intent written and its copy of the record in hand...
+    b.fake.hold("add");
+    let replacing = {
+        let s = s.clone();
+        std::thread::spawn(move || s.replace("media", "B", "C", None))
+    };
+    b.fake.wait_held();
+    // ...while the monitor's pass sees the volume degraded and records it.
+    let monitor = {
+        let s = s.clone();
+        std::thread::spawn(move || s.tick())
+    };
+    wait_for("the monitor to log the volume degraded", || {
+        messages(&s)
+            .iter()
+            .any(|m| m.starts_with("Volume media is degraded"))
+    });
+    b.fake.release();
+    replacing.join().unwrap().unwrap();
+    monitor.join().unwrap();
+    let r = &b.volume_records()[0];
+    let disks: Vec<&str> = r.disks.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(disks, ["A", "C"], "the replace's member swap was lost");
+    assert_eq!(r.last_state, "degraded", "the monitor's update was lost");
+    assert!(r.replacing.is_none());
 }

@@ -15,6 +15,7 @@ impl Storage {
     /// around it: what the records alone settle first, a create only once its volume did or did not mount.
     pub fn start(&self) {
         let started = Instant::now();
+        self.finish_deletes();
         let interrupted = self.close_interrupted();
         self.assemble_all(started);
         self.judge_interrupted(interrupted);
@@ -25,7 +26,7 @@ impl Storage {
         if records.is_empty() {
             return;
         }
-        let _guard = self.guard();
+        let guard = self.guard();
         let survey_started = Instant::now();
         let survey = match self.survey() {
             Ok(s) => s,
@@ -34,6 +35,7 @@ impl Storage {
         // Time spent finding members and assembling, without module loading and filesystem checks:
         // the figure comparable with `mdadm --assemble --scan`.
         let mut assembling = survey_started.elapsed();
+        let mut up = vec![];
         for mut r in records {
             if r.uuid.is_empty() {
                 // A create interrupted by a power cut before the array existed: nothing to assemble.
@@ -61,7 +63,10 @@ impl Storage {
                 }
                 if !read_trim(&self.md_dir(r.md_minor).join("array_state")).is_empty() {
                     r.md_minor = self.free_minor(&survey.records);
-                    let _ = self.save(&r);
+                    if let Err(e) = self.save(&r) {
+                        // Assembled under the new number all the same: every start picks a free one.
+                        log::error!("storage: recording volume {}'s md number: {e}", r.name);
+                    }
                 }
                 self.load_modules(r.level);
                 let t = Instant::now();
@@ -78,6 +83,12 @@ impl Storage {
                     continue;
                 }
             }
+            up.push(r);
+        }
+        // Filesystem checks can take hours on big volumes: they run without the lock, so the monitor and
+        // requests go on meanwhile (a delete of the volume being checked waits; see `not_checking`).
+        drop(guard);
+        for r in up {
             if let Err(e) = self.check_and_mount(&r) {
                 let (msg, detail) = split_tool(e);
                 self.event(
@@ -88,7 +99,11 @@ impl Storage {
                 );
             }
             // Only now do the disks say how far a replace cut off by the restart got.
-            self.settle_replacing(r);
+            self.under_lock(|| {
+                if let Ok(fresh) = self.record(&r.name) {
+                    self.settle_replacing(fresh);
+                }
+            });
         }
         let ms = started.elapsed().as_millis();
         let asm = assembling.as_millis();
@@ -112,9 +127,20 @@ impl Storage {
     }
 
     /// Checks and mounts an assembled array's filesystem; a check that finds damage it cannot fix stops here.
+    /// Called without the storage lock, which is taken for the mount only: the check may run for hours.
     pub(super) fn check_and_mount(&self, r: &VolumeRecord) -> Result<(), StorageError> {
+        self.check(r)?;
+        self.under_lock(|| self.mount(r))
+    }
+
+    /// Checks (and repairs what can be repaired in) an assembled array's filesystem, marked as checking.
+    fn check(&self, r: &VolumeRecord) -> Result<(), StorageError> {
         let md = self.md_dev(r.md_minor);
-        match self.inner.tools.fsck(&md)? {
+        let checked = {
+            let _marked = Checking::mark(self, &r.name);
+            self.inner.tools.fsck(&md)
+        };
+        match checked? {
             Fsck::Clean => {}
             Fsck::Repaired => self.event(
                 "warning",
@@ -123,7 +149,66 @@ impl Storage {
                 "",
             ),
         }
-        self.mount(r)
+        Ok(())
+    }
+
+    /// Whether the volume's filesystem is being checked right now.
+    pub(super) fn is_checking(&self, volume: &str) -> bool {
+        self.inner
+            .checking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(volume)
+    }
+
+    /// At start, before anything else: finishes the deletes a restart cut off (the owner confirmed them and
+    /// part of the volume may be erased already): the array stopped, the disks that still carry it
+    /// cleared, the record gone.
+    fn finish_deletes(&self) {
+        let Ok(records) = self.records() else { return };
+        for r in records.into_iter().filter(|r| r.deleting) {
+            let _guard = self.guard();
+            let mut members = vec![];
+            if let Some(live) = self.live_of(&r) {
+                if self.is_mounted(&self.mounts(), &r.name) {
+                    if let Err(e) = self.inner.tools.unmount(&self.mount_point(&r.name)) {
+                        log::error!("storage: finishing the delete of {}: {e}", r.name);
+                        continue;
+                    }
+                }
+                members = super::changes::present_members(&live);
+                if let Err(e) = self.inner.tools.stop(&self.md_dev(r.md_minor)) {
+                    log::error!("storage: finishing the delete of {}: {e}", r.name);
+                    continue;
+                }
+            }
+            if let Ok(s) = self.survey() {
+                members.extend(
+                    s.disks
+                        .into_iter()
+                        .flat_map(|sd| sd.md)
+                        .filter(|(dev, sb)| {
+                            !r.uuid.is_empty()
+                                && norm_uuid(&sb.uuid) == norm_uuid(&r.uuid)
+                                && !members.contains(dev)
+                        })
+                        .map(|(dev, _)| dev)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            match self.clear_and_forget(&r, members) {
+                Ok(()) => self.event(
+                    "warning",
+                    &r.name,
+                    &format!(
+                        "Deleting volume {} was cut off by a restart; the delete was finished and its disks are free.",
+                        r.name
+                    ),
+                    "",
+                ),
+                Err(e) => log::error!("storage: finishing the delete of {}: {e}", r.name),
+            }
+        }
     }
 
     /// Imports a found array with its data: assembles it, checks and mounts its filesystem, records it.
@@ -165,15 +250,26 @@ impl Storage {
             last_mismatches: None,
             last_state: String::new(),
             replacing: None,
+            deleting: false,
         };
         self.load_modules(level);
         let devs: Vec<PathBuf> = devices.iter().map(|d| self.dev_path(d)).collect();
         self.assemble(&record, &devs)?;
-        if let Err(e) = self.check_and_mount(&record) {
+        drop(guard);
+        let checked = self.check(&record);
+        let guard = self.guard();
+        // The check ran without the lock: the name may have been taken meanwhile.
+        let mounted = checked.and_then(|_| match self.exists(&name) {
+            true => Err(StorageError::VolumeExists(name.clone())),
+            false => self.mount(&record),
+        });
+        if let Err(e) = mounted.and_then(|_| self.save(&record)) {
+            if self.live_of(&record).is_some() && !self.exists(&name) {
+                let _ = self.inner.tools.unmount(&self.mount_point(&name));
+            }
             let _ = self.inner.tools.stop(&self.md_dev(record.md_minor));
             return Err(e);
         }
-        self.save(&record)?;
         drop(guard);
         self.event(
             "info",
@@ -186,5 +282,37 @@ impl Storage {
             "",
         );
         self.volume(&name)
+    }
+}
+
+/// A volume marked as being checked, until dropped.
+struct Checking<'a> {
+    storage: &'a Storage,
+    volume: String,
+}
+
+impl<'a> Checking<'a> {
+    fn mark(storage: &'a Storage, volume: &str) -> Checking<'a> {
+        storage
+            .inner
+            .checking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(volume.to_string());
+        Checking {
+            storage,
+            volume: volume.to_string(),
+        }
+    }
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        self.storage
+            .inner
+            .checking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.volume);
     }
 }

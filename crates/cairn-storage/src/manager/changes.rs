@@ -3,6 +3,7 @@
 //! Each change is checked and recorded under the lock, so two requests cannot pick the same disks, and every
 //! refusal comes before any disk is touched.
 
+use super::kernel::MdLive;
 use super::records::JobRecord;
 use super::{now_s, read_trim, split_tool, JobView, Storage, VolumeView};
 use crate::volumes::{check_create, CreateRequest, Level, VolumeRecord, MD_CORE_MODULE};
@@ -47,6 +48,7 @@ impl Storage {
             last_mismatches: None,
             last_state: "creating".into(),
             replacing: None,
+            deleting: false,
         };
         self.inner.volumes.put(&record.name, &record)?;
         let job = self.new_job(
@@ -126,7 +128,11 @@ impl Storage {
         if record.uuid.is_empty() {
             record.uuid = read_trim(&self.md_dir(record.md_minor).join("uuid"));
         }
-        let _ = self.save(&record);
+        let uuid = record.uuid.clone();
+        if let Err(e) = self.update_record(&record.name, |r| r.uuid = uuid) {
+            // Not fatal: the next start adopts an array made for a record without a UUID by its name.
+            log::error!("storage: recording volume {}'s array: {e}", record.name);
+        }
         self.step(&mut job, "formatting", "Creating the filesystem.");
         // md holds its members by device, not by name, but a member swapped out meanwhile means the array
         // is not what was asked for: no filesystem is made on it.
@@ -166,8 +172,15 @@ impl Storage {
         message: String,
         detail: &str,
     ) {
-        let _ = self.inner.volumes.remove(&record.name);
-        let _ = self.inner.store.commit();
+        let message = match self.forget(&record.name) {
+            Ok(()) => message,
+            Err(e) => {
+                log::error!("storage: dropping volume {}'s record: {e}", record.name);
+                format!(
+                    "{message} Its record could not be removed ({e}); the next start removes it."
+                )
+            }
+        };
         self.fail_job(job, message, detail);
     }
 
@@ -302,6 +315,15 @@ impl Storage {
                 )));
             }
         }
+        self.not_checking(volume)?;
+        // Write-ahead: from here a restart finishes the delete ([`Storage::finish_deletes`]).
+        self.update_record(volume, |r| r.deleting = true)?;
+        let undo = |e: StorageError| {
+            if let Err(u) = self.update_record(volume, |r| r.deleting = false) {
+                log::error!("storage: volume {volume} stays marked for deletion: {u}");
+            }
+            e
+        };
         let mp = self.mount_point(volume);
         if self.is_mounted(&self.mounts(), volume) {
             self.inner.tools.unmount(&mp).map_err(|e| {
@@ -309,29 +331,38 @@ impl Storage {
                     StorageError::Tool { detail, .. } => detail,
                     other => other.to_string(),
                 };
-                StorageError::Busy(format!("Volume {volume} is in use and could not be unmounted ({e}); close files on it and try again."))
+                undo(StorageError::Busy(format!("Volume {volume} is in use and could not be unmounted ({e}); close files on it and try again.")))
             })?;
         }
         let live = self.live_of(&r);
-        let members: Vec<String> = live
-            .as_ref()
-            .map(|l| {
-                l.members
-                    .iter()
-                    .filter(|(_, _, e)| *e)
-                    .map(|(d, _, _)| d.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let members = live.as_ref().map(present_members).unwrap_or_default();
         if live.is_some() {
             let md = self.md_dev(r.md_minor);
             if let Err(e) = self.inner.tools.stop(&md) {
                 let _ = self.mount(&r);
-                return Err(e);
+                return Err(undo(e));
             }
         }
-        // Only a disk that is still one of the volume's, checked right before each write: one swapped into a
-        // member's bay since the array stopped keeps its bytes.
+        self.clear_and_forget(&r, members)?;
+        drop(_guard);
+        self.event(
+            "info",
+            volume,
+            &format!("Volume {volume} was deleted and its disks are free."),
+            "",
+        );
+        Ok(())
+    }
+
+    /// The end of a delete, once the array is stopped: clears `members` (devices that ran in it) and forgets
+    /// the volume. Only a disk that is still one of the volume's, checked right before each write, is
+    /// cleared: one swapped into a member's bay since the array stopped keeps its bytes.
+    pub(super) fn clear_and_forget(
+        &self,
+        r: &VolumeRecord,
+        members: Vec<String>,
+    ) -> Result<(), StorageError> {
+        let volume = &r.name;
         let ours = |dev: &str| r.disks.iter().any(|d| self.still_the_disk(d, dev).is_ok());
         let mut left = vec![];
         for dev in members {
@@ -356,18 +387,32 @@ impl Storage {
                 "",
             );
         }
-        self.inner.volumes.remove(volume)?;
-        self.inner.store.commit()?;
-        let _ = self.inner.tools.remove_mount_point(&mp);
-        drop(_guard);
-        self.event(
-            "info",
-            volume,
-            &format!("Volume {volume} was deleted and its disks are free."),
-            "",
-        );
+        self.forget(volume)?;
+        let _ = self
+            .inner
+            .tools
+            .remove_mount_point(&self.mount_point(volume));
         Ok(())
     }
+
+    /// Refuses a change to a volume whose filesystem is being checked right now.
+    pub(super) fn not_checking(&self, volume: &str) -> Result<(), StorageError> {
+        if self.is_checking(volume) {
+            return Err(StorageError::Busy(format!(
+                "Volume {volume}'s filesystem is being checked; wait for the check to finish."
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The devices running in an array whose device still exists (the disks a delete clears).
+pub(super) fn present_members(live: &MdLive) -> Vec<String> {
+    live.members
+        .iter()
+        .filter(|(_, _, e)| *e)
+        .map(|(d, _, _)| d.clone())
+        .collect()
 }
 
 /// Where a disk sits in a volume's member list; the API's `volume.disk_not_member` when it is not there.

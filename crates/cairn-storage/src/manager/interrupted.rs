@@ -30,22 +30,17 @@ impl Storage {
                 .ok()
                 .flatten();
             match record {
-                Some(mut r) if r.uuid.is_empty() => match self.made_before_the_cut(&r) {
-                    Some(uuid) => {
-                        // The array exists on the disks: recording it keeps them the volume's until it is deleted.
-                        r.uuid = uuid;
-                        let _ = self.save(&r);
+                Some(r) if r.uuid.is_empty() => {
+                    if self.settle_unmade(&r) {
                         later.push(j);
-                    }
-                    None => {
-                        let _ = self.inner.volumes.remove(&r.name);
+                    } else {
                         let message = format!(
                             "Creating volume {} was interrupted before its array existed; its disks are free again.",
                             j.volume
                         );
                         self.close(j, "failed", message);
                     }
-                },
+                }
                 Some(_) => later.push(j),
                 None => {
                     let message = broken(&j);
@@ -53,7 +48,44 @@ impl Storage {
                 }
             }
         }
+        // A record without its array and without a running create (the job's end was recorded, the record's
+        // removal was not): settled the same way.
+        let creating: Vec<&str> = later.iter().map(|j| j.volume.as_str()).collect();
+        for r in self.records().unwrap_or_default() {
+            if r.uuid.is_empty() && !creating.contains(&r.name.as_str()) && !self.settle_unmade(&r)
+            {
+                self.event(
+                    "warning",
+                    &r.name,
+                    &format!(
+                        "Volume {} was left half-created by a restart and has been dropped; its disks are free again.",
+                        r.name
+                    ),
+                    "",
+                );
+            }
+        }
         later
+    }
+
+    /// A record whose array's UUID was never recorded: adopted when its array exists on its disks (so they
+    /// stay the volume's), removed otherwise. Whether it was adopted; a record that cannot be written stays
+    /// for the next start.
+    fn settle_unmade(&self, r: &VolumeRecord) -> bool {
+        match self.made_before_the_cut(r) {
+            Some(uuid) => {
+                if let Err(e) = self.update_record(&r.name, |r| r.uuid = uuid) {
+                    log::error!("storage: adopting volume {}'s array: {e}", r.name);
+                }
+                true
+            }
+            None => {
+                if let Err(e) = self.forget(&r.name) {
+                    log::error!("storage: dropping volume {}'s record: {e}", r.name);
+                }
+                false
+            }
+        }
     }
 
     /// After assembly, checks and mounts: an interrupted create whose volume is mounted (its array assembled,
@@ -98,7 +130,7 @@ impl Storage {
         j.state = state.into();
         j.message = message.clone();
         j.finished_s = Some(now_s());
-        let _ = self.save_job(&j);
+        self.keep_job(&j);
         let level = if state == "failed" { "error" } else { "info" };
         self.event(level, &j.volume, &message, "");
     }

@@ -5,7 +5,6 @@
 use super::kernel::MdLive;
 use super::records::JobRecord;
 use super::{now_s, Storage};
-use crate::volumes::VolumeRecord;
 use crate::StorageError;
 use serde::Serialize;
 
@@ -211,14 +210,16 @@ impl Storage {
         current.state = state.clone();
         current.message = message.clone();
         current.finished_s = Some(now_s());
-        let _ = self.save_job(&current);
+        self.keep_job(&current);
         let mut mismatches = None;
         if j.kind == "scrub" {
-            if let Ok(Some(mut r)) = self.inner.volumes.get::<VolumeRecord>(&j.volume) {
+            mismatches = live.map(|l| l.mismatch_cnt);
+            let kept = self.update_record(&j.volume, |r| {
                 r.last_scrub_s = Some(now_s());
-                r.last_mismatches = live.map(|l| l.mismatch_cnt);
-                mismatches = r.last_mismatches;
-                let _ = self.save(&r);
+                r.last_mismatches = mismatches;
+            });
+            if let Err(e) = kept {
+                log::error!("storage: recording volume {}'s scrub: {e}", j.volume);
             }
         }
         let level = match (state.as_str(), mismatches) {

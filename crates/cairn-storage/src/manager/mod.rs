@@ -29,6 +29,7 @@ use crate::tools::{system::System, Tools};
 use crate::StorageError;
 use cairn_board::Board;
 use cairn_store::{Store, Table};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -72,8 +73,12 @@ struct Inner {
     volumes: Table,
     jobs: Table,
     events: Table,
-    /// Held while a change is checked and recorded, so two requests cannot pick the same disks.
+    /// Held while a change is checked and recorded, so two requests cannot pick the same disks, and around
+    /// every read-modify-write of a volume record, so the monitor and requests never overwrite each other's
+    /// updates. Never held across a filesystem check.
     lock: Mutex<()>,
+    /// Volumes whose filesystem is being checked (without the lock): changes to them wait.
+    checking: Mutex<BTreeSet<String>>,
     /// Held while a finished job is recorded, so it is recorded (and logged) once.
     settling: Mutex<()>,
 }
@@ -102,13 +107,43 @@ impl Storage {
                 paths,
                 store,
                 lock: Mutex::new(()),
+                checking: Mutex::new(BTreeSet::new()),
                 settling: Mutex::new(()),
             }),
         })
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inner.lock.lock().unwrap_or_else(|p| p.into_inner())
+    fn guard(&self) -> Held<'_> {
+        let guard = self.inner.lock.lock().unwrap_or_else(|p| p.into_inner());
+        HOLDING.with(|h| h.set(true));
+        Held { _guard: guard }
+    }
+
+    /// Runs `f` holding the lock, or as it is when this thread holds it already (a request that settles a
+    /// job or a replace on its way).
+    fn under_lock<T>(&self, f: impl FnOnce() -> T) -> T {
+        if HOLDING.with(|h| h.get()) {
+            f()
+        } else {
+            let _held = self.guard();
+            f()
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread holds the storage lock (std's mutex is not re-entrant).
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The storage lock, held by this thread until dropped.
+struct Held<'a> {
+    _guard: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
     }
 }
 

@@ -64,7 +64,8 @@ impl Storage {
                 r = fresh;
             }
             let view = self.volume_view(&r, &s);
-            if view.state != r.last_state {
+            let changed = view.state != r.last_state;
+            if changed {
                 let level = match view.state {
                     "clean" | "creating" | "rebuilding" => "info",
                     "degraded" => "warning",
@@ -86,11 +87,13 @@ impl Storage {
                     continue;
                 }
             }
-            if let Ok(Some(current)) = self.inner.volumes.get::<VolumeRecord>(&r.name) {
-                if current.last_state != r.last_state {
-                    let mut c = current;
-                    c.last_state = r.last_state.clone();
-                    let _ = self.save(&c);
+            // Only the one field the monitor owns, on the record as it is now and under the lock: a request's
+            // change (a member swapped, a replace under way) made since the pass began is kept.
+            if changed {
+                let observed = r.last_state.clone();
+                let kept = self.update_record(&r.name, |current| current.last_state = observed);
+                if let Err(e) = kept {
+                    log::error!("storage: recording volume {}'s state: {e}", r.name);
                 }
             }
         }

@@ -65,6 +65,31 @@ impl Storage {
         Ok(())
     }
 
+    /// Changes a volume's record as it is now, under the storage lock, so an update made meanwhile (by a
+    /// request or the monitor) is never overwritten by an older copy: the record after, or `None` when the
+    /// volume is gone.
+    pub(super) fn update_record(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut VolumeRecord),
+    ) -> Result<Option<VolumeRecord>, StorageError> {
+        self.under_lock(|| {
+            let Some(mut r) = self.inner.volumes.get::<VolumeRecord>(name)? else {
+                return Ok(None);
+            };
+            change(&mut r);
+            self.save(&r)?;
+            Ok(Some(r))
+        })
+    }
+
+    /// Removes a volume's record, durably.
+    pub(super) fn forget(&self, name: &str) -> Result<(), StorageError> {
+        self.inner.volumes.remove(name)?;
+        self.inner.store.commit()?;
+        Ok(())
+    }
+
     /// Adds a line to the event log (and the system log).
     pub fn event(&self, level: &str, volume: &str, message: &str, detail: &str) {
         match level {
@@ -81,14 +106,23 @@ impl Storage {
             message: message.into(),
             detail: detail.into(),
         };
-        let _ = self.inner.events.put(&format!("{seq:020}"), &e);
-        while self.inner.events.len() > EVENTS_KEPT {
-            match self.inner.events.tree().pop_min() {
-                Ok(Some(_)) => {}
-                _ => break,
-            }
+        // The event log is what owners read afterwards; failing to keep a line must not fail the work it
+        // describes, but it is never silent: the system log has it, with why it was not kept.
+        let kept = self
+            .inner
+            .events
+            .put(&format!("{seq:020}"), &e)
+            .and_then(|_| {
+                while self.inner.events.len() > EVENTS_KEPT {
+                    if self.inner.events.tree().pop_min()?.is_none() {
+                        break;
+                    }
+                }
+                self.inner.store.commit()
+            });
+        if let Err(err) = kept {
+            log::error!("storage: the event log did not keep \"{message}\": {err}");
         }
-        let _ = self.inner.store.commit();
     }
 
     /// The newest events first.
@@ -163,13 +197,21 @@ impl Storage {
         j.state = "failed".into();
         j.message = message.clone();
         j.finished_s = Some(now_s());
-        let _ = self.save_job(&j);
+        self.keep_job(&j);
         self.event("error", &j.volume, &message, detail);
     }
 
     pub(super) fn step(&self, j: &mut JobRecord, step: &str, message: &str) {
         j.step = step.into();
         j.message = message.into();
-        let _ = self.save_job(j);
+        self.keep_job(j);
+    }
+
+    /// Saves a job's progress where the work goes on whatever happens to its record: a failure is logged,
+    /// and the job is judged again from the kernel (or closed at the next start) as if the write never came.
+    pub(super) fn keep_job(&self, j: &JobRecord) {
+        if let Err(e) = self.save_job(j) {
+            log::error!("storage: recording job {} ({}): {e}", j.id, j.message);
+        }
     }
 }

@@ -347,7 +347,13 @@ impl Storage {
             }
         }
         r.replacing = None;
-        let _ = self.save(r);
+        if let Err(e) = self.save(r) {
+            // The intent stays, and is settled again at the next look: the new disk is out of the array now.
+            log::error!(
+                "storage: dropping the replace left on volume {}: {e}",
+                r.name
+            );
+        }
         let (msg, detail) = super::split_tool(e);
         self.event(
             "error",

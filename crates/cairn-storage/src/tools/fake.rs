@@ -200,6 +200,15 @@ impl Drop for Session<'_> {
 pub struct Fake {
     paths: Paths,
     machine: Mutex<Machine>,
+    gate: Mutex<Gate>,
+    gate_changed: std::sync::Condvar,
+}
+
+/// A call held before it takes effect ([`Fake::hold`]), as a long tool run is.
+#[derive(Default)]
+struct Gate {
+    method: Option<&'static str>,
+    waiting: bool,
 }
 
 fn tool_err(step: &str, detail: impl Into<String>) -> StorageError {
@@ -249,6 +258,8 @@ impl Fake {
         Fake {
             paths: paths.clone(),
             machine: Mutex::new(Machine::default()),
+            gate: Mutex::new(Gate::default()),
+            gate_changed: std::sync::Condvar::new(),
         }
     }
 
@@ -296,6 +307,46 @@ impl Fake {
         let node = self.paths.dev.join(&swap.disk);
         let len = std::fs::metadata(&node).map(|m| m.len()).unwrap_or(0);
         std::fs::write(&node, vec![STRANGER_BYTE; len as usize]).expect("disk file");
+    }
+
+    /// The next call of `method` waits, before it takes effect, until [`Fake::release`]: a tool that runs
+    /// for a long time (a filesystem check of a big volume), during which a test does other things.
+    pub fn hold(&self, method: &'static str) {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner()).method = Some(method);
+    }
+
+    /// Waits until a held call is waiting (panics after 10 s).
+    pub fn wait_held(&self) {
+        let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        let (gate, timeout) = self
+            .gate_changed
+            .wait_timeout_while(gate, Duration::from_secs(10), |g| !g.waiting)
+            .unwrap_or_else(|p| p.into_inner());
+        assert!(!timeout.timed_out() || gate.waiting, "no held call came");
+    }
+
+    /// Lets the held call go on.
+    pub fn release(&self) {
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        gate.method = None;
+        self.gate_changed.notify_all();
+    }
+
+    /// A held call waits here, outside the machine's lock.
+    fn pass_gate(&self, method: &'static str) {
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.method != Some(method) {
+            return;
+        }
+        gate.waiting = true;
+        self.gate_changed.notify_all();
+        while gate.method == Some(method) {
+            gate = self
+                .gate_changed
+                .wait(gate)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        gate.waiting = false;
     }
 
     /// Whether a call found the power off.
@@ -452,11 +503,12 @@ impl Fake {
             .filter(|l| l.split_whitespace().nth(1) != Some(&dir))
             .map(|l| format!("{l}\n"))
             .collect();
-        let _ = std::fs::write(&mounts, kept);
+        let _ = write_whole(&mounts, kept.as_bytes());
     }
 
     /// Counts a call; panics instead when the power is off; fails it when the test asked for that.
     fn call(&self, method: &'static str, args: &[&Path]) -> Result<Session<'_>, StorageError> {
+        self.pass_gate(method);
         let mut m = self.machine();
         let n = m.started;
         m.started += 1;
@@ -657,6 +709,14 @@ fn superblock_field(dev: &Path, at: usize, len: usize) -> Option<u64> {
             .rev()
             .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
     )
+}
+
+/// Replaces a file's contents in one step, as the kernel's /proc/mounts changes: a reader in another thread
+/// never sees it half written.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("fake-new");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Moves every entry of `from` into `to` (same filesystem).
@@ -1108,7 +1168,7 @@ impl Tools for Fake {
             md.display(),
             dir.display()
         ));
-        std::fs::write(&mounts, text).map_err(|e| StorageError::io("mounting", e))?;
+        write_whole(&mounts, text.as_bytes()).map_err(|e| StorageError::io("mounting", e))?;
         m.mounts.insert(dir.to_path_buf(), uuid);
         Ok(())
     }
