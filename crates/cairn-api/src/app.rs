@@ -1,6 +1,6 @@
 //! The application state every request reaches: identity, the domain crates, and the change hook.
 
-use crate::throttle;
+use crate::{throttle, usage};
 use cairn_accounts::Accounts;
 use cairn_store::Store;
 use cairn_system::System;
@@ -30,6 +30,8 @@ pub struct App {
     /// The disk and volume manager; absent on a development host.
     pub storage: Option<cairn_storage::Storage>,
     pub(crate) throttle: throttle::Throttle,
+    /// Space each share takes, measured in the background (see [`usage`]).
+    pub(crate) share_usages: std::sync::Arc<usage::ShareUsages>,
     on_change: Option<ChangeHook>,
 }
 
@@ -50,6 +52,7 @@ impl App {
             sys_root: std::path::PathBuf::from("/sys"),
             storage: None,
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
+            share_usages: Default::default(),
             on_change: None,
         })
     }

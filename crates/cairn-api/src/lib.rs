@@ -23,6 +23,7 @@ mod http;
 mod json;
 mod routes;
 mod throttle;
+mod usage;
 
 pub use app::{App, ChangeHook, Identity};
 pub use auth::is_local_network;

@@ -1,5 +1,5 @@
 //! Users, groups, shares and everyone's own record. Cross-domain rules: a share sits on the system volume or
-//! on a volume of this box; a share's space is measured on its volume.
+//! on a volume of this box; a share's space is measured on its volume, in the background.
 
 use super::{blocking, change, changed};
 use crate::app::App;
@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Entries walked at most when measuring a share's space (beyond: shown as a floor).
-const USAGE_WALK_LIMIT: usize = 100_000;
+use crate::usage::ShareUsages;
+pub(crate) use crate::usage::{age, Figure, ShareUsage};
+
 /// Where shares on the small system volume live.
 const SYSTEM_VOLUME_ROOT: &str = "/config/shares";
 
@@ -168,18 +169,8 @@ pub(crate) async fn delete_share(app: &Arc<App>, name: &str) -> Result<(), Error
     change(app, move || accounts.delete_share(&name).map(|_| ())).await
 }
 
-/// How much a share's folder holds, as the pages and the API show it.
-pub(crate) enum ShareUsage {
-    /// Bytes counted; `complete` is false when the count stopped at its limit (then a floor).
-    Counted { bytes: u64, complete: bool },
-    /// The volume is mounted but the folder is not made yet.
-    NoFolder,
-    /// The share's volume is not mounted (missing, being created).
-    VolumeUnavailable,
-}
-
-/// Where each volume's shares live now: the mounted data volumes and the small system volume.
-fn volume_roots(app: &App) -> BTreeMap<String, PathBuf> {
+/// Every share with its folder, if its volume is mounted now: the small system volume or a mounted data volume.
+fn places(app: &App) -> Vec<(String, Option<PathBuf>)> {
     let mut roots = app
         .storage
         .as_ref()
@@ -189,34 +180,38 @@ fn volume_roots(app: &App) -> BTreeMap<String, PathBuf> {
         cairn_accounts::SYSTEM_VOLUME.to_string(),
         PathBuf::from(SYSTEM_VOLUME_ROOT),
     );
-    roots
+    match app.accounts.shares() {
+        Ok(shares) => shares
+            .into_iter()
+            .map(|s| {
+                let dir = roots.get(&s.volume).map(|root| root.join(&s.path));
+                (s.name, dir)
+            })
+            .collect(),
+        Err(e) => {
+            log::error!("share usage: the shares cannot be read: {e}");
+            vec![]
+        }
+    }
 }
 
-/// Measures the shares' folders in one pass off the async threads, reading once which volumes are mounted.
-pub(crate) async fn share_usages(app: &App, shares: &[Share]) -> Vec<ShareUsage> {
-    let roots = volume_roots(app);
-    let places: Vec<Option<PathBuf>> = shares
-        .iter()
-        .map(|s| roots.get(&s.volume).map(|root| root.join(&s.path)))
-        .collect();
-    let measure = move || {
-        places
-            .into_iter()
-            .map(|dir| match dir {
-                None => ShareUsage::VolumeUnavailable,
-                Some(dir) if !dir.is_dir() => ShareUsage::NoFolder,
-                Some(dir) => {
-                    let (bytes, complete) =
-                        cairn_storage::manager::used_bytes(&dir, USAGE_WALK_LIMIT);
-                    ShareUsage::Counted { bytes, complete }
-                }
-            })
-            .collect()
-    };
-    tokio::task::spawn_blocking(measure)
-        .await
-        .unwrap_or_else(|e| {
-            log::error!("measuring shares failed: {e}");
-            shares.iter().map(|_| ShareUsage::NoFolder).collect()
-        })
+/// The background measurer of share usage, started on first use; it holds the app only while it reads where
+/// the shares are.
+fn usages(app: &Arc<App>) -> &ShareUsages {
+    let weak = Arc::downgrade(app);
+    app.share_usages
+        .start(move || weak.upgrade().map(|app| places(&app)));
+    &app.share_usages
+}
+
+/// The last measured usage of each share, at once (never a walk while answering); asks for a new
+/// measurement when one is missing or old.
+pub(crate) fn share_usages(app: &Arc<App>, shares: &[Share]) -> Vec<Option<Figure>> {
+    let names: Vec<&str> = shares.iter().map(|s| s.name.as_str()).collect();
+    usages(app).last(&names)
+}
+
+/// One share's usage measured now if that takes at most a moment, else the last figure.
+pub(crate) async fn share_usage(app: &Arc<App>, share: &Share) -> Option<Figure> {
+    usages(app).fresh(&share.name).await
 }

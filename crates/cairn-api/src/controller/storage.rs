@@ -141,10 +141,12 @@ pub(crate) async fn overview(
     .await
 }
 
-/// Names of the mounted data volumes, where new shares may go.
-pub(crate) fn mounted_volumes(app: &App) -> Vec<String> {
-    app.storage
-        .as_ref()
-        .map(|s| s.mounted_roots().into_keys().collect())
+/// Names of the mounted data volumes, where new shares may go (read from the kernel off the async threads).
+pub(crate) async fn mounted_volumes(app: &App) -> Vec<String> {
+    let Some(storage) = app.storage.clone() else {
+        return vec![];
+    };
+    blocking(move || Ok::<_, Error>(storage.mounted_roots().into_keys().collect()))
+        .await
         .unwrap_or_default()
 }

@@ -8,9 +8,6 @@ use crate::error::{Error, RequestError};
 use crate::http::{self, esc, Resp};
 use cairn_accounts::{Access, Level, NewShare, NewUser, Role, SharePatch, User, UserPatch};
 
-/// More shares than this and the list leaves counting space to each share's page.
-const SHARES_MEASURED_IN_LIST: usize = 100;
-
 fn redirect_to(to: String) -> Resp {
     http::redirect(&to, None)
 }
@@ -329,25 +326,28 @@ fn groups_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> 
     Ok(page(c, "Groups", status_of(e), body))
 }
 
-/// " · 1.2 GiB": space a share's folder takes (counted up to a limit, then shown as a floor).
-fn usage_text(usage: &ctl::ShareUsage) -> String {
-    match usage {
-        ctl::ShareUsage::Counted { bytes, complete } => {
-            format!(
-                " · {}{}",
-                if *complete { "" } else { "over " },
-                human(*bytes)
-            )
-        }
+/// " · 1.2 GiB, measured 3 min ago": the last figure of the space a share's folder takes (counted up to a
+/// limit, then shown as a floor) and its age; the walk itself runs in the background.
+fn usage_text(figure: Option<ctl::Figure>, now_s: u64) -> String {
+    let Some(figure) = figure else {
+        return r#" · <span class="help">being measured</span>"#.into();
+    };
+    let age = ctl::age(now_s.saturating_sub(figure.measured_s));
+    match figure.usage {
+        ctl::ShareUsage::Counted { bytes, complete } => format!(
+            r#" · {}{} <span class="help">measured {age}</span>"#,
+            if complete { "" } else { "over " },
+            human(bytes)
+        ),
         ctl::ShareUsage::VolumeUnavailable => " · volume not available".into(),
         ctl::ShareUsage::NoFolder => String::new(),
     }
 }
 
 /// The volumes a new share may go on: data volumes that are mounted, then the small system volume.
-fn volume_options(ctx: &Ctx) -> String {
+async fn volume_options(ctx: &Ctx) -> String {
     let mut out = String::new();
-    for name in mounted_volumes(&ctx.app) {
+    for name in mounted_volumes(&ctx.app).await {
         out.push_str(&format!(r#"<option value="{0}">{0}</option>"#, esc(&name)));
     }
     out.push_str(r#"<option value="system">system (small, on the settings partition)</option>"#);
@@ -356,17 +356,11 @@ fn volume_options(ctx: &Ctx) -> String {
 
 async fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> {
     let shares = ctl::shares(&ctx.app)?;
-    // Counting space walks each folder: on long lists it is left to each share's page and the API.
-    let many = shares.len() > SHARES_MEASURED_IN_LIST;
-    let used: Vec<String> = if many {
-        vec![String::new(); shares.len()]
-    } else {
-        ctl::share_usages(&ctx.app, &shares)
-            .await
-            .iter()
-            .map(usage_text)
-            .collect()
-    };
+    let now = cairn_accounts::now_s();
+    let used: Vec<String> = ctl::share_usages(&ctx.app, &shares)
+        .into_iter()
+        .map(|f| usage_text(f, now))
+        .collect();
     let rows: String = shares
         .iter()
         .zip(used)
@@ -395,7 +389,7 @@ async fn shares_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, E
 <button type="submit">Add share</button></form></section>"#,
         problem = problem(e),
         csrf = csrf_field(c),
-        volumes = volume_options(ctx),
+        volumes = volume_options(ctx).await,
     );
     Ok(page(c, "Shares", status_of(e), body))
 }

@@ -135,14 +135,20 @@ pub(crate) async fn create_share(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     created(ctl::create_share(&ctx.app, new).await?)
 }
 
-/// A share with the space its folder takes (`used_complete` false when the count stopped at its limit).
+/// A share with the space its folder takes (`used_complete` false when the count stopped at its limit),
+/// measured at `used_measured_s` (seconds since the epoch), `used_age_s` ago.
 pub(crate) async fn get_share(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
     let share = ctl::share(&ctx.app, p.get("name"))?;
     let mut v = serde_json::to_value(&share).map_err(Error::internal)?;
-    let usage = ctl::share_usages(&ctx.app, std::slice::from_ref(&share)).await;
-    if let Some(ctl::ShareUsage::Counted { bytes, complete }) = usage.first() {
+    if let Some(ctl::Figure {
+        usage: ctl::ShareUsage::Counted { bytes, complete },
+        measured_s,
+    }) = ctl::share_usage(&ctx.app, &share).await
+    {
         v["used_bytes"] = json!(bytes);
         v["used_complete"] = json!(complete);
+        v["used_measured_s"] = json!(measured_s);
+        v["used_age_s"] = json!(cairn_accounts::now_s().saturating_sub(measured_s));
     }
     ok(v)
 }
