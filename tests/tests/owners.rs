@@ -27,38 +27,27 @@ fn the_box() -> std::sync::MutexGuard<'static, SharedBox> {
     })
 }
 
-/// SMB end to end: a user with write access writes and reads back; one without and a guest are refused.
+/// SMB end to end: a user with write access writes and reads back; one without any grant has no SMB
+/// credential at all, and a guest is refused.
 #[test]
 fn smb_share_access_is_enforced_for_users_and_guests() {
     let b = the_box();
     let _log = ConsoleOnFailure(b.machine.console_handle(), "smb");
     let admin = &b.admin.clone();
-    expect(
-        &send(
-            admin,
-            "POST",
-            "/api/v1/users",
-            json!({"name": "writer", "password": "writer password"}),
-        ),
-        201,
+    created(
+        admin,
+        "/api/v1/users",
+        json!({"name": "writer", "password": "writer password"}),
     );
-    expect(
-        &send(
-            admin,
-            "POST",
-            "/api/v1/users",
-            json!({"name": "outsider", "password": "outsider password"}),
-        ),
-        201,
+    created(
+        admin,
+        "/api/v1/users",
+        json!({"name": "outsider", "password": "outsider password"}),
     );
-    expect(
-        &send(
-            admin,
-            "POST",
-            "/api/v1/shares",
-            json!({"name": "docs", "description": "Documents", "access": {"users": {"writer": "write"}}}),
-        ),
-        201,
+    created(
+        admin,
+        "/api/v1/shares",
+        json!({"name": "docs", "description": "Documents", "access": {"users": {"writer": "write"}}}),
     );
     let port = b.machine.host_port(445).unwrap();
     let dir = std::env::temp_dir().join(format!("cairn-smb-{}", std::process::id()));
@@ -91,12 +80,17 @@ fn smb_share_access_is_enforced_for_users_and_guests() {
         "docs",
         Some(outsider),
         "ls",
-        "NT_STATUS_ACCESS_DENIED",
+        "NT_STATUS_LOGON_FAILURE",
     );
     smb_refused(port, "docs", None, "ls", "NT_STATUS_ACCESS_DENIED");
     let wrong = ("writer", "wrong password");
     smb_refused(port, "docs", Some(wrong), "ls", "NT_STATUS_LOGON_FAILURE");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates something through the API (a user, group or share) and expects `201 Created`.
+fn created(admin: &cairn_qemu::HttpClient, path: &str, body: Value) -> Value {
+    expect(&send(admin, "POST", path, body), 201)
 }
 
 /// Runs smbclient until `done` holds for its outcome (a change reaches the server after a reload) or 30 s
@@ -154,25 +148,17 @@ fn smb_rights_follow_groups_read_only_grants_and_every_way_access_is_taken_away(
     ];
     let password = |u: &str| format!("{u} password");
     for u in users {
-        expect(
-            &send(
-                admin,
-                "POST",
-                "/api/v1/users",
-                json!({"name": u, "password": password(u)}),
-            ),
-            201,
+        created(
+            admin,
+            "/api/v1/users",
+            json!({"name": u, "password": password(u)}),
         );
     }
     for (group, member) in [("readers", "via-readers"), ("editors", "via-editors")] {
-        expect(
-            &send(
-                admin,
-                "POST",
-                "/api/v1/groups",
-                json!({"name": group, "members": [member]}),
-            ),
-            201,
+        created(
+            admin,
+            "/api/v1/groups",
+            json!({"name": group, "members": [member]}),
         );
     }
     let grants = |users: &[&str]| {
@@ -182,14 +168,10 @@ fn smb_rights_follow_groups_read_only_grants_and_every_way_access_is_taken_away(
         }
         access
     };
-    expect(
-        &send(
-            admin,
-            "POST",
-            "/api/v1/shares",
-            json!({"name": "team", "access": grants(&["viewer", "ungranted", "paused", "leaver"])}),
-        ),
-        201,
+    created(
+        admin,
+        "/api/v1/shares",
+        json!({"name": "team", "access": grants(&["viewer", "ungranted", "paused", "leaver"])}),
     );
     let port = b.machine.host_port(445).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -245,8 +227,9 @@ fn smb_rights_follow_groups_read_only_grants_and_every_way_access_is_taken_away(
         ),
         200,
     );
-    let refused = "NT_STATUS_ACCESS_DENIED";
-    smb_refused(port, "team", Some(login("ungranted")), "ls", refused);
+    // It was the account's only grant: its SMB credential goes with it, so the logon itself fails.
+    let unknown = "NT_STATUS_LOGON_FAILURE";
+    smb_refused(port, "team", Some(login("ungranted")), "ls", unknown);
     others_keep_access();
 
     // User disabled: ksmbd no longer knows the account, so the logon itself fails.
@@ -260,7 +243,6 @@ fn smb_rights_follow_groups_read_only_grants_and_every_way_access_is_taken_away(
         ),
         200,
     );
-    let unknown = "NT_STATUS_LOGON_FAILURE";
     smb_refused(port, "team", Some(login("paused")), "ls", unknown);
     others_keep_access();
 
@@ -272,6 +254,228 @@ fn smb_rights_follow_groups_read_only_grants_and_every_way_access_is_taken_away(
     );
     smb_refused(port, "team", Some(login("leaver")), "ls", unknown);
     others_keep_access();
+}
+
+/// The NT status an smbclient run ended with (`None` when it worked).
+fn smb_status(ok: bool, out: &str) -> Option<String> {
+    if ok {
+        return None;
+    }
+    let at = out.find("NT_STATUS_")?;
+    let tail = &out[at..];
+    let end = tail
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(tail.len());
+    Some(tail[..end].to_string())
+}
+
+/// SMB is a side door: the administrator, who has no share grant, has no SMB credential, so their password
+/// cannot be tried over NTLM; a grant (here through a group) gives one and taking it away takes it back.
+/// With a guest share on, a wrong password for a known name, any password for an unknown name and the
+/// ungranted administrator's right password all get the same answer, while anonymous guests still read.
+#[test]
+fn smb_credentials_only_for_granted_accounts_and_no_user_name_oracle() {
+    let mut b = the_box();
+    let _log = ConsoleOnFailure(b.machine.console_handle(), "smb side door");
+    let admin = &b.admin.clone();
+    created(
+        admin,
+        "/api/v1/users",
+        json!({"name": "side-user", "password": "side password"}),
+    );
+    created(
+        admin,
+        "/api/v1/groups",
+        json!({"name": "side-admins", "members": []}),
+    );
+    created(
+        admin,
+        "/api/v1/shares",
+        json!({"name": "side", "access": {"users": {"side-user": "write"}, "groups": {"side-admins": "read"}}}),
+    );
+    let port = b.machine.host_port(445).unwrap();
+    let granted = ("side-user", "side password");
+    let owner = (ADMIN, ADMIN_PASSWORD);
+    let no_logon = "NT_STATUS_LOGON_FAILURE";
+    smb_works(port, "side", granted, "ls");
+    smb_refused(port, "side", Some(owner), "ls", no_logon);
+    smb_refused(port, "IPC$", Some(owner), "ls", no_logon);
+
+    // Grants change, the credential follows.
+    let members = |m: &[&str]| json!({ "members": m });
+    let path = "/api/v1/groups/side-admins";
+    expect(&send(admin, "PATCH", path, members(&[ADMIN])), 200);
+    smb_works(port, "side", owner, "ls");
+    expect(&send(admin, "PATCH", path, members(&[])), 200);
+    smb_refused(port, "side", Some(owner), "ls", no_logon);
+
+    // A guest share: no name tells a stranger more than another.
+    expect(
+        &send(
+            admin,
+            "PATCH",
+            "/api/v1/shares/side",
+            json!({"guest": true}),
+        ),
+        200,
+    );
+    // ksmbd.mountd reads its global settings only when it starts: restart it as a reboot would, so the
+    // guest share's effect on them shows.
+    let mark = b.machine.mark();
+    b.machine
+        .serial("ksmbd.control --shutdown", Duration::from_secs(30))
+        .unwrap();
+    b.machine
+        .wait_console("started smb", mark, Duration::from_secs(60))
+        .unwrap();
+    let (ok, out) = smb_until(port, "side", None, "ls", |ok, _| ok);
+    assert!(ok, "an anonymous guest reads the guest share: {out}");
+    let answers: Vec<(&str, Option<String>, String)> = [
+        (
+            "a known name, wrong password",
+            ("side-user", "wrong password"),
+        ),
+        ("an unknown name", ("no-such-user", "any password")),
+        ("the ungranted administrator", owner),
+    ]
+    .into_iter()
+    .map(|(who, user)| {
+        let (ok, out) = smbclient(port, "side", Some(user), "ls");
+        (who, smb_status(ok, &out), out)
+    })
+    .collect();
+    for (who, status, out) in &answers {
+        assert_eq!(
+            status.as_deref(),
+            Some(no_logon),
+            "{who} should be answered like any other failed logon: {out}"
+        );
+    }
+    smb_works(port, "side", granted, "ls");
+}
+
+/// Renders asked for concurrently (users enabled and disabled, group grants given and taken, from several
+/// threads at once through the API) end with the newest settings in ksmbd's files, read on the box, and in
+/// what smbclient can do; a user disabled last is never enabled again by an older render.
+#[test]
+fn smb_renders_asked_for_in_a_burst_end_with_the_newest_settings() {
+    let mut b = the_box();
+    let _log = ConsoleOnFailure(b.machine.console_handle(), "smb burst");
+    let admin = b.admin.clone();
+    const USERS: usize = 3;
+    const ROUNDS: usize = 4;
+    let name = |i: usize| format!("burst-{i}");
+    let group = |i: usize| format!("burst-g{i}");
+    let password = |i: usize| format!("burst password {i}");
+    // Where each user ends: (enabled, member of its granted group). Each round flips both; the last round
+    // lands on these, so every user passes through the other state on the way.
+    let last = [(true, true), (false, true), (true, false)];
+    let state = |i: usize, round: usize| {
+        let flip = (ROUNDS - 1 - round) % 2 == 1;
+        (last[i].0 != flip, last[i].1 != flip)
+    };
+    let mut access = json!({"groups": {}});
+    for i in 0..USERS {
+        created(
+            &admin,
+            "/api/v1/users",
+            json!({"name": name(i), "password": password(i)}),
+        );
+        created(
+            &admin,
+            "/api/v1/groups",
+            json!({"name": group(i), "members": []}),
+        );
+        access["groups"][group(i)] = json!("write");
+    }
+    created(
+        &admin,
+        "/api/v1/shares",
+        json!({"name": "burst", "access": access}),
+    );
+    let mut mismatches = vec![];
+    for round in 0..ROUNDS {
+        let start = std::sync::Barrier::new(USERS);
+        std::thread::scope(|s| {
+            for i in 0..USERS {
+                let (admin, start) = (admin.clone(), &start);
+                let (enabled, member) = state(i, round);
+                s.spawn(move || {
+                    start.wait();
+                    let user = format!("/api/v1/users/{}", name(i));
+                    expect(
+                        &send(&admin, "PATCH", &user, json!({ "enabled": enabled })),
+                        200,
+                    );
+                    let members: Vec<String> = if member { vec![name(i)] } else { vec![] };
+                    let path = format!("/api/v1/groups/{}", group(i));
+                    expect(
+                        &send(&admin, "PATCH", &path, json!({ "members": members })),
+                        200,
+                    );
+                });
+            }
+        });
+        // Every change was acknowledged, so ksmbd's files show them all now: no waiting.
+        let expected: Vec<String> = (0..USERS)
+            .filter(|i| state(*i, round) == (true, true))
+            .map(name)
+            .collect();
+        let pwddb = b
+            .machine
+            .serial(
+                "cut -d: -f1 /etc/ksmbd/ksmbdpwd.db | grep '^burst-' | sort",
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        let in_pwddb: Vec<String> = pwddb.lines().map(|l| l.trim().to_string()).collect();
+        let valid = b
+            .machine
+            .serial(
+                "sed -n '/^\\[burst\\]/,/^\\[/p' /etc/ksmbd/ksmbd.conf | grep 'valid users'",
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        let in_conf: Vec<String> = valid
+            .split('=')
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .filter(|n| n.starts_with("burst-"))
+            .map(str::to_string)
+            .collect();
+        if in_conf != expected {
+            mismatches.push(format!(
+                "round {round}: valid users {in_conf:?}, expected {expected:?}"
+            ));
+        }
+        if in_pwddb != expected {
+            mismatches.push(format!(
+                "round {round}: credentials {in_pwddb:?}, expected {expected:?}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "ksmbd's files lag the acknowledged settings:\n{}",
+        mismatches.join("\n")
+    );
+    // And the server does what the files say, at once.
+    let port = b.machine.host_port(445).unwrap();
+    for (i, (enabled, member)) in last.iter().enumerate() {
+        let (ok, out) = smbclient(port, "burst", Some((&name(i), &password(i))), "ls");
+        let status = smb_status(ok, &out);
+        if *enabled && *member {
+            assert_eq!(status, None, "{} should read the share: {out}", name(i));
+        } else {
+            assert_eq!(
+                status.as_deref(),
+                Some("NT_STATUS_LOGON_FAILURE"),
+                "{} (enabled {enabled}, granted {member}) has no credential: {out}",
+                name(i)
+            );
+        }
+    }
 }
 
 /// Field report 5: one credential for the dashboard and SMB; a self-service change moves both at once.

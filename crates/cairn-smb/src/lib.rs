@@ -2,17 +2,30 @@
 //!
 //! Owns `ksmbd.conf`, the user database `ksmbdpwd.db` (NT hashes taken from the same user record the dashboard
 //! checks), the `/etc/passwd` and `/etc/group` entries the server maps users to, and the share folders. Files
-//! are written atomically (new file, fsync, rename, fsync of the folder) only when their content changed, then
-//! ksmbd is told to reload. Rendering is a pure function tested on the host; names reach these files only after
-//! `cairn-accounts` validated them against a grammar that has no `[`, `;`, `#`, newline or path separator,
-//! and this crate checks that again before writing. The real server is exercised by the QEMU SMB tests.
+//! are written atomically (a uniquely named new file, fsync, rename, fsync of the folder) only when their
+//! content changed, then ksmbd is told to reload. Renders are serialised and coalesced by [`RenderQueue`].
+//!
+//! SMB is a side door to the box, so it opens to as few as possible: only an enabled account that some served
+//! share lets in (directly or through a group) has an SMB credential; an administrator without grants has
+//! none, so their password cannot be guessed over NTLM. Unknown names are never mapped to the guest (a wrong
+//! password for a known name and any password for an unknown one both fail the logon alike); guests of a
+//! guest share sign in anonymously.
+//!
+//! Rendering is a pure function tested on the host; names reach these files only after `cairn-accounts`
+//! validated them against a grammar that has no `[`, `;`, `#`, newline or path separator, and this crate
+//! checks that again before writing. The real server is exercised by the QEMU SMB tests (`tests/owners.rs`).
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
+
+mod render_queue;
+
+pub use render_queue::{Coalescer, RenderQueue, Ticket};
 
 use cairn_accounts::{Group, Level, Share, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The unix account every share's files belong to: access is enforced by the server's lists, not by modes.
@@ -138,7 +151,8 @@ pub fn render<'a>(
         .iter()
         .map(|g| (g.name.as_str(), &g.members))
         .collect();
-    let any_guest = shares.iter().any(|s| s.guest);
+    // Accounts some served share lets in: only these get an SMB credential (see the crate comment).
+    let mut granted: BTreeSet<&'a str> = BTreeSet::new();
     let mut conf = String::new();
     conf.push_str(
         "; Written by Cairn from its settings; changes here are overwritten.\n[global]\n",
@@ -150,14 +164,13 @@ pub fn render<'a>(
     conf.push_str("\tserver string = Cairn\n");
     conf.push_str("\tserver min protocol = SMB2_10\n");
     conf.push_str("\tguest account = nobody\n");
-    conf.push_str(&format!(
-        "\tmap to guest = {}\n",
-        if any_guest { "bad user" } else { "never" }
-    ));
-    conf.push_str(&format!(
-        "\trestrict anonymous = {}\n",
-        if any_guest { 0 } else { 2 }
-    ));
+    // ksmbd.mountd reads [global] only when it starts (a reload re-reads shares and users), so nothing
+    // here depends on the shares: a box must not behave differently after a restart than before it.
+    // Never `bad user`: it lets an unknown name in as a guest while a known name with a wrong password is
+    // refused, telling a stranger which names exist. Guests sign in anonymously (no name) instead, and reach
+    // a guest share by its name; they never list the shares or open the server's RPC pipes.
+    conf.push_str("\tmap to guest = never\n");
+    conf.push_str("\trestrict anonymous = 2\n");
     for share in shares {
         safe_name("share name", &share.name)?;
         let Some(path) = layout.share_dir(share) else {
@@ -197,6 +210,7 @@ pub fn render<'a>(
             .map(|(n, _)| *n)
             .collect();
         let valid: Vec<&str> = readers.iter().chain(writers.iter()).copied().collect();
+        granted.extend(valid.iter().copied());
         conf.push_str(&format!("\n[{}]\n", share.name));
         conf.push_str(&format!("\tpath = {path}\n"));
         conf.push_str("\tbrowseable = yes\n\tread only = yes\n");
@@ -231,9 +245,9 @@ pub fn render<'a>(
     ));
     let mut group = base_group.trim_end().to_string() + "\n";
     group.push_str(&format!("{FILES_USER}:x:{FILES_UID}:\n"));
-    // Every user name was checked above, building `enabled`.
+    // Every user name was checked above, building `enabled`; `granted` holds only enabled accounts.
     for user in users {
-        if user.enabled {
+        if granted.contains(user.name.as_str()) {
             let hash = unhex(&user.nt_hash_hex).ok_or(SmbError::Unsafe {
                 what: "NT hash of",
                 value: user.name.clone(),
@@ -305,21 +319,34 @@ pub fn write_atomic(path: &Path, content: &str, mode: u32) -> Result<bool, SmbEr
     };
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("cairn-new");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(content.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
+    let tmp = temporary_name(path);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err)?;
     Ok(true)
+}
+
+/// A name beside `path` that no other writer uses (process id and a per-process counter), so two writers
+/// never share, truncate or rename each other's half-written file.
+fn temporary_name(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.{n}.cairn-new", std::process::id()))
 }
 
 /// Writes what changed, makes missing share folders, and tells a running ksmbd to reload.

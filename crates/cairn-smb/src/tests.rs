@@ -1,5 +1,6 @@
 use super::*;
 use cairn_accounts::{nt_hash_hex, Access, PasswordHash, Role};
+use std::time::Duration;
 
 fn user(name: &str, uid: u32) -> User {
     User {
@@ -45,13 +46,18 @@ fn share(name: &str, users: &[(&str, Level)], groups: &[(&str, Level)], guest: b
 }
 
 #[test]
-fn pwddb_carries_the_base64_nt_hash_of_enabled_users() {
+fn pwddb_carries_the_base64_nt_hash_of_enabled_granted_users() {
     let mut off = user("bob", 10002);
     off.enabled = false;
     let r = render(
         &[user("alice", 10001), off],
         &[],
-        &[],
+        &[share(
+            "docs",
+            &[("alice", Level::Read), ("bob", Level::Write)],
+            &[],
+            false,
+        )],
         &layout(),
         "cairn",
         "root:x:0:0::/root:/bin/sh",
@@ -141,8 +147,208 @@ fn guests_only_when_a_share_allows_them() {
         "",
     )
     .unwrap();
-    assert!(r.conf.contains("map to guest = bad user"));
     assert!(r.conf.contains("\tguest ok = yes\n"));
+    assert!(
+        r.conf.contains("\tmap to guest = never\n"),
+        "unknown names are refused like wrong passwords, even with a guest share: {}",
+        r.conf
+    );
+    assert!(!r.conf.contains("bad user"));
+    let without_guests = render(&[], &[], &[], &layout(), "cairn", "", "").unwrap();
+    let global = |conf: &str| conf.split("\n[").next().unwrap().to_string();
+    assert_eq!(
+        global(&r.conf),
+        global(&without_guests.conf),
+        "ksmbd reads [global] only at start: it must not depend on the shares"
+    );
+}
+
+/// The names that have an SMB credential.
+fn credentials(r: &Rendered) -> Vec<&str> {
+    r.pwddb
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .collect()
+}
+
+#[test]
+fn only_accounts_a_share_lets_in_get_an_smb_credential() {
+    let mut admin = user("owner", 1000);
+    admin.role = cairn_accounts::Role::Admin;
+    let mut paused = user("paused", 1005);
+    paused.enabled = false;
+    let groups = vec![
+        Group {
+            name: "family".into(),
+            members: vec!["kid".into(), "paused".into()],
+            gid: 2000,
+        },
+        Group {
+            name: "unused".into(),
+            members: vec!["lurker".into()],
+            gid: 2001,
+        },
+    ];
+    let users = [
+        admin,
+        user("reader", 1001),
+        user("kid", 1002),
+        user("lurker", 1003),
+        user("nobody-granted", 1004),
+        paused,
+    ];
+    let shares = [
+        share("docs", &[("reader", Level::Read)], &[], false),
+        share("photos", &[], &[("family", Level::Write)], false),
+        share("public", &[], &[], true),
+    ];
+    let r = render(&users, &groups, &shares, &layout(), "cairn", "", "").unwrap();
+    assert_eq!(
+        credentials(&r),
+        ["reader", "kid"],
+        "a direct grant and a group grant give a credential; the administrator, a member of an \
+         ungranted group, an ungranted user and a disabled member get none: {}",
+        r.pwddb
+    );
+    assert!(
+        r.passwd.contains("owner:x:1000:"),
+        "files still map every account"
+    );
+
+    // Grants change, credentials follow: the administrator granted read gets one, the group losing its
+    // grant takes the kid's away.
+    let shares = [
+        share(
+            "docs",
+            &[("reader", Level::Read), ("owner", Level::Read)],
+            &[],
+            false,
+        ),
+        share("photos", &[], &[], false),
+    ];
+    let r = render(&users, &groups, &shares, &layout(), "cairn", "", "").unwrap();
+    assert_eq!(credentials(&r), ["owner", "reader"], "{}", r.pwddb);
+}
+
+#[test]
+fn a_grant_on_a_share_whose_volume_is_missing_gives_no_credential() {
+    let mut gone = share("old", &[("ann", Level::Write)], &[], false);
+    gone.volume = "gone".into();
+    let r = render(
+        &[user("ann", 1001)],
+        &[],
+        &[gone],
+        &layout(),
+        "cairn",
+        "",
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        r.pwddb, "",
+        "ann can reach no share, so SMB does not know her"
+    );
+}
+
+#[test]
+fn a_request_during_a_render_waits_for_the_next_one() {
+    let mut q = Coalescer::default();
+    assert_eq!(q.start(), None, "nothing asked, nothing to do");
+    let first = q.request();
+    let upto = q.start().expect("a render is due");
+    assert!(!q.served(first));
+    let during = q.request();
+    assert_eq!(q.start(), None, "one renderer at a time");
+    q.finish(upto);
+    assert!(q.served(first));
+    assert!(
+        !q.served(during),
+        "the render that finished read the settings before this request"
+    );
+    let next = q
+        .start()
+        .expect("the request made meanwhile gets its own render");
+    q.finish(next);
+    assert!(q.served(during));
+    assert_eq!(q.start(), None);
+}
+
+#[test]
+fn many_requests_during_a_render_fold_into_one_that_serves_the_newest() {
+    let mut q = Coalescer::default();
+    q.request();
+    let running = q.start().unwrap();
+    let tickets: Vec<Ticket> = (0..100).map(|_| q.request()).collect();
+    q.finish(running);
+    let next = q.start().unwrap();
+    assert_eq!(
+        next,
+        *tickets.last().unwrap(),
+        "one render serves all hundred"
+    );
+    q.finish(next);
+    assert!(tickets.iter().all(|t| q.served(*t)));
+    assert_eq!(q.start(), None, "and no more renders follow");
+}
+
+#[test]
+fn concurrent_changes_are_rendered_in_order_and_the_newest_settings_win() {
+    use std::sync::{Arc, Mutex};
+    // `settings` stands for the accounts store, `files` for what the renders wrote, in order.
+    let settings = Arc::new(Mutex::new(0u64));
+    let files: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let queue = RenderQueue::new();
+    {
+        let (queue, settings, files) = (queue.clone(), settings.clone(), files.clone());
+        std::thread::spawn(move || {
+            queue.run(
+                || {
+                    let read = *settings.lock().unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                    files.lock().unwrap().push(read);
+                },
+                Duration::from_secs(3600),
+            )
+        });
+    }
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (queue, settings, files) = (queue.clone(), settings.clone(), files.clone());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let mine = {
+                        let mut s = settings.lock().unwrap();
+                        *s += 1;
+                        *s
+                    };
+                    assert!(queue.request_and_wait(Duration::from_secs(30)));
+                    let newest = *files.lock().unwrap().last().unwrap();
+                    assert!(
+                        newest >= mine,
+                        "told done, yet the files show {newest} < {mine}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let files = files.lock().unwrap();
+    assert_eq!(
+        *files.last().unwrap(),
+        200,
+        "the last render wrote the newest settings"
+    );
+    assert!(
+        files.windows(2).all(|w| w[0] <= w[1]),
+        "never older settings after newer ones: {files:?}"
+    );
+    assert!(
+        files.len() < 200,
+        "200 requests made only {} renders",
+        files.len()
+    );
 }
 
 #[test]
@@ -179,7 +385,34 @@ fn atomic_write_replaces_whole_files_and_reports_changes() {
     );
     assert!(write_atomic(&p, "two\n", 0o644).unwrap());
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
-    assert!(!p.with_extension("cairn-new").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["ksmbd.conf"], "no temporary file stays behind");
+}
+
+#[test]
+fn writers_racing_on_one_file_never_mix_their_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ksmbdpwd.db");
+    let contents: Vec<String> = (0..4).map(|i| format!("{i}\n").repeat(20_000)).collect();
+    std::thread::scope(|s| {
+        for c in &contents {
+            let p = &p;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    write_atomic(p, c, 0o600).unwrap();
+                }
+            });
+        }
+    });
+    let last = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        contents.contains(&last),
+        "the file is one writer's whole content"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]

@@ -208,12 +208,23 @@ fn daemon(args: &[String]) -> ExitCode {
         }
         _ => None,
     };
+    // Every change, the repair timer and the storage manager ask this one queue; one worker renders.
+    let smb_renders = cairn_smb::RenderQueue::new();
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
         a
     }) {
-        Ok(a) if smb => Arc::new(a.with_change_hook(Box::new(render_smb))),
+        Ok(a) if smb => {
+            let renders = smb_renders.clone();
+            Arc::new(a.with_change_hook(Box::new(move |_| {
+                if !renders.request_and_wait(SMB_RENDER_WAIT) {
+                    log::warn!(
+                        "SMB render still running after {SMB_RENDER_WAIT:?}; answering anyway"
+                    );
+                }
+            })))
+        }
         Ok(a) => Arc::new(a),
         Err(e) => {
             log::error!("{e}");
@@ -232,7 +243,20 @@ fn daemon(args: &[String]) -> ExitCode {
         }
     };
     app.system.restore_at_start();
-    // Render the servers' files now, and again every minute to repair any drift.
+    if smb {
+        // The one renderer, off the async threads: renders what changes ask for, and every minute to
+        // repair drift. It reads the settings when it runs, never a copy from when a render was asked for.
+        let app = app.clone();
+        let renders = smb_renders.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("smb-render".into())
+            .spawn(move || renders.run(|| render_smb(&app), SMB_REPAIR_EVERY))
+        {
+            log::error!("cannot start the SMB renderer: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // Render the servers' files now, before the dashboard answers.
     app.notify_change();
     if let Some(storage) = app.storage.clone() {
         // Volumes are assembled off the start-up path (the dashboard answers meanwhile), then watched.
@@ -245,16 +269,6 @@ fn daemon(args: &[String]) -> ExitCode {
                 storage.run_monitor(std::time::Duration::from_secs(10));
             });
     }
-    let periodic = app.clone();
-    runtime.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let app = periodic.clone();
-            let _ = tokio::task::spawn_blocking(move || app.notify_change()).await;
-        }
-    });
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&options.listen).await {
             Ok(l) => l,
@@ -287,7 +301,13 @@ fn daemon(args: &[String]) -> ExitCode {
     })
 }
 
-/// Renders ksmbd's files from the accounts; logs instead of failing the change that triggered it.
+/// How long a change's answer waits for the SMB render that serves it (a reload is bounded at 10 s).
+const SMB_RENDER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often ksmbd's files are rendered with no change asking, to put back what changed behind Cairn's back.
+const SMB_REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Renders ksmbd's files from the accounts as they are now; logs instead of failing the change that asked.
+/// Runs only on the `smb-render` thread (see [`cairn_smb::RenderQueue`]).
 fn render_smb(app: &cairn_api::App) {
     let mut layout = cairn_smb::Layout::on_box();
     if let Some(storage) = &app.storage {
