@@ -313,6 +313,82 @@ fn fresh_bays(scenario: &str, count: usize) -> (PathBuf, Vec<DataDisk>) {
     (dir, bays)
 }
 
+/// Disks that cannot be read, pushed into bays 7 and 8 (QEMU's blkdebug fails reads of chosen sectors): one
+/// fails inside its first 128 KiB; one, blank and not sized in whole 4 KiB blocks, only in its last sector,
+/// which the tail read used to stop 1.5 KiB short of (so it showed as free). Both are `unreadable` with the
+/// error, never `free`; creating on them is refused until the confirmation naming them comes, even with the
+/// volume's name; their image files stay byte-identical (SHA-256 on the host while plugged and after).
+fn unreadable_disks_are_never_free_nor_erased_without_their_confirmation(
+    m: &mut Machine,
+    admin: &HttpClient,
+    dir: &Path,
+) {
+    let bad_head = disk_file(dir, "badhead");
+    random_file(&bad_head.file, DISK_MIB as usize, 7);
+    let bad_tail = disk_file(dir, "badtail");
+    let size = DISK_MIB * 1024 * 1024 + 3 * 512;
+    std::fs::File::options()
+        .write(true)
+        .open(&bad_tail.file)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let failing = [&bad_head, &bad_tail];
+    let before = file_hashes(&failing);
+    m.plug_failing_disk(7, &bad_head, 200..208).unwrap();
+    let last = size / 512 - 1;
+    m.plug_failing_disk(8, &bad_tail, [last]).unwrap();
+    for d in failing {
+        let listed = wait_disk(admin, &d.serial, true).unwrap();
+        assert_eq!(listed["role"], "unreadable", "{listed}");
+        let error = listed["read_error"].as_str().unwrap_or_default();
+        assert!(error.contains("(os error 5)"), "{listed}");
+    }
+    let page = admin.get("/storage").unwrap().text();
+    assert!(page.contains("unreadable: reading bytes"), "{page}");
+    let ids = ["CAIRN-BADHEAD", "CAIRN-BADTAIL"];
+    for (disks, confirm) in [
+        (&ids[..], None),
+        (&ids[..], Some("shaky")),
+        (&ids[1..], Some("shaky")),
+    ] {
+        let level = if disks.len() == 1 { "single" } else { "raid1" };
+        let r = send(
+            admin,
+            "POST",
+            "/api/v1/volumes",
+            json!({"name": "shaky", "level": level, "disks": disks, "confirm": confirm}),
+        );
+        let body = r.json().unwrap();
+        assert_eq!(
+            (r.status, error_code(&body)),
+            (409, "disk.unreadable"),
+            "{body}"
+        );
+        assert_eq!(
+            body["error"]["confirm"],
+            format!("erase unreadable {}", disks.join(" ")),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("(os error 5)"), "{message}");
+    }
+    assert_eq!(
+        bay_hashes(m, &failing),
+        before,
+        "a refused create wrote to an unreadable disk"
+    );
+    for (bay, d) in [(7, &bad_head), (8, &bad_tail)] {
+        m.unplug_disk(bay).unwrap();
+        wait_disk(admin, &d.serial, false);
+    }
+    assert_eq!(
+        file_hashes(&failing),
+        before,
+        "after the box let go of them"
+    );
+}
+
 #[test]
 fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
     let board = "qemu-aarch64-virt";
@@ -321,7 +397,7 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
         network: Network::Offline,
         forward: vec![445],
         data_disks: bays.clone(),
-        empty_bays: 2,
+        empty_bays: 4,
         ..BootOptions::default()
     };
     let (mut m, _disk, admin) = boot(board, &options);
@@ -414,6 +490,8 @@ fn raid5_lifecycle_failure_repair_reboot_and_move_to_a_new_box() {
             .unwrap_or_else(|| panic!("{id} is no longer listed after a refusal"));
         assert_eq!(d["role"], "free", "a refusal touched a disk: {d}");
     }
+
+    unreadable_disks_are_never_free_nor_erased_without_their_confirmation(&mut m, &admin, &dir);
 
     // RAID 5 on four disks: the job reaches 100 %.
     let r = expect(

@@ -315,6 +315,19 @@ pub fn qemu_command(
     Ok((board, manifest, cmd))
 }
 
+/// blkdebug's rules failing every read (EIO) that touches one of `bad_sectors`: blkdebug matches one sector
+/// per rule, and raw's reads raise its `read_aio` event, which makes the rules live.
+fn blkdebug_rules(bad_sectors: impl IntoIterator<Item = u64>) -> String {
+    bad_sectors
+        .into_iter()
+        .map(|sector| {
+            format!(
+                "[inject-error]\nevent = \"read_aio\"\niotype = \"read\"\nerrno = \"5\"\nsector = \"{sector}\"\nonce = \"off\"\n\n"
+            )
+        })
+        .collect()
+}
+
 /// A hot-plug PCIe port whose slot number is the bay number the guest reads from /sys/bus/pci/slots.
 fn bay_port(bay: usize) -> String {
     format!("pcie-root-port,id=bay{bay},chassis={bay},slot={bay}")
@@ -574,6 +587,27 @@ impl Machine {
 
     /// Pushes a disk image into an empty `bay` while the box runs.
     pub fn plug_disk(&self, bay: usize, disk: &DataDisk) -> Result<()> {
+        let file = serde_json::json!({"driver": "file", "filename": disk.file.to_string_lossy()});
+        self.plug(bay, disk, file)
+    }
+
+    /// Pushes a failing disk into an empty `bay`: reads that touch any of `bad_sectors` (512-byte sectors, a
+    /// range or a list) fail with an I/O error, as a disk with unreadable sectors does; writes go through. QEMU's `blkdebug`
+    /// driver does it, from a rules file written next to the image (`<image>.blkdebug`).
+    pub fn plug_failing_disk(
+        &self,
+        bay: usize,
+        disk: &DataDisk,
+        bad_sectors: impl IntoIterator<Item = u64>,
+    ) -> Result<()> {
+        let rules = disk.file.with_extension("blkdebug");
+        std::fs::write(&rules, blkdebug_rules(bad_sectors))?;
+        let file = serde_json::json!({"driver": "blkdebug", "config": rules.to_string_lossy(),
+            "image": {"driver": "file", "filename": disk.file.to_string_lossy()}});
+        self.plug(bay, disk, file)
+    }
+
+    fn plug(&self, bay: usize, disk: &DataDisk, file: serde_json::Value) -> Result<()> {
         let mut qmp = self.qmp()?;
         let n = self
             .plugged
@@ -581,8 +615,7 @@ impl Machine {
         let node = format!("hot{n}");
         qmp.execute(
             "blockdev-add",
-            serde_json::json!({"driver": "raw", "node-name": node,
-                "file": {"driver": "file", "filename": disk.file.to_string_lossy()}}),
+            serde_json::json!({"driver": "raw", "node-name": node, "file": file}),
         )?;
         let id = format!("hotdisk{n}");
         // A disk pulled a moment ago leaves its slot only once the guest has powered the slot off.
@@ -660,5 +693,40 @@ mod tests {
         assert!(!super::is_log_line("nameserver 10.0.2.9"));
         assert!(!super::is_log_line("[global]"));
         assert!(!super::is_log_line("inet 10.0.2.15/24"));
+    }
+
+    /// The rules as QEMU itself reads them (qemu-io over the same blkdebug node the bay gets): reads touching
+    /// a bad sector fail, reads beside them and writes over them do not.
+    #[test]
+    fn blkdebug_rules_fail_reads_of_exactly_the_bad_sectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(1024 * 1024)
+            .unwrap();
+        let rules = dir.path().join("disk.blkdebug");
+        std::fs::write(&rules, super::blkdebug_rules((100..102).chain([2047]))).unwrap();
+        let node = serde_json::json!({"driver": "raw", "file": {"driver": "blkdebug",
+            "config": rules.to_string_lossy(), "image": {"driver": "file", "filename": image.to_string_lossy()}}});
+        let io = |op: &str| -> bool {
+            let out = std::process::Command::new("qemu-io")
+                .args(["-c", op, &format!("json:{node}")])
+                .output()
+                .expect("qemu-io (qemu-utils) is installed");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            !text.contains("failed")
+        };
+        assert!(!io("read 51200 512"), "sector 100");
+        assert!(!io("read 51712 512"), "sector 101");
+        assert!(!io("read 0 65536"), "a read spanning sector 100");
+        assert!(!io("read 1048064 512"), "the last sector");
+        assert!(io("read 52224 512"), "sector 102 is readable");
+        assert!(
+            io("read 0 51200"),
+            "everything before sector 100 is readable"
+        );
+        assert!(io("write 51200 512"), "writes go through");
     }
 }
