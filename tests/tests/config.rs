@@ -1,9 +1,12 @@
 //! The config partition's promises, on the real image: it is formatted only when blank, what Cairn does not
 //! recognise there is never touched, and a damaged filesystem is repaired with the settings kept. Each case
 //! changes the box's disk between boots (its qcow2 overlay, with `qemu-io`), as a failing or foreign medium would.
+//! Without its settings the box refuses setup to the network and says why until the owner repairs them at
+//! the console; with the partition full, the owner still logs in and changes fail with a code.
 
 use cairn_e2e::*;
-use cairn_qemu::{BootDisk, BootOptions, Machine, Manifest};
+use cairn_qemu::{BootDisk, BootOptions, DataDisk, Machine, Manifest};
+use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,8 +67,12 @@ fn sha256(path: &Path) -> String {
 }
 
 fn boot(disk: &BootDisk) -> Machine {
+    boot_with(disk, &BootOptions::default())
+}
+
+fn boot_with(disk: &BootDisk, options: &BootOptions) -> Machine {
     let started = Instant::now();
-    let mut m = Machine::boot(BOARD, disk, &BootOptions::default()).unwrap();
+    let mut m = Machine::boot(BOARD, disk, options).unwrap();
     if let Err(e) = m.wait_healthy(started, Duration::from_secs(120)) {
         panic!("{e}\n{}", m.console_log());
     }
@@ -172,4 +179,289 @@ fn a_damaged_config_filesystem_is_repaired_and_keeps_the_settings() {
     power_off(&mut m);
     disk.extract(offset >> 20, size >> 20, &image).unwrap();
     assert_ext4_clean(&image);
+}
+
+/// Runs a console command; returns its output.
+fn console(m: &mut Machine, command: &str) -> String {
+    m.serial(command, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{command}: {e}\n{}", m.console_log()))
+}
+
+/// The SHA-256 the guest computes of a file on the box.
+fn guest_sha256(m: &mut Machine, path: &str) -> String {
+    let out = console(m, &format!("sha256sum {path}"));
+    out.split_whitespace()
+        .find(|w| w.len() == 64)
+        .unwrap_or_else(|| panic!("no checksum for {path}: {out}"))
+        .to_string()
+}
+
+/// Asserts an error answer's status and code, with a hint; returns the error object.
+fn refused(r: &cairn_qemu::HttpResponse, status: u16, code: &str) -> serde_json::Value {
+    let body = r.json().unwrap_or_default();
+    assert_eq!(
+        (r.status, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        r.text()
+    );
+    assert!(
+        body["error"]["hint"].as_str().is_some_and(|h| h.len() > 10),
+        "a hint says what to do: {body}"
+    );
+    body["error"].clone()
+}
+
+/// A stranger on the LAN tries to set the box up as theirs.
+fn intruder_setup(client: &cairn_qemu::HttpClient) -> cairn_qemu::HttpResponse {
+    client
+        .post_json(
+            "/api/v1/setup",
+            &json!({"username": "intruder", "password": "intruder password"}),
+            &[],
+        )
+        .unwrap()
+}
+
+/// Polls health until `ready` holds.
+fn wait_health(
+    m: &Machine,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(120);
+    let client = m.http().with_timeout(Duration::from_secs(2));
+    loop {
+        if let Ok(h) = client.get("/api/v1/health").and_then(|r| r.json()) {
+            if ready(&h) {
+                return h;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "health never showed {what}\n{}",
+            m.console_log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_it_and_data_stays() {
+    let (manifest, dir) = Manifest::load(BOARD).unwrap_or_else(|e| panic!("{e}"));
+    let disk = BootDisk::flash(&manifest, &dir).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let data = DataDisk {
+        file: work.path().join("bay1.img"),
+        serial: "CAIRN-BAY1".into(),
+    };
+    cairn_qemu::blank_disk(&data.file, 128).unwrap();
+    let options = BootOptions {
+        data_disks: vec![data.clone()],
+        ..BootOptions::default()
+    };
+
+    // A set-up box with a volume and a file on it.
+    let mut m = boot_with(&disk, &options);
+    let kept = {
+        let _log = ConsoleOnFailure(m.console_handle(), "first boot");
+        let admin = m.http();
+        setup_through_form(&admin);
+        let job = expect(
+            &send(
+                &admin,
+                "POST",
+                "/api/v1/volumes",
+                json!({"name": "vault", "level": "single", "disks": ["CAIRN-BAY1"]}),
+            ),
+            202,
+        );
+        let (j, _) = wait_job(&admin, &job["job"], Duration::from_secs(180));
+        assert_eq!(j["state"], "done", "{j}");
+        console(
+            &mut m,
+            "dd if=/dev/urandom of=/data/vault/keep.bin bs=64k count=32 2>/dev/null; sync",
+        );
+        let kept = guest_sha256(&mut m, "/data/vault/keep.bin");
+        power_off(&mut m);
+        kept
+    };
+
+    // Something Cairn does not recognise over the partition's head: its superblock and group descriptors.
+    let (offset, _) = config_partition(&board());
+    let garbage: Vec<u8> = (0..64u32 << 10)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write_into(&disk, offset, &garbage);
+    let data_before = sha256(&data.file);
+
+    let mut m = boot_with(&disk, &options);
+    let _log = ConsoleOnFailure(m.console_handle(), "config partition overwritten");
+    let h = wait_health(&m, "the settings' state", |h| h.get("settings").is_some());
+    assert_eq!(h["settings"]["available"], false, "{h}");
+    assert_eq!(h["settings"]["code"], "settings.unrecognised", "{h}");
+    assert!(
+        h["settings"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("cairn ctl config repair"),
+        "{h}"
+    );
+
+    // The network cannot set the box up as new, nor log in.
+    let stranger = m.http();
+    refused(&intruder_setup(&stranger), 503, "settings.unrecognised");
+    let page = stranger.get("/setup").unwrap();
+    assert_eq!(
+        page.status,
+        503,
+        "the setup page offers no form: {}",
+        page.text()
+    );
+    assert!(
+        page.text().contains("cairn ctl config repair"),
+        "{}",
+        page.text()
+    );
+    let form = stranger
+        .post_form(
+            "/setup",
+            &[
+                ("username", "intruder"),
+                ("password", "intruder password"),
+                ("password_again", "intruder password"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(form.status, 503, "{}", form.text());
+    refused(
+        &stranger
+            .post_json(
+                "/api/v1/session",
+                &json!({"username": ADMIN, "password": ADMIN_PASSWORD}),
+                &[],
+            )
+            .unwrap(),
+        503,
+        "settings.unrecognised",
+    );
+    refused(
+        &stranger
+            .post_json(
+                "/api/v1/config/format",
+                &json!({"confirm": "erase-settings"}),
+                &[],
+            )
+            .unwrap(),
+        503,
+        "settings.unrecognised",
+    );
+    let mounts = console(&mut m, "cat /proc/mounts");
+    assert!(
+        !mounts.contains("/data/vault"),
+        "no volume is touched while the settings are unavailable: {mounts}"
+    );
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/config") && l.contains(" rw,")),
+        "nothing writable stands in for the settings: {mounts}"
+    );
+
+    // The console says it, and formats nothing without the typed word.
+    let said = console(&mut m, "cairn ctl health 2>&1");
+    assert!(
+        said.contains("SETTINGS UNAVAILABLE") && said.contains("settings.unrecognised"),
+        "{said}"
+    );
+    let said = console(&mut m, "echo yes | cairn ctl config format 2>&1");
+    assert!(
+        said.contains("config.confirm_required") && said.contains("erase-settings"),
+        "{said}"
+    );
+    assert_eq!(
+        sha256(&data.file),
+        data_before,
+        "the data disk was written while the settings were unavailable"
+    );
+
+    // The console repairs it (e2fsck finds a backup superblock); the daemon starts again on the settings.
+    let said = console(&mut m, "cairn ctl config repair 2>&1");
+    assert!(said.contains("repaired"), "{said}");
+    let h = wait_health(&m, "the settings back", |h| {
+        h["settings"]["available"] == true
+    });
+    assert_eq!(h["setup_done"], true, "the owner's settings came back: {h}");
+    let admin = m.http();
+    login_api(&admin, ADMIN, ADMIN_PASSWORD);
+    refused(&intruder_setup(&stranger), 409, "setup.already_done");
+    // The volume comes back with its file unchanged.
+    let until = Instant::now() + Duration::from_secs(120);
+    while !console(&mut m, "cat /proc/mounts").contains("/data/vault") {
+        assert!(
+            Instant::now() < until,
+            "the volume never mounted again\n{}",
+            m.console_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        guest_sha256(&mut m, "/data/vault/keep.bin"),
+        kept,
+        "the file on the volume changed"
+    );
+
+    // Filled to its last block from the console (root writes past the reserved blocks): the owner still
+    // logs in, and a change fails with a code and a hint instead of half-writing.
+    console(&mut m, "dd if=/dev/zero of=/config/fill bs=64k 2>/dev/null; dd if=/dev/zero of=/config/fill2 bs=1k 2>/dev/null; sync");
+    let more = console(
+        &mut m,
+        "dd if=/dev/zero of=/config/more bs=1k count=1 2>&1; rm -f /config/more",
+    );
+    assert!(
+        more.contains("No space left"),
+        "the partition is full to its last block: {more}"
+    );
+    let owner = m.http();
+    login_api(&owner, ADMIN, ADMIN_PASSWORD);
+    let e = refused(
+        &send(
+            &owner,
+            "PATCH",
+            "/api/v1/system",
+            json!({"hostname": "renamed"}),
+        ),
+        507,
+        "settings.full",
+    );
+    assert!(e["message"].as_str().unwrap().contains("full"), "{e}");
+    refused(
+        &send(
+            &owner,
+            "POST",
+            "/api/v1/users",
+            json!({"name": "alice", "password": "alice password", "role": "user"}),
+        ),
+        507,
+        "settings.full",
+    );
+    assert_eq!(
+        expect(&owner.get("/api/v1/users").unwrap(), 200)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Space freed: changes work again.
+    console(&mut m, "rm /config/fill /config/fill2; sync");
+    expect(
+        &send(
+            &owner,
+            "PATCH",
+            "/api/v1/system",
+            json!({"hostname": "renamed"}),
+        ),
+        200,
+    );
+    power_off(&mut m);
 }

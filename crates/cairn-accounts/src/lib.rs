@@ -238,6 +238,7 @@ impl Accounts {
                     .db()
                     .open_tree(records::TREE)
                     .map_err(StoreError::Db)?,
+                store.room().clone(),
             ),
             store,
             password_policy: PasswordPolicy::OWASP_2023,
@@ -332,6 +333,11 @@ impl Accounts {
     pub fn require_user(&self, name: &str) -> Result<User, AccountError> {
         self.user(name)?
             .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))
+    }
+
+    /// Keys of damaged account records that lists skipped (for health and the console).
+    pub fn damaged_records(&self) -> Vec<String> {
+        self.records.damaged()
     }
 
     /// Every account, in name order.
@@ -745,5 +751,7 @@ fn check_access(tx: &Change, access: &Access) -> Result<(), AccountError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod damaged_and_full;
 #[cfg(test)]
 mod tests;

@@ -3,11 +3,14 @@
 //! One tree makes every multi-record change (deleting a user with its memberships, share access and sessions)
 //! a single atomic `sled::Batch`. Writers are serialised by a mutex, so a change reads a consistent state,
 //! decides, and applies everything at once; readers see the state before or after, never between.
+//! A record that does not decode is skipped by the lists (and remembered with its key for health and the
+//! console), so one damaged record never stops a login, the user list or the SMB render for everyone else;
+//! a change that must read it still fails, naming it.
 
 use crate::AccountError;
-use cairn_store::StoreError;
+use cairn_store::{Need, Room, StoreError};
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Name of the tree holding every account record.
@@ -43,6 +46,9 @@ impl Kind {
 pub(crate) struct Records {
     tree: sled::Tree,
     writer: Arc<Mutex<()>>,
+    room: Room,
+    /// Keys of records a list found damaged (and skipped), since start.
+    damaged: Arc<Mutex<BTreeSet<String>>>,
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AccountError> {
@@ -56,11 +62,23 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AccountErr
 }
 
 impl Records {
-    pub fn new(tree: sled::Tree) -> Records {
+    pub fn new(tree: sled::Tree, room: Room) -> Records {
         Records {
             tree,
             writer: Arc::new(Mutex::new(())),
+            room,
+            damaged: Arc::default(),
         }
+    }
+
+    /// Keys of the damaged records the lists have skipped.
+    pub fn damaged(&self) -> Vec<String> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn get<T: DeserializeOwned>(
@@ -75,11 +93,25 @@ impl Records {
         }
     }
 
+    /// Every readable record of a kind; a damaged one is logged with its key, remembered and skipped.
     pub fn list<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, AccountError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(kind.prefix()) {
             let (k, v) = item?;
-            out.push(decode(&k, &v)?);
+            match decode(&k, &v) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    let key = String::from_utf8_lossy(&k).into_owned();
+                    let new = self
+                        .damaged
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(key);
+                    if new {
+                        log::error!("{e}; skipped (the rest of the settings are used)");
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -103,6 +135,17 @@ impl Records {
             staged: BTreeMap::new(),
         };
         let result = f(&mut change)?;
+        if change.staged.is_empty() {
+            return Ok(result);
+        }
+        // A login's session record may use the headroom kept for it; every other change stops before it.
+        let session = Kind::Session.prefix().as_bytes();
+        let need = if change.staged.keys().all(|k| k.starts_with(session)) {
+            Need::Session
+        } else {
+            Need::Change
+        };
+        self.room.check(need)?;
         let mut batch = sled::Batch::default();
         for (k, v) in change.staged {
             match v {

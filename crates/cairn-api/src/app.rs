@@ -13,6 +13,15 @@ pub struct Identity {
     pub board: String,
 }
 
+/// The console's way back when the settings are unavailable: repair or format the config partition. The
+/// daemon supplies the real one (e2fsck, mke2fs and mount through `cairn-exec`); tests supply a fake.
+pub trait ConfigRecovery: Send + Sync {
+    /// Checks and repairs the partition, mounts it and checks that the settings open again. Never formats.
+    fn repair(&self) -> Result<String, cairn_store::unavailable::RecoveryError>;
+    /// Makes a new, empty settings filesystem on the config partition only, and mounts it.
+    fn format(&self) -> Result<String, cairn_store::unavailable::RecoveryError>;
+}
+
 /// Called after every acknowledged change that servers' files depend on (SMB), off the async threads.
 pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
 
@@ -33,6 +42,13 @@ pub struct App {
     /// Space each share takes, measured in the background (see [`usage`]).
     pub(crate) share_usages: std::sync::Arc<usage::ShareUsages>,
     on_change: Option<ChangeHook>,
+    /// Why the settings could not be opened. While set, the API answers health and the console's repair
+    /// only: setup and login are refused with the reason, and nothing is written anywhere.
+    pub settings_unavailable: Option<cairn_store::unavailable::Unavailable>,
+    /// Repair and format for the console; absent on a development host.
+    pub config_recovery: Option<Box<dyn ConfigRecovery>>,
+    /// Woken after a successful repair or format: the daemon starts again on the recovered settings.
+    pub restart: tokio::sync::Notify,
 }
 
 impl App {
@@ -54,6 +70,9 @@ impl App {
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
             share_usages: Default::default(),
             on_change: None,
+            settings_unavailable: None,
+            config_recovery: None,
+            restart: tokio::sync::Notify::new(),
         })
     }
 

@@ -7,6 +7,8 @@
 
 use cairn_accounts::{AccountError, NameError};
 use cairn_storage::StorageError;
+use cairn_store::unavailable::{RecoveryError, Unavailable};
+use cairn_store::StoreError;
 use cairn_system::{NetworkRule, SystemError};
 use hyper::StatusCode;
 use serde_json::json;
@@ -22,6 +24,8 @@ pub enum Error {
     Storage(#[from] StorageError),
     #[error(transparent)]
     System(#[from] SystemError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -61,6 +65,9 @@ pub enum RequestError {
     Timeout,
     #[error("this box has too many open connections from your address, or from everyone")]
     TooManyConnections,
+    /// The box runs without its settings: nothing but health and the console's repair is answered.
+    #[error("{0}")]
+    SettingsUnavailable(Unavailable),
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -105,6 +112,7 @@ impl Error {
                 Error::Storage(StorageError::UnreadableConfirmRequired { token, .. }) => {
                     Some(token.clone())
                 }
+                Error::Recovery(RecoveryError::ConfirmRequired { word }) => Some(word.clone()),
                 _ => None,
             },
         }
@@ -148,6 +156,9 @@ const INTERNAL: &str = "system.internal";
 const NAME_HINT: &str =
     "Use 1 to 32 characters: a lowercase letter first, then lowercase letters, digits, '_' or '-'.";
 const INTERNAL_HINT: &str = "Try again; if it keeps happening, the system log names the cause.";
+const FULL_HINT: &str = "Free space on the settings partition: remove files from shares on the system volume (or whatever else was put there), then try again. Logging in still works.";
+const DAMAGED_HINT: &str = "The record named in the message is damaged; the rest of the settings are used. Restore it from a settings backup, or delete and recreate it.";
+const REPAIR_HINT: &str = "At the box's console run `cairn ctl config repair`; if that cannot help, `cairn ctl config format` erases the settings (never the data volumes).";
 
 /// Builds [`entry`] and [`ALL_CODES`] from one list of `pattern => (STATUS, "code", hint[, message])`.
 macro_rules! error_table {
@@ -169,11 +180,14 @@ macro_rules! error_table {
 }
 
 use AccountError as A;
-use Error::{Account, Request, Storage, System};
+use Error::{Account, Recovery, Request, Storage, System};
 use NetworkRule as N;
+use RecoveryError as C;
 use RequestError as R;
 use StorageError as S;
+use StoreError as D;
 use SystemError as Y;
+use Unavailable as U;
 
 error_table! {
     Request(R::Unauthenticated) => (UNAUTHORIZED, "session.required", "Log in again."),
@@ -193,6 +207,12 @@ error_table! {
     Request(R::StorageUnavailable) => (SERVICE_UNAVAILABLE, "storage.unavailable", "Use the box's own dashboard to manage its disks."),
     Request(R::Timeout) => (REQUEST_TIMEOUT, "request.timeout", "Send the whole request at once; a slow or interrupted connection may need a retry."),
     Request(R::TooManyConnections) => (SERVICE_UNAVAILABLE, "request.too_many_connections", "Try again in a moment; if it persists, a computer on your network is holding many connections to the box."),
+    Request(R::SettingsUnavailable(U::NoPartition)) => (SERVICE_UNAVAILABLE, "settings.no_partition", "The boot disk lacks its settings partition: write the firmware image to it again. Data volumes are on other disks and stay as they are."),
+    Request(R::SettingsUnavailable(U::Unreadable { .. })) => (SERVICE_UNAVAILABLE, "settings.unreadable", "The boot disk fails to read: replace it and restore a settings backup; data volumes are on other disks. From the console, `cairn ctl config repair` may still save the settings."),
+    Request(R::SettingsUnavailable(U::Unrecognised { .. })) => (SERVICE_UNAVAILABLE, "settings.unrecognised", REPAIR_HINT),
+    Request(R::SettingsUnavailable(U::Unmountable { .. })) => (SERVICE_UNAVAILABLE, "settings.unmountable", REPAIR_HINT),
+    Request(R::SettingsUnavailable(U::CannotOpen { .. })) => (SERVICE_UNAVAILABLE, "settings.cannot_open", REPAIR_HINT),
+    Request(R::SettingsUnavailable(U::Missing { .. })) => (SERVICE_UNAVAILABLE, "settings.missing", "Restore a settings backup, or at the box's console run `cairn ctl config format` to start with new settings (data volumes are kept and can be imported)."),
     Request(R::Internal(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Account(A::Name(NameError::Reserved(_))) => (UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),
@@ -215,6 +235,8 @@ error_table! {
     Account(A::InvalidSharePath(_)) => (BAD_REQUEST, "share.path_invalid", "Give a folder relative to the volume, like Photos/2024: letters, digits, spaces, '_', '-' and '.', no '..'."),
     Account(A::NoSuchVolume(_)) => (UNPROCESSABLE_ENTITY, "share.volume_not_found", "Choose one of the volumes the storage page lists."),
     Account(A::InvalidDescription(_)) => (BAD_REQUEST, "share.description_invalid", "Use at most 256 characters on one line."),
+    Account(A::Store(D::Full { .. })) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
+    Account(A::Store(D::Corrupt { .. })) => (INTERNAL_SERVER_ERROR, "settings.record_damaged", DAMAGED_HINT),
     Account(A::Store(_) | A::Random) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Storage(S::NoSuchVolume(_)) => (NOT_FOUND, "volume.not_found", "Check the name; the storage page lists every volume and found array."),
@@ -236,6 +258,7 @@ error_table! {
     Storage(S::NotMember { .. }) => (UNPROCESSABLE_ENTITY, "volume.disk_not_member", "Choose one of the volume's own disks; GET /api/v1/volumes/{name} lists them."),
     Storage(S::Refused(_)) => (UNPROCESSABLE_ENTITY, "volume.refused", "Nothing was changed; the storage page and event log say what the volume needs."),
     Storage(S::Tool { .. }) => (INTERNAL_SERVER_ERROR, "storage.tool_failed", "Nothing more was changed; the storage event log has the tool's own words."),
+    Storage(S::Store(D::Full { .. })) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
     Storage(S::Store(_) | S::Io(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     System(Y::HostnameInvalid(_)) => (BAD_REQUEST, "system.hostname_invalid", "Use 1 to 63 letters, digits and '-', not starting or ending with '-'."),
@@ -249,7 +272,18 @@ error_table! {
     System(Y::NetworkInvalid(N::NotAnAddress)) => (BAD_REQUEST, "network.invalid", "Check the address and gateway fields."),
     System(Y::NothingToConfirm) => (CONFLICT, "network.nothing_to_confirm", "It may have been rolled back already; look at the network settings and change them again."),
     System(Y::PowerUnavailable) => (SERVICE_UNAVAILABLE, "system.power_unavailable", "Restart or power off the machine itself."),
+    System(Y::Store(D::Full { .. })) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
     System(Y::Store(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
+
+    Recovery(C::NoPartition) => (UNPROCESSABLE_ENTITY, "config.no_partition", "Write the firmware image to the boot disk again; data volumes are on other disks."),
+    Recovery(C::NotNeeded) => (CONFLICT, "config.not_needed", "Nothing to do: the settings partition is mounted and the settings open."),
+    Recovery(C::ConsoleOnly) => (FORBIDDEN, "config.console_only", "Run `cairn ctl config repair` (or `format`) at the box's serial console."),
+    Recovery(C::ConfirmRequired { .. }) => (CONFLICT, "config.confirm_required", "If you want to erase the settings (data volumes are kept), send the word as \"confirm\"; `cairn ctl config format` asks you to type it."),
+    Recovery(C::CheckFailed(_)) => (UNPROCESSABLE_ENTITY, "config.repair_failed", "Nothing was formatted. Restore a settings backup after `cairn ctl config format`, or replace the boot disk."),
+    Recovery(C::FormatFailed(_)) => (UNPROCESSABLE_ENTITY, "config.format_failed", "The boot disk may be failing: replace it and write the firmware image again."),
+    Recovery(C::MountFailed(_)) => (UNPROCESSABLE_ENTITY, "config.mount_failed", "Try `cairn ctl config repair` again; if it keeps failing, `cairn ctl config format` (the settings are erased, data volumes kept)."),
+    Recovery(C::SettingsLost) => (UNPROCESSABLE_ENTITY, "config.settings_lost", "Restore a settings backup after `cairn ctl config format`, or format and set the box up again; data volumes are kept and can be imported."),
+    Recovery(C::StillCannotOpen(_)) => (UNPROCESSABLE_ENTITY, "config.still_unusable", "`cairn ctl config format` erases the settings and starts afresh (data volumes are kept and can be imported)."),
 }
 
 fn capitalise(s: &str) -> String {

@@ -25,7 +25,7 @@ mod routes;
 mod throttle;
 mod usage;
 
-pub use app::{App, ChangeHook, Identity};
+pub use app::{App, ChangeHook, ConfigRecovery, Identity};
 pub use auth::is_local_network;
 pub use conns::{serve_accepted, ConnPolicy, Connections, Refused, Source, Ticket};
 pub use error::{ApiError, Error, RequestError, ALL_CODES};

@@ -30,6 +30,8 @@ pub(crate) enum Access {
     User,
     /// A logged-in administrator.
     Admin,
+    /// Only `cairn ctl` on the root-only control socket, even while the settings are unavailable.
+    Console,
 }
 
 /// A handler's answer, boxed so every handler fits the one table.
@@ -106,6 +108,8 @@ routes! {
     "GET" "/api/v1/jobs" Admin => json::storage::jobs;
     "GET" "/api/v1/jobs/{id}" Admin => json::storage::job;
     "GET" "/api/v1/storage/events" Admin => json::storage::events;
+    "POST" "/api/v1/config/repair" Console => json::system::repair_config;
+    "POST" "/api/v1/config/format" Console => json::system::format_config;
 
     "GET" "/" User => html::session::home;
     "POST" "/logout" User => html::session::logout;
@@ -249,8 +253,25 @@ pub(crate) async fn handle(
     }
 }
 
+/// While the settings are unavailable: health, the page's style and script, and the console's recovery.
+fn answered_without_settings(found: &Found, console: bool) -> bool {
+    match found {
+        Found::Route(r, _) => {
+            (r.access == Access::Open && r.method == "GET" && r.pattern != "/setup")
+                || (r.access == Access::Console && console)
+        }
+        _ => false,
+    }
+}
+
 async fn dispatch(ctx: &Ctx, method: &Method, path: &str, is_api: bool) -> Result<Resp, Error> {
     let found = find(method.as_str(), path);
+    if let Some(why) = &ctx.app.settings_unavailable {
+        // Before anything else: a box without its settings must not look like a new one (setup) to anyone.
+        if !answered_without_settings(&found, ctx.console) {
+            return Err(RequestError::SettingsUnavailable(why.clone()).into());
+        }
+    }
     let open = matches!(&found, Found::Route(r, _) if r.access == Access::Open);
     if !open && !ctx.console && !ctx.app.accounts.setup_done() {
         return if is_api {
@@ -266,7 +287,7 @@ async fn dispatch(ctx: &Ctx, method: &Method, path: &str, is_api: bool) -> Resul
         Found::OtherMethod => return Err(RequestError::MethodNotAllowed.into()),
         Found::Nothing => return Err(RequestError::NotFound.into()),
     };
-    let needs_session = matches!(route.access, Access::User | Access::Admin);
+    let needs_session = matches!(route.access, Access::User | Access::Admin | Access::Console);
     if needs_session {
         ctx.caller()?;
     }
@@ -277,6 +298,9 @@ async fn dispatch(ctx: &Ctx, method: &Method, path: &str, is_api: bool) -> Resul
     }
     if route.access == Access::Admin && ctx.caller()?.user.role != Role::Admin {
         return Err(RequestError::AdminOnly.into());
+    }
+    if route.access == Access::Console && !ctx.console {
+        return Err(cairn_store::unavailable::RecoveryError::ConsoleOnly.into());
     }
     (route.handler)(ctx, &params).await
 }

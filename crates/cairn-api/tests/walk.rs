@@ -21,7 +21,12 @@ const BAYS: &[&str] = &["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"];
 const FOUND: &[(&str, &str)] = &[("found-api", "I"), ("found-html", "J")];
 
 /// The only refusals the walk expects, each with its code: every other change must succeed.
-const REFUSED: &[(&str, &str, u16, &str)] = &[("POST", "/api/v1/setup", 409, "setup.already_done")];
+const REFUSED: &[(&str, &str, u16, &str)] = &[
+    ("POST", "/api/v1/setup", 409, "setup.already_done"),
+    // Repair and format belong to the console's control socket, never the network.
+    ("POST", "/api/v1/config/repair", 403, "config.console_only"),
+    ("POST", "/api/v1/config/format", 403, "config.console_only"),
+];
 const ALICE_PASSWORD: &str = "alice password";
 
 /// A logged-in browser and its token.

@@ -1,7 +1,8 @@
 //! `cairn init`: PID 1 of the image.
 //!
 //! Owns bringing the system up and down: virtual filesystems, the board's kernel modules, the config
-//! partition (formatted on first boot only when blank), loopback and the LAN interface, supervising the
+//! partition (formatted on first boot only when blank; anything else it cannot mount is left untouched, with
+//! nothing writable in its place and the reason in `/run/cairn/config-state` for the daemon), loopback and the LAN interface, supervising the
 //! services listed in `/etc/cairn/services.toml` (restart with backoff, orphans reaped, output logged to
 //! the console and a bounded log), petting the hardware watchdog, and a clean shutdown that leaves the
 //! config filesystem clean. It never touches data disks and never reads settings records.
@@ -16,4 +17,4 @@ pub mod procnet;
 pub mod services;
 mod system;
 
-pub use system::run;
+pub use system::{run, CONFIG_MOUNT};

@@ -1,10 +1,11 @@
 //! The PID 1 main loop: bring-up, supervision, watchdog and shutdown. Only runs as PID 1 in the image.
 
-use crate::config_partition::{self, Contents};
+use crate::config_partition;
 use crate::logring::LogRing;
 use crate::modules;
 use crate::services::{Backoff, ServiceSpec, ServicesFile, SERVICES_FILE};
 use cairn_board::{Board, IMAGE_BOARD_FILE};
+use cairn_store::unavailable::{ConfigState, Unavailable};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -438,86 +439,53 @@ fn load_modules(log: &LogRing, wanted: &[String]) {
     );
 }
 
-/// Mounts the config partition, formatting it only when it is blank. On any other trouble the box still
-/// comes up (on a RAM-backed /config) so the owner can see what is wrong instead of a dead box.
+/// Mounts the config partition, formatting it only when it is blank. On any other trouble nothing writable
+/// takes its place (a read-only, empty placeholder): the daemon finds the reason in the state file and
+/// refuses setup, so a box whose settings cannot be read is never offered to the network as a new one.
 fn mount_config(log: &LogRing, board: Option<&Board>) {
     let _ = std::fs::create_dir_all(CONFIG_MOUNT);
     let is_boot = |path: &str| board.map(|b| b.is_boot_device(path)).unwrap_or(true);
     let state =
         match config_partition::find_by_partname(Path::new("/sys/class/block"), &is_boot, "config")
         {
-            None => Err("no partition named config on the boot disk".to_string()),
-            Some(dev) => prepare_and_mount(log, &dev),
+            None => ConfigState::Unavailable {
+                device: None,
+                why: Unavailable::NoPartition,
+            },
+            Some(dev) => {
+                let part = config_partition::Device {
+                    device: dev,
+                    mount_point: CONFIG_MOUNT.into(),
+                };
+                config_partition::bring_up(&part.device.to_string_lossy(), &part)
+            }
         };
-    let note = match state {
-        Ok(how) => how,
-        Err(e) => {
+    match &state {
+        ConfigState::Unavailable { why, .. } => {
             log.line(
                 "init",
-                &format!("ERROR config partition: {e}; settings will not survive a restart"),
+                &format!("ERROR config partition: {why}; settings unavailable until the owner repairs or formats it from the console (cairn ctl config repair)"),
             );
-            let _ = mount(
-                Some("tmpfs"),
-                CONFIG_MOUNT,
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some("mode=0700,size=16m"),
-            );
-            format!("unavailable: {e}")
+            if let Err(e) = config_partition::mount_placeholder(Path::new(CONFIG_MOUNT)) {
+                log.line("init", &format!("read-only placeholder at {CONFIG_MOUNT}: {e}"));
+            }
         }
-    };
-    let _ = std::fs::write("/run/cairn/config-state", note);
-}
-
-fn prepare_and_mount(log: &LogRing, dev: &Path) -> Result<String, String> {
-    let dev_s = dev.to_string_lossy().to_string();
-    let mut how = "mounted".to_string();
-    match config_partition::probe(dev).map_err(|e| format!("cannot read {dev_s}: {e}"))? {
-        Contents::Foreign => {
-            return Err(format!(
-                "{dev_s} holds data that is not an ext4 filesystem; it was left untouched"
-            ))
-        }
-        Contents::Blank => {
-            log.line(
-                "init",
-                &format!("config partition {dev_s} is blank: formatting (first boot)"),
-            );
-            cairn_exec::run(
-                "/sbin/mke2fs",
-                &[
-                    "-q",
-                    "-t",
-                    "ext4",
-                    "-L",
-                    "cairn-config",
-                    "-E",
-                    "lazy_itable_init=0,lazy_journal_init=0",
-                    &dev_s,
-                ],
-                Duration::from_secs(120),
-            )
-            .map_err(|e| e.to_string())?;
-            how = "formatted".into();
-        }
-        Contents::Ext4 => {}
-    }
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME;
-    if let Err(first) = mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>) {
-        log.line(
+        ConfigState::Formatted { device } => log.line(
             "init",
-            &format!("config partition does not mount ({first}): checking it"),
-        );
-        let _ = cairn_exec::run("/sbin/e2fsck", &["-y", &dev_s], Duration::from_secs(300));
-        mount(Some(dev), CONFIG_MOUNT, Some("ext4"), flags, None::<&str>)
-            .map_err(|e| format!("mount {dev_s}: {e}"))?;
-        how = "repaired".into();
+            &format!("config partition {device} is blank: formatting (first boot); mounted at {CONFIG_MOUNT}"),
+        ),
+        ConfigState::Repaired { device } => log.line(
+            "init",
+            &format!("config partition {device} does not mount: checking it; repaired and mounted at {CONFIG_MOUNT}"),
+        ),
+        ConfigState::Mounted { device } => log.line(
+            "init",
+            &format!("config partition {device} mounted at {CONFIG_MOUNT}"),
+        ),
     }
-    log.line(
-        "init",
-        &format!("config partition {dev_s} {how} at {CONFIG_MOUNT}"),
-    );
-    Ok(how)
+    if let Err(e) = state.save(Path::new(cairn_store::unavailable::STATE_FILE)) {
+        log.line("init", &format!("cannot record the config state: {e}"));
+    }
 }
 
 fn bring_up_network(log: &LogRing, board: Option<&Board>) {

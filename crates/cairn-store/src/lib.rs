@@ -3,13 +3,21 @@
 //! It owns the database file, its schema version and the migrations between versions, so that an update
 //! never drops a setting. It never interprets the records it holds: the crates that own users, shares or
 //! network settings do that. Every acknowledged change goes through [`Store::commit`], which flushes to disk
-//! before returning, so a change the API acknowledged survives a power cut. Tested on the host with
+//! before returning, so a change the API acknowledged survives a power cut. Every write first checks the
+//! partition's room (`headroom`): changes stop with [`StoreError::Full`] while a login still fits, so a full
+//! partition never poisons the open database. [`unavailable`] says why there are no settings at all (init's
+//! finding about the config partition, or a database that does not open). Tested on the host with
 //! temporary directories, and with fixture databases for migrations as the schema grows.
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
+mod headroom;
+pub mod unavailable;
+
+pub use headroom::{fake_free_space, statvfs_free, FreeSpace, Headroom, Need, Room};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The schema this build reads and writes. Raise it only together with a migration in [`MIGRATIONS`].
 pub const SCHEMA_VERSION: u32 = 2;
@@ -82,12 +90,15 @@ pub enum StoreError {
     Encode(serde_json::Error),
     #[error("{0}")]
     Conflict(String),
+    #[error("the settings partition is full ({free_bytes} bytes free); the change was not made")]
+    Full { free_bytes: u64 },
 }
 
 /// Handle to the settings database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    room: Room,
 }
 
 /// A typed view of one tree (table) holding JSON records keyed by name.
@@ -95,11 +106,17 @@ pub struct Store {
 pub struct Table {
     tree: sled::Tree,
     name: String,
+    room: Room,
 }
 
 impl Store {
     /// Opens (creating if new) the database in `dir`, migrating it to [`SCHEMA_VERSION`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, Headroom::CONFIG, Arc::new(statvfs_free))
+    }
+
+    /// [`Store::open`] with another headroom policy and free-space measure (tests fill a disk this way).
+    pub fn open_with(dir: &Path, policy: Headroom, free: FreeSpace) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -111,9 +128,26 @@ impl Store {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        let store = Store { db };
+        let room = Room::new(dir, policy, free);
+        room.ensure_reserve();
+        let store = Store { db, room };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// An empty store in memory that is gone when the process ends. The daemon stands it in for settings it
+    /// cannot open, only so its parts can be built: every request is refused before it reaches them.
+    pub fn open_temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        let room = Room::new(
+            Path::new("/"),
+            Headroom::CONFIG,
+            Arc::new(|_: &Path| Ok(u64::MAX)),
+        );
+        Ok(Store { db, room })
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -166,6 +200,7 @@ impl Store {
         Ok(Table {
             tree: self.db.open_tree(name)?,
             name: name.to_string(),
+            room: self.room.clone(),
         })
     }
 
@@ -173,6 +208,11 @@ impl Store {
     pub fn commit(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The room check every writer runs before it stages a write (sled must never meet a full disk).
+    pub fn room(&self) -> &Room {
+        &self.room
     }
 
     /// The underlying database, for multi-table transactions in the crates that own the records.
@@ -199,12 +239,14 @@ impl Table {
 
     /// Writes one record (not yet durable: see [`Store::commit`]).
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        self.room.check(Need::Change)?;
         self.tree.insert(key, encode(value)?)?;
         Ok(())
     }
 
     /// Writes a record only if none has that key; false if one existed.
     pub fn insert_new<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, StoreError> {
+        self.room.check(Need::Change)?;
         let outcome =
             self.tree
                 .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)?))?;
@@ -213,6 +255,7 @@ impl Table {
 
     /// Removes one record; true if it existed.
     pub fn remove(&self, key: &str) -> Result<bool, StoreError> {
+        self.room.check(Need::Change)?;
         Ok(self.tree.remove(key)?.is_some())
     }
 
@@ -341,6 +384,77 @@ mod tests {
         assert!(t.insert_new("k", &1).unwrap());
         assert!(!t.insert_new("k", &2).unwrap());
         assert_eq!(t.get::<i32>("k").unwrap(), Some(1));
+    }
+
+    /// A disk whose free space the test sets.
+    fn store_on_a_filling_disk(dir: &Path) -> (Store, Arc<std::sync::atomic::AtomicU64>) {
+        let free = Arc::new(std::sync::atomic::AtomicU64::new(10 << 20));
+        let measure = fake_free_space(dir, free.clone());
+        let store = Store::open_with(&dir.join("settings.db"), Headroom::CONFIG, measure).unwrap();
+        (store, free)
+    }
+
+    const RESERVE_NAME_FOR_TESTS: &str = "headroom.reserve";
+
+    #[test]
+    fn a_full_partition_refuses_changes_with_a_typed_error_and_keeps_what_was_there() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, free) = store_on_a_filling_disk(dir.path());
+        assert!(
+            dir.path().join(RESERVE_NAME_FOR_TESTS).exists(),
+            "the reserve is made while there is room"
+        );
+        let t = store.table("system").unwrap();
+        t.put("hostname", &"cairn").unwrap();
+        free.store(0, Ordering::SeqCst);
+        match t.put("hostname", &"renamed") {
+            Err(StoreError::Full { .. }) => {}
+            other => panic!("expected full, got {other:?}"),
+        }
+        assert!(matches!(t.remove("hostname"), Err(StoreError::Full { .. })));
+        assert!(matches!(
+            t.insert_new("other", &1),
+            Err(StoreError::Full { .. })
+        ));
+        assert_eq!(
+            t.get::<String>("hostname").unwrap().as_deref(),
+            Some("cairn")
+        );
+        assert!(
+            dir.path().join(RESERVE_NAME_FOR_TESTS).exists(),
+            "a change never takes the reserve"
+        );
+    }
+
+    #[test]
+    fn a_session_write_on_a_full_partition_takes_the_reserve_and_changes_stay_refused() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, free) = store_on_a_filling_disk(dir.path());
+        free.store(0, Ordering::SeqCst);
+        store.room().check(Need::Session).unwrap();
+        assert!(
+            !dir.path().join(RESERVE_NAME_FOR_TESTS).exists(),
+            "released"
+        );
+        assert!(matches!(
+            store.room().check(Need::Change),
+            Err(StoreError::Full { .. })
+        ));
+        // The session record itself is written (the login goes on).
+        let sessions = store.db().open_tree("accounts").unwrap();
+        sessions.insert("x/1", b"{}".to_vec()).unwrap();
+        store.commit().unwrap();
+        // A reopen with the disk still full does not take the space back for a new reserve.
+        drop(sessions);
+        drop(store);
+        let policy = Headroom::CONFIG;
+        assert!(
+            policy.change_min > policy.reserve_file,
+            "a released reserve never re-opens changes"
+        );
+        assert!(Headroom::RESERVED_PERCENT as u64 * (64 << 20) / 100 > policy.change_min);
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
   hostname NAME                           rename the box
   network                                 network settings (and a change on trial)
   network dhcp                            back to DHCP, on trial like any change: the rescue path
-  network confirm                         keep the change on trial (else it rolls back by itself)";
+  network confirm                         keep the change on trial (else it rolls back by itself)
+  config repair                           settings unavailable: check and repair the settings partition
+  config format [--confirm WORD]          settings unavailable: erase the settings partition (asks for
+                                          the word; data volumes are never touched)";
 
 struct Request {
     method: &'static str,
@@ -53,6 +56,22 @@ fn req(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Re
 
 fn read_password() -> Result<String, String> {
     eprint!("password: ");
+    read_line()
+}
+
+/// The word that confirms formatting, from `--confirm` or typed at the prompt.
+fn read_format_confirmation(given: Option<String>) -> Result<String, String> {
+    if let Some(word) = given {
+        return Ok(word);
+    }
+    eprint!(
+        "This erases every setting of this box (users, shares, network); data volumes are not touched.\nType {} to go on: ",
+        cairn_store::unavailable::FORMAT_CONFIRM
+    );
+    read_line()
+}
+
+fn read_line() -> Result<String, String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -286,6 +305,15 @@ fn plan(
         ["network", "dhcp"] => req("PUT", "/api/v1/network", Some(json!({"mode": "dhcp"}))),
         ["network", "confirm"] => req("POST", "/api/v1/network/confirm", Some(json!({}))),
         ["network"] => req("GET", "/api/v1/network", None),
+        ["config", "repair"] => req("POST", "/api/v1/config/repair", Some(json!({}))),
+        ["config", "format"] => {
+            let given = take(&mut args, "--confirm");
+            req(
+                "POST",
+                "/api/v1/config/format",
+                Some(json!({"confirm": read_format_confirmation(given)?})),
+            )
+        }
         _ => return Err(USAGE.to_string()),
     })
 }
@@ -350,6 +378,22 @@ fn human_line(v: &Value) -> String {
     }
 }
 
+/// Health carries the settings' state: the console says plainly when they are unavailable, and what to do.
+fn warn_if_settings_unavailable(v: &Value) {
+    let s = &v["settings"];
+    if s["available"] == false {
+        eprintln!(
+            "SETTINGS UNAVAILABLE: {}\nhint: {} ({})",
+            s["message"].as_str().unwrap_or(""),
+            s["hint"].as_str().unwrap_or(""),
+            s["code"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(keys) = s["damaged_records"].as_array().filter(|k| !k.is_empty()) {
+        eprintln!("damaged settings records (skipped): {keys:?}");
+    }
+}
+
 pub fn run(args: &[String]) -> ExitCode {
     let mut args = args.to_vec();
     let as_json = take_switch(&mut args, "--json");
@@ -401,6 +445,7 @@ pub fn run(args: &[String]) -> ExitCode {
                         human(&value)
                     }
                 );
+                warn_if_settings_unavailable(&value);
                 ExitCode::SUCCESS
             }
             Ok((_, value)) => {

@@ -4,6 +4,7 @@
 #![deny(clippy::disallowed_methods)]
 
 mod ctl;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -160,20 +161,19 @@ fn daemon(args: &[String]) -> ExitCode {
         .as_ref()
         .map(|b| b.network.clone())
         .unwrap_or_default();
-    if let Err(e) = std::fs::create_dir_all(&options.state) {
-        log::error!(
-            "cannot create state directory {}: {e}",
-            options.state.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let store = match cairn_store::Store::open(&options.state.join("settings.db")) {
-        Ok(s) => s,
+    let config_root = std::path::Path::new(cairn_init::CONFIG_MOUNT);
+    let state_file = std::path::Path::new(cairn_store::unavailable::STATE_FILE);
+    let opened = match settings::open(&options.state, config_root, state_file) {
+        Ok(o) => o,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let store = opened.store;
+    let unavailable = opened.unavailable;
+    // Without settings nothing runs that acts on them: no disks, no SMB files, no stored network.
+    let usable = unavailable.is_none();
     let identity = cairn_api::Identity {
         version: env!("CARGO_PKG_VERSION").to_string(),
         board,
@@ -191,8 +191,8 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let smb = options.smb.unwrap_or(on_box);
-    let storage = match (&board_data, options.storage.unwrap_or(on_box)) {
+    let smb = options.smb.unwrap_or(on_box) && usable;
+    let storage = match (&board_data, options.storage.unwrap_or(on_box) && usable) {
         (Some(b), true) => {
             match cairn_storage::Storage::new(
                 b.clone(),
@@ -210,9 +210,21 @@ fn daemon(args: &[String]) -> ExitCode {
     };
     // Every change, the repair timer and the storage manager ask this one queue; one worker renders.
     let smb_renders = cairn_smb::RenderQueue::new();
+    let recovery = settings::BoxRecovery {
+        device: opened
+            .config
+            .as_ref()
+            .and_then(|c| c.device())
+            .map(PathBuf::from),
+        config_root: config_root.to_path_buf(),
+        state: options.state.clone(),
+        state_file: state_file.to_path_buf(),
+    };
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
+        a.settings_unavailable = unavailable;
+        a.config_recovery = Some(Box::new(recovery));
         a
     }) {
         Ok(a) if smb => {
@@ -242,7 +254,9 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    app.system.restore_at_start();
+    if usable {
+        app.system.restore_at_start();
+    }
     if smb {
         // The one renderer, off the async threads: renders what changes ask for, and every minute to
         // repair drift. It reads the settings when it runs, never a copy from when a render was asked for.
@@ -291,11 +305,19 @@ fn daemon(args: &[String]) -> ExitCode {
                 options.ctl.display()
             ),
         }
-        match cairn_api::serve(listener, app).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                log::error!("server stopped: {e}");
-                ExitCode::FAILURE
+        let restart = app.clone();
+        tokio::select! {
+            served = cairn_api::serve(listener, app) => match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("server stopped: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            // After the console's repair or format: init starts the daemon again, on the recovered settings.
+            () = restart.restart.notified() => {
+                log::warn!("settings recovered from the console: starting again");
+                ExitCode::SUCCESS
             }
         }
     })

@@ -3,19 +3,74 @@
 
 use super::{blocking, change};
 use crate::app::App;
-use crate::error::Error;
+use crate::error::{Error, RequestError};
+use cairn_store::unavailable::{RecoveryError, FORMAT_CONFIRM};
 use cairn_system::{NetworkSettings, NetworkView, PowerAction, Trial};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The health answer, also the start of the system answer and the home page's facts.
+/// The health answer, also the start of the system answer and the home page's facts. `settings` says whether
+/// the box has its settings, and if not why (the same code and hint every refused request answers with).
 pub(crate) fn health(app: &App) -> Value {
+    let settings = match &app.settings_unavailable {
+        Some(why) => {
+            let e = Error::from(RequestError::SettingsUnavailable(why.clone())).render();
+            json!({"available": false, "code": e.code, "message": e.message, "hint": e.hint})
+        }
+        None => json!({"available": true, "damaged_records": app.accounts.damaged_records()}),
+    };
     json!({
         "version": app.identity.version,
         "board": app.identity.board,
         "uptime_s": app.started.elapsed().as_secs(),
-        "setup_done": app.accounts.setup_done(),
+        "setup_done": app.settings_unavailable.is_none() && app.accounts.setup_done(),
+        "settings": settings,
     })
+}
+
+/// The recovery, when the settings are unavailable and the daemon knows how to reach the partition.
+fn recovery(app: &App) -> Result<&dyn crate::app::ConfigRecovery, Error> {
+    if app.settings_unavailable.is_none() {
+        return Err(RecoveryError::NotNeeded.into());
+    }
+    app.config_recovery
+        .as_deref()
+        .ok_or_else(|| RecoveryError::NoPartition.into())
+}
+
+/// After a recovery: the answer goes out first, then the daemon starts again on the recovered settings.
+fn restart_soon(app: &Arc<App>) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.restart.notify_one();
+    });
+}
+
+/// The console's repair (e2fsck, mount, settings open), off the async threads.
+pub(crate) async fn repair_config(app: &Arc<App>) -> Result<String, Error> {
+    recovery(app)?;
+    let worker = app.clone();
+    let message = blocking(move || recovery(&worker)?.repair().map_err(Error::from)).await?;
+    log::warn!("settings partition repaired from the console: {message}");
+    restart_soon(app);
+    Ok(message)
+}
+
+/// The console's format, only with the typed confirmation word.
+pub(crate) async fn format_config(app: &Arc<App>, confirm: String) -> Result<String, Error> {
+    recovery(app)?;
+    if confirm != FORMAT_CONFIRM {
+        return Err(RecoveryError::ConfirmRequired {
+            word: FORMAT_CONFIRM.to_string(),
+        }
+        .into());
+    }
+    let worker = app.clone();
+    let message = blocking(move || recovery(&worker)?.format().map_err(Error::from)).await?;
+    log::warn!("settings partition formatted from the console: {message}");
+    restart_soon(app);
+    Ok(message)
 }
 
 /// `GET /api/v1/system`.

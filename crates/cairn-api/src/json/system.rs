@@ -67,3 +67,26 @@ pub(crate) async fn change_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error>
 pub(crate) async fn confirm_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     ok(ctl::confirm_network(&ctx.app).await?)
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FormatRequest {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// `POST /api/v1/config/repair` (console only): check, repair and remount the config partition.
+pub(crate) async fn repair_config(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(json!({"repaired": true, "message": ctl::repair_config(&ctx.app).await?}))
+}
+
+/// `POST /api/v1/config/format` (console only): `{"confirm": word}` erases the settings partition.
+pub(crate) async fn format_config(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let req: FormatRequest = if ctx.body.is_empty() {
+        FormatRequest::default()
+    } else {
+        body(ctx)?
+    };
+    let message = ctl::format_config(&ctx.app, req.confirm.unwrap_or_default()).await?;
+    ok(json!({"formatted": true, "message": message}))
+}

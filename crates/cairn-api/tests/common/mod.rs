@@ -34,6 +34,20 @@ pub fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
     Server { port, _dir: dir }
 }
 
+/// Serves `app` on a loopback port and on a control socket in `dir` (as `cairn ctl` reaches the daemon).
+pub fn serve_with_console(dir: tempfile::TempDir, app: Arc<App>) -> (Server, std::path::PathBuf) {
+    let socket = dir.path().join("ctl.sock");
+    let control = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    control.set_nonblocking(true).unwrap();
+    let port = spawn_server(move |listener| async move {
+        let control = tokio::net::UnixListener::from_std(control).unwrap();
+        tokio::spawn(cairn_api::serve_control(control, app.clone()));
+        cairn_api::serve(listener, app).await
+    })
+    .port();
+    (Server { port, _dir: dir }, socket)
+}
+
 /// Runs `serve` on a loopback listener, on a thread and runtime of its own; returns the listener's address.
 pub fn spawn_server<F, Fut>(serve: F) -> std::net::SocketAddr
 where
