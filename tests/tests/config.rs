@@ -247,7 +247,7 @@ fn wait_health(
 }
 
 #[test]
-fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_it_and_data_stays() {
+fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_formats_it_and_data_stays() {
     let (manifest, dir) = Manifest::load(BOARD).unwrap_or_else(|e| panic!("{e}"));
     let disk = BootDisk::flash(&manifest, &dir).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -464,4 +464,81 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_it_an
         200,
     );
     power_off(&mut m);
+    drop(_log);
+
+    // Beyond repair: garbage over the head and every backup superblock. The repair says so and formats
+    // nothing; the owner formats after typing the word, sets the box up from the console and imports the
+    // volume, whose file is unchanged.
+    let image = work.path().join("config.img");
+    let (_, size) = config_partition(&board());
+    disk.extract(offset >> 20, size >> 20, &image).unwrap();
+    for at in std::iter::once(0).chain(backup_superblocks(&image)) {
+        write_into(&disk, offset + at, &garbage);
+    }
+    let mut m = boot_with(&disk, &options);
+    let _log = ConsoleOnFailure(m.console_handle(), "config partition beyond repair");
+    let said = console(&mut m, "cairn ctl config repair 2>&1");
+    assert!(said.contains("config.repair_failed"), "{said}");
+    let h = wait_health(&m, "the reason", |h| h["settings"]["available"] == false);
+    assert_eq!(h["settings"]["code"], "settings.unrecognised", "{h}");
+    let said = console(
+        &mut m,
+        "cairn ctl config format --confirm erase-settings 2>&1",
+    );
+    assert!(said.contains("formatted"), "{said}");
+    let h = wait_health(&m, "new settings", |h| h["settings"]["available"] == true);
+    assert_eq!(h["setup_done"], false, "{h}");
+    console(
+        &mut m,
+        &format!("echo '{ADMIN_PASSWORD}' | cairn ctl setup {ADMIN}"),
+    );
+    let admin = m.http();
+    login_api(&admin, ADMIN, ADMIN_PASSWORD);
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all = expect(&admin.get("/api/v1/volumes").unwrap(), 200);
+        if all
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "vault" && v["state"] == "found")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the volume is not found after the format: {all}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let v = expect(
+        &send(&admin, "POST", "/api/v1/volumes/vault/import", json!({})),
+        200,
+    );
+    assert_eq!(v["state"], "clean", "{v}");
+    assert_eq!(
+        guest_sha256(&mut m, "/data/vault/keep.bin"),
+        kept,
+        "the file on the volume changed across the format"
+    );
+    power_off(&mut m);
+}
+
+/// Byte offsets, within the partition, of the ext4 backup superblocks `dumpe2fs` lists.
+fn backup_superblocks(image: &Path) -> Vec<u64> {
+    let out = Command::new("dumpe2fs").arg(image).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let block_size: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("dumpe2fs names the block size");
+    let found: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Backup superblock at "))
+        .filter_map(|rest| rest.split(',').next()?.trim().parse::<u64>().ok())
+        .map(|block| block * block_size)
+        .collect();
+    assert!(!found.is_empty(), "no backup superblocks listed: {text}");
+    found
 }
