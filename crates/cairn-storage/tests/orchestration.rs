@@ -1035,3 +1035,28 @@ fn the_monitor_and_a_request_never_overwrite_each_others_record_updates() {
     assert_eq!(r.last_state, "degraded", "the monitor's update was lost");
     assert!(r.replacing.is_none());
 }
+
+#[test]
+fn a_disk_that_cannot_be_read_replaces_a_member_only_with_the_confirmation_naming_it() {
+    let (b, s) = mirror();
+    s.fail("media", "B", "test").unwrap();
+    b.fail_reads("vdc");
+    let from = b.fake.call_count();
+    for confirm in [None, Some("media")] {
+        let e = s.replace("media", "B", "C", confirm).unwrap_err();
+        let StorageError::UnreadableConfirmRequired { what, token } = &e else {
+            panic!("{confirm:?}: {e:?}");
+        };
+        assert_eq!(token, "erase unreadable C");
+        assert!(
+            what.contains("bay 3") && what.contains("os error 21"),
+            "{what}"
+        );
+    }
+    assert!(
+        b.methods_since(from).is_empty(),
+        "a refusal ran {:?}",
+        b.fake.calls()
+    );
+    assert!(b.volume_records()[0].replacing.is_none());
+}
