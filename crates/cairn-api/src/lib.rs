@@ -73,6 +73,11 @@ pub async fn serve_with(
             }
             Err(_) => refuse(stream),
         }
+        // Connections already open are read, and the ones chosen to make room closed, before the next one is
+        // taken: under a flood of new connections the server would otherwise only accept, every newcomer
+        // would find its source's places held by connections not read yet (none of which may be closed),
+        // and the closed ones would pile up as descriptors.
+        tokio::task::yield_now().await;
     }
 }
 
