@@ -213,6 +213,62 @@ fn seed(state: &std::path::Path, users: usize, shares: usize) {
     }
 }
 
+/// Rss and Pss of a process in kB, from its smaps_rollup.
+fn memory_kb(pid: u32, figure: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_else(|e| unmeasured(figure, format!("/proc/{pid}/smaps_rollup: {e}")));
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| unmeasured(figure, format!("no {name} in {text}")))
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+/// Open descriptors of a process.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Opens `count` connections to `port` from 127.0.0.1 to 127.0.0.`sources`, each sending one health request
+/// and reading its answer, then left idle (kept alive); returns them with how many were answered 200.
+fn idle_connections(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    count: usize,
+    sources: usize,
+) -> (Vec<tokio::net::TcpStream>, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    rt.block_on(async {
+        let mut open = vec![];
+        let mut answered = 0;
+        for i in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            let from = std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources) as u8);
+            socket.bind((from, 0).into()).unwrap();
+            let Ok(mut s) = socket.connect(([127, 0, 0, 1], port).into()).await else {
+                continue;
+            };
+            if s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let mut buf = [0u8; 2048];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await
+            {
+                if buf[..n].starts_with(b"HTTP/1.1 200") {
+                    answered += 1;
+                }
+            }
+            open.push(s);
+        }
+        (open, answered)
+    })
+}
+
 fn median_ms(mut f: impl FnMut() -> Duration, runs: usize) -> f64 {
     let mut v: Vec<f64> = (0..runs).map(|_| f().as_secs_f64() * 1000.0).collect();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -266,6 +322,8 @@ fn main() {
         "ratio (goal >= 50 %): {:.0} %   p99 goal <= 5 ms",
         100.0 * api.requests_per_s / hello.requests_per_s
     );
+
+    idle_connections_figure();
 
     println!();
     println!("## Scale: list and render time (median of 5; goal < 100 ms each at 10,000 users / 1,000 shares)");
@@ -393,6 +451,63 @@ fn main() {
             seeding.as_secs_f64()
         );
     }
+}
+
+/// Daemon memory with a thousand idle connections against the same daemon idle (host build).
+fn idle_connections_figure() {
+    const FIGURE: &str = "daemon memory with a thousand idle connections";
+    const ATTEMPTED: usize = 1000;
+    const SOURCES: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = daemon(dir.path(), port);
+    let pid = d.0.id();
+    let c = HttpClient::new(port);
+    let _ = c.get("/api/v1/health").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (idle_fds, (idle_rss, idle_pss)) = (descriptors(pid), memory_kb(pid, FIGURE));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (open, answered) = idle_connections(&rt, port, ATTEMPTED, SOURCES);
+    std::thread::sleep(Duration::from_millis(500));
+    let held = descriptors(pid).saturating_sub(idle_fds);
+    let (rss, pss) = memory_kb(pid, FIGURE);
+    if started.elapsed() > Duration::from_secs(25) {
+        unmeasured(
+            FIGURE,
+            "opening the connections took longer than the daemon keeps idle ones (30 s)",
+        );
+    }
+    if held == 0 || answered == 0 {
+        unmeasured(
+            FIGURE,
+            format!("{answered} connections answered, {held} held"),
+        );
+    }
+    let per_kb = pss.saturating_sub(idle_pss) as f64 / held as f64;
+    drop(open);
+    drop(d);
+    println!();
+    println!("## {FIGURE} (host build; goal <= 8 MiB above idle)");
+    println!(
+        "{ATTEMPTED} connections from {SOURCES} addresses, each answered once ({answered} got 200) then idle: the daemon holds {held} (its caps: 256 in all, 64 per address)"
+    );
+    println!(
+        "daemon idle: Pss {:.2} MiB (Rss {:.2} MiB); with them: Pss {:.2} MiB (Rss {:.2} MiB); above idle: Pss {:+.2} MiB (Rss {:+.2} MiB)",
+        idle_pss as f64 / 1024.0,
+        idle_rss as f64 / 1024.0,
+        pss as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        (pss as f64 - idle_pss as f64) / 1024.0,
+        (rss as f64 - idle_rss as f64) / 1024.0,
+    );
+    println!(
+        "per held connection: {per_kb:.1} KiB Pss; a thousand held (were the caps that high) would take {:.2} MiB",
+        per_kb * 1000.0 / 1024.0
+    );
 }
 
 #[cfg(test)]
