@@ -6,6 +6,7 @@ OUT = out/$(BOARD)
 BIN = target/$(TARGET)/release/cairn
 IMAGE_INPUTS = $(shell find rootfs board/$(BOARD) scripts/image -type f 2>/dev/null)
 export HTTP_PORT ?= 8080
+export HTTPS_PORT ?= 8443
 export SMB_PORT ?= 1445
 export DISKS ?= 0
 export NET ?= user
@@ -31,7 +32,8 @@ $(OUT)/manifest.json: $(BIN) $(IMAGE_INPUTS) Cargo.toml
 images:
 	@for b in $(BOARDS); do $(MAKE) --no-print-directory image BOARD=$$b || exit 1; done
 
-## Boots $(BOARD) with the serial console here and the dashboard on http://127.0.0.1:$(HTTP_PORT).
+## Boots $(BOARD) with the serial console here and the dashboard on http://127.0.0.1:$(HTTP_PORT) and
+## https://127.0.0.1:$(HTTPS_PORT).
 run: image
 	BOARD=$(BOARD) cargo run --quiet --release --locked -p cairn-qemu --bin cairn-run
 
@@ -46,8 +48,8 @@ test-e2e:
 
 ## The daemon natively on this machine with a throw-away state directory, for work on the pages.
 dev:
-	@state=$$(mktemp -d); echo "state in $$state; dashboard on http://127.0.0.1:$(HTTP_PORT)"; \
-	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --state $$state --ctl $$state/ctl.sock --board board/$(BOARD)/board.toml --power none
+	@state=$$(mktemp -d); echo "state in $$state; dashboard on http://127.0.0.1:$(HTTP_PORT) and https://127.0.0.1:$(HTTPS_PORT)"; \
+	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --listen-tls 127.0.0.1:$(HTTPS_PORT) --state $$state --ctl $$state/ctl.sock --board board/$(BOARD)/board.toml --power none
 
 ## Prints the figures the issues ask for (boot time against a floor, sizes, memory).
 bench: bootstrap images

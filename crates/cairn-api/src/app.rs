@@ -38,6 +38,8 @@ pub struct App {
     pub sys_root: std::path::PathBuf,
     /// The disk and volume manager; absent on a development host.
     pub storage: Option<cairn_storage::Storage>,
+    /// The TLS certificate served on port 443; absent on a development host started without TLS.
+    pub certificates: Option<std::sync::Arc<cairn_tls::Certificates>>,
     pub(crate) throttle: throttle::Throttle,
     /// Space each share takes, measured in the background (see [`usage`]).
     pub(crate) share_usages: std::sync::Arc<usage::ShareUsages>,
@@ -67,6 +69,7 @@ impl App {
             board: None,
             sys_root: std::path::PathBuf::from("/sys"),
             storage: None,
+            certificates: None,
             throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
             share_usages: Default::default(),
             on_change: None,

@@ -23,6 +23,8 @@ pub(crate) struct Ctx {
     /// The request came through the root-only control socket (`cairn ctl`): the console is trusted.
     pub console: bool,
     pub headers: HeaderMap,
+    /// The request came over TLS (port 443): its session cookie is `Secure`, its origin `https://`.
+    pub tls: bool,
     pub peer: SocketAddr,
     pub caller: Option<Caller>,
     /// Form or JSON body, read once for state-changing requests.
@@ -85,7 +87,9 @@ impl Ctx {
         }
     }
 
-    /// Requests without a session that change state (login, setup) must not come from another site.
+    /// Requests without a session that change state (login, setup) must not come from another site. The
+    /// origin is scheme and host: a page of `http://box` is another origin than `https://box` (a LAN
+    /// attacker can write the first), so the scheme must be the one this request came in by.
     pub fn check_same_origin(&self) -> Result<(), Error> {
         let Some(origin) = self.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
             return Ok(());
@@ -95,12 +99,25 @@ impl Ctx {
             .get(HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
-        if origin != "null" && origin_host.eq_ignore_ascii_case(host) {
+        let scheme = if self.tls { "https" } else { "http" };
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(s, h)| s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host));
+        if same {
             Ok(())
         } else {
             Err(RequestError::CrossOrigin.into())
         }
+    }
+
+    /// The session cookie for a login or setup answered to this request: `Secure` when it came over TLS,
+    /// so the browser never sends it back over plain HTTP.
+    pub fn session_cookie(&self, token: &str, session: &Session) -> hyper::header::HeaderValue {
+        http::session_cookie(
+            token,
+            session.max_age_s(cairn_accounts::SessionPolicy::DASHBOARD),
+            self.tls,
+        )
     }
 
     /// The session cookie's token, if the request carries one.

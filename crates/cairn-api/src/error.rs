@@ -10,6 +10,7 @@ use cairn_storage::StorageError;
 use cairn_store::unavailable::{RecoveryError, Unavailable};
 use cairn_store::StoreError;
 use cairn_system::{NetworkRule, SystemError};
+use cairn_tls::CertError;
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -26,6 +27,8 @@ pub enum Error {
     System(#[from] SystemError),
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    #[error(transparent)]
+    Certificate(#[from] CertError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -68,6 +71,10 @@ pub enum RequestError {
     /// The box runs without its settings: nothing but health and the console's repair is answered.
     #[error("{0}")]
     SettingsUnavailable(Unavailable),
+    #[error(
+        "this server does not serve HTTPS (a development server started without --listen-tls)"
+    )]
+    TlsUnavailable,
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -180,7 +187,8 @@ macro_rules! error_table {
 }
 
 use AccountError as A;
-use Error::{Account, Recovery, Request, Storage, System};
+use CertError as T;
+use Error::{Account, Certificate, Recovery, Request, Storage, System};
 use NetworkRule as N;
 use RecoveryError as C;
 use RequestError as R;
@@ -213,6 +221,7 @@ error_table! {
     Request(R::SettingsUnavailable(U::Unmountable { .. })) => (SERVICE_UNAVAILABLE, "settings.unmountable", REPAIR_HINT),
     Request(R::SettingsUnavailable(U::CannotOpen { .. })) => (SERVICE_UNAVAILABLE, "settings.cannot_open", REPAIR_HINT),
     Request(R::SettingsUnavailable(U::Missing { .. })) => (SERVICE_UNAVAILABLE, "settings.missing", "Restore a settings backup, or at the box's console run `cairn ctl config format` to start with new settings (data volumes are kept and can be imported)."),
+    Request(R::TlsUnavailable) => (SERVICE_UNAVAILABLE, "certificate.unavailable", "Use the box's own dashboard to manage its certificate."),
     Request(R::Internal(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Account(A::Name(NameError::Reserved(_))) => (UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),
@@ -284,6 +293,17 @@ error_table! {
     Recovery(C::MountFailed(_)) => (UNPROCESSABLE_ENTITY, "config.mount_failed", "Try `cairn ctl config repair` again; if it keeps failing, `cairn ctl config format` (the settings are erased, data volumes kept)."),
     Recovery(C::SettingsLost) => (UNPROCESSABLE_ENTITY, "config.settings_lost", "Restore a settings backup after `cairn ctl config format`, or format and set the box up again; data volumes are kept and can be imported."),
     Recovery(C::StillCannotOpen(_)) => (UNPROCESSABLE_ENTITY, "config.still_unusable", "`cairn ctl config format` erases the settings and starts afresh (data volumes are kept and can be imported)."),
+    Certificate(T::NoCertificate) => (BAD_REQUEST, "certificate.missing", "Paste the certificate chain in PEM form: blocks from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----, the box's own certificate first."),
+    Certificate(T::NoKey) => (BAD_REQUEST, "certificate.key_missing", "Paste the private key in PEM form (-----BEGIN PRIVATE KEY-----), without a passphrase."),
+    Certificate(T::SeveralKeys(_)) => (BAD_REQUEST, "certificate.several_keys", "Paste only the private key of the box's own certificate."),
+    Certificate(T::Pem(_)) => (BAD_REQUEST, "certificate.pem_invalid", "Paste the whole PEM text, every line from -----BEGIN to -----END, unchanged."),
+    Certificate(T::Unreadable { .. }) => (UNPROCESSABLE_ENTITY, "certificate.unreadable", "Export the certificate again as PEM (X.509, base64) from where it was issued."),
+    Certificate(T::KeyUnsupported(_)) => (UNPROCESSABLE_ENTITY, "certificate.key_unsupported", "Use an unencrypted ECDSA (P-256 or P-384), Ed25519 or RSA (2048 bits or more) key."),
+    Certificate(T::KeyMismatch) => (UNPROCESSABLE_ENTITY, "certificate.key_mismatch", "Upload the private key that was made together with this certificate (the certificate's own key, not its issuer's); nothing was changed."),
+    Certificate(T::NotYetValid { .. }) => (UNPROCESSABLE_ENTITY, "certificate.not_yet_valid", "Upload it once it is valid, or check the box's clock."),
+    Certificate(T::Expired { .. }) => (UNPROCESSABLE_ENTITY, "certificate.expired", "Renew the certificate with its issuer, then upload the new one."),
+    Certificate(T::ChainOrder { .. }) => (UNPROCESSABLE_ENTITY, "certificate.chain_order", "Put the box's own certificate first, then its issuer, then that one's issuer."),
+    Certificate(T::Generate(_) | T::Io { .. }) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 }
 
 fn capitalise(s: &str) -> String {

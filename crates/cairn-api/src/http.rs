@@ -24,6 +24,11 @@ pub(crate) struct BodyWatch {
     pub on_read: std::sync::Arc<dyn Fn() + Send + Sync>,
 }
 
+/// Marks a request that came over TLS (a request extension, set by the TLS listener's connections only):
+/// its session cookie is `Secure` and its origin `https://`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverTls;
+
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "cairn_session";
 

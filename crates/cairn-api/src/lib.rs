@@ -23,13 +23,16 @@ mod http;
 mod json;
 mod routes;
 mod throttle;
+mod tls;
 mod usage;
 
 pub use app::{App, ChangeHook, ConfigRecovery, Identity};
 pub use auth::is_local_network;
 pub use conns::{serve_accepted, ConnPolicy, Connections, Refused, Source, Ticket};
+pub use controller::certificate::box_names;
 pub use error::{ApiError, Error, RequestError, ALL_CODES};
 pub use routes::{public_routes, routes};
+pub use tls::serve_tls;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -51,6 +54,17 @@ pub async fn serve_with(
     app: Arc<App>,
     conns: Arc<Connections>,
 ) -> std::io::Result<()> {
+    accept(listener, app, conns, None).await
+}
+
+/// The accept loop of every TCP listener: each connection is admitted under `conns`' caps, then served as it
+/// is or, with `tls`, after its handshake (which runs under the same deadlines as a request head).
+pub(crate) async fn accept(
+    listener: TcpListener,
+    app: Arc<App>,
+    conns: Arc<Connections>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -62,8 +76,8 @@ pub async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
-        match conns.admit(peer) {
-            Ok(ticket) => {
+        match (conns.admit(peer), &tls) {
+            (Ok(ticket), None) => {
                 tokio::spawn(serve_accepted(
                     ticket,
                     app.clone(),
@@ -71,7 +85,19 @@ pub async fn serve_with(
                     std::future::ready(Ok(stream)),
                 ));
             }
-            Err(_) => refuse(stream),
+            (Ok(ticket), Some(acceptor)) => {
+                let handshake = acceptor.accept(stream);
+                tokio::spawn(conns::serve_admitted(
+                    ticket,
+                    app.clone(),
+                    peer,
+                    handshake,
+                    true,
+                ));
+            }
+            (Err(_), None) => refuse(stream),
+            // A TLS client cannot read a plain answer; closing is all it can be told.
+            (Err(_), Some(_)) => drop(stream),
         }
         // Connections already open are read, and the ones chosen to make room closed, before the next one is
         // taken: under a flood of new connections the server would otherwise only accept, every newcomer

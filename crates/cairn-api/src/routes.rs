@@ -74,6 +74,9 @@ routes! {
     "PATCH" "/api/v1/system" Admin => json::system::update;
     "POST" "/api/v1/system/reboot" Admin => json::system::reboot;
     "POST" "/api/v1/system/poweroff" Admin => json::system::poweroff;
+    "GET" "/api/v1/system/certificate" User => json::system::certificate;
+    "PUT" "/api/v1/system/certificate" Admin => json::system::install_certificate;
+    "DELETE" "/api/v1/system/certificate" Admin => json::system::regenerate_certificate;
     "GET" "/api/v1/network" Admin => json::system::network;
     "PUT" "/api/v1/network" Admin => json::system::change_network;
     "POST" "/api/v1/network/confirm" Admin => json::system::confirm_network;
@@ -137,6 +140,8 @@ routes! {
     "POST" "/system" Admin => html::system::rename;
     "POST" "/system/network" Admin => html::system::change_network;
     "POST" "/system/network/confirm" Admin => html::system::confirm_network;
+    "POST" "/system/certificate" Admin => html::system::install_certificate;
+    "POST" "/system/certificate/generate" Admin => html::system::regenerate_certificate;
     "GET" "/storage" Admin => html::storage::storage;
     "POST" "/storage/volumes" Admin => html::storage::create;
     "POST" "/storage/volumes/{name}/delete" Admin => html::storage::delete;
@@ -221,6 +226,7 @@ pub(crate) async fn handle(
         app,
         console,
         headers: parts.headers,
+        tls: parts.extensions.get::<http::OverTls>().is_some(),
         peer,
         caller: None,
         body: Default::default(),

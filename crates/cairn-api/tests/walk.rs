@@ -303,6 +303,10 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
         ),
 
         ("PATCH", "/api/v1/system") => (owner, Json(json!({"hostname": "walked"}))),
+        ("PUT", "/api/v1/system/certificate") => (
+            owner,
+            Json(json!({"certificate": OWNER_CRT, "key": OWNER_KEY})),
+        ),
         ("PUT", "/api/v1/network") => (
             owner,
             Json(
@@ -378,6 +382,10 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
             ]),
         ),
         ("POST", "/system") => (owner, Form(vec![("hostname", "walked-html")])),
+        ("POST", "/system/certificate") => (
+            owner,
+            Form(vec![("certificate", RSA_CRT), ("key", RSA_KEY)]),
+        ),
         ("POST", "/system/network") => (owner, Form(vec![("mode", "dhcp")])),
         ("POST", "/storage/volumes") => (
             owner,

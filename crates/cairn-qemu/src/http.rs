@@ -38,6 +38,8 @@ pub struct HttpClient {
     timeout: Duration,
     cookies: Arc<Mutex<Vec<(String, String)>>>,
     host_header: Option<String>,
+    /// Speak TLS with this configuration (see [`HttpClient::https`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl HttpClient {
@@ -47,6 +49,15 @@ impl HttpClient {
             timeout: Duration::from_secs(60),
             cookies: Arc::new(Mutex::new(Vec::new())),
             host_header: None,
+            tls: None,
+        }
+    }
+
+    /// A client for HTTPS on `port` that trusts only the certificate with this SHA-256 `fingerprint`.
+    pub fn https(port: u16, fingerprint: &str) -> HttpClient {
+        HttpClient {
+            tls: Some(crate::tls::pinned_client_config(fingerprint)),
+            ..HttpClient::new(port)
         }
     }
 
@@ -141,6 +152,32 @@ impl HttpClient {
         body: Vec<u8>,
     ) -> Result<HttpResponse> {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        match &self.tls {
+            Some(config) => {
+                let name =
+                    rustls::pki_types::ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]));
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| HarnessError::Http(format!("TLS: {e}")))?;
+                self.exchange(tls, method, path, headers, body).await
+            }
+            None => self.exchange(stream, method, path, headers, body).await,
+        }
+    }
+
+    /// One request and its answer over an open connection.
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<HttpResponse>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await

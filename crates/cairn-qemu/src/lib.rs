@@ -8,9 +8,11 @@
 
 mod http;
 mod qmp;
+mod tls;
 
 pub use http::{HttpClient, HttpResponse};
 pub use qmp::Qmp;
+pub use tls::{fingerprint_sha256, pinned_client_config};
 
 use cairn_board::Board;
 use std::io::{Read, Write};
@@ -457,6 +459,15 @@ impl Machine {
     /// An HTTP client for the dashboard port.
     pub fn http(&self) -> HttpClient {
         HttpClient::new(self.http_port)
+    }
+
+    /// An HTTPS client for the box's port 443 (boot with it in [`BootOptions::forward`]) that trusts only
+    /// the certificate with this SHA-256 fingerprint, as an owner who compared it would.
+    pub fn https(&self, fingerprint: &str) -> Result<HttpClient> {
+        let port = self.host_port(443).ok_or_else(|| {
+            HarnessError::Setup("port 443 is not forwarded: boot with forward: vec![443]".into())
+        })?;
+        Ok(HttpClient::https(port, fingerprint))
     }
 
     /// The host port a guest port is forwarded to.

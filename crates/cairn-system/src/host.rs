@@ -25,6 +25,11 @@ pub trait Host: Send + Sync {
     fn power(&self, action: PowerAction);
     /// Changes on every boot and stays the same across daemon restarts: tells a power cut from a restart.
     fn boot_id(&self) -> String;
+    /// The addresses `interface` has now (for the names in the box's own TLS certificate); none where the
+    /// machine is not the box's.
+    fn addresses(&self, _interface: &str) -> Vec<std::net::IpAddr> {
+        Vec::new()
+    }
 }
 
 fn kernel_boot_id() -> String {
@@ -48,6 +53,23 @@ fn ip(args: &[&str]) {
 }
 
 impl Host for Machine {
+    fn addresses(&self, interface: &str) -> Vec<std::net::IpAddr> {
+        let Ok(all) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        all.filter(|a| a.interface_name == interface)
+            .filter_map(|a| {
+                let addr = a.address?;
+                addr.as_sockaddr_in()
+                    .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                    .or_else(|| {
+                        addr.as_sockaddr_in6()
+                            .map(|v6| std::net::IpAddr::V6(v6.ip()))
+                    })
+            })
+            .collect()
+    }
+
     fn set_hostname(&self, name: &str) {
         if let Err(e) = nix::unistd::sethostname(name) {
             log::warn!("cannot set host name {name:?}: {e}");

@@ -54,6 +54,26 @@ impl System {
     }
 }
 
+impl System {
+    /// The box's addresses as known now: those of its LAN interface, the static one even before it is
+    /// applied, and loopback (a forwarded port or a tunnel reaches the box as 127.0.0.1).
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let mut all = self.inner.host.addresses(&self.inner.facts.interface);
+        if let Some(a) = self.confirmed_network().address {
+            all.push(a.into());
+        }
+        all.push(std::net::Ipv4Addr::LOCALHOST.into());
+        all.push(std::net::Ipv6Addr::LOCALHOST.into());
+        let mut seen = Vec::new();
+        all.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

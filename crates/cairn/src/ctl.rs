@@ -38,7 +38,11 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
   network confirm                         keep the change on trial (else it rolls back by itself)
   config repair                           settings unavailable: check and repair the settings partition
   config format [--confirm WORD]          settings unavailable: erase the settings partition (asks for
-                                          the word; data volumes are never touched)";
+                                          the word; data volumes are never touched)
+
+  certificate                             the HTTPS certificate: SHA-256 fingerprint, source, names, validity
+  certificate install CHAIN.pem KEY.pem   serve your own certificate chain and key (checked to match)
+  certificate generate                    back to a new certificate made by the box itself";
 
 struct Request {
     method: &'static str,
@@ -314,6 +318,19 @@ fn plan(
                 Some(json!({"confirm": read_format_confirmation(given)?})),
             )
         }
+        ["certificate"] => req("GET", "/api/v1/system/certificate", None),
+        ["certificate", "install"] => {
+            let read = |i: usize| {
+                let path = name(&args, i)?;
+                std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
+            };
+            req(
+                "PUT",
+                "/api/v1/system/certificate",
+                Some(json!({"certificate": read(2)?, "key": read(3)?})),
+            )
+        }
+        ["certificate", "generate"] => req("DELETE", "/api/v1/system/certificate", None),
         _ => return Err(USAGE.to_string()),
     })
 }

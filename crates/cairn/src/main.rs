@@ -16,6 +16,8 @@ commands:
   init                 PID 1 of the image (also run as /sbin/init)
   daemon [options]     the management service: HTTP API and dashboard
       --listen ADDR      address to listen on (default [::]:80)
+      --listen-tls ADDR  address to serve HTTPS on (the image: [::]:443; default none), with the
+                         certificate kept in the state directory (made on first start)
       --state DIR        settings directory (default /config/cairn)
       --board FILE       board description (default /etc/cairn/board.toml)
       --power init|none  who carries out reboot and power-off (default none)
@@ -78,6 +80,7 @@ enum Power {
 
 struct DaemonOptions {
     listen: String,
+    listen_tls: Option<String>,
     state: PathBuf,
     board: PathBuf,
     power: Power,
@@ -89,6 +92,7 @@ struct DaemonOptions {
 fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
     let mut o = DaemonOptions {
         listen: "[::]:80".into(),
+        listen_tls: None,
         state: PathBuf::from("/config/cairn"),
         board: PathBuf::from(cairn_board::IMAGE_BOARD_FILE),
         power: Power::None,
@@ -105,6 +109,7 @@ fn parse_daemon_options(args: &[String]) -> Result<DaemonOptions, String> {
         };
         match flag.as_str() {
             "--listen" => o.listen = value()?,
+            "--listen-tls" => o.listen_tls = Some(value()?),
             "--state" => o.state = PathBuf::from(value()?),
             "--board" => o.board = PathBuf::from(value()?),
             "--power" => {
@@ -191,6 +196,20 @@ fn daemon(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The box's TLS identity: made on first start, kept on the config partition.
+    let certificates = options
+        .listen_tls
+        .as_ref()
+        .filter(|_| usable)
+        .and_then(|_| {
+            match cairn_tls::Certificates::open(&options.state, &cairn_api::box_names(&system)) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    log::error!("no TLS certificate, HTTPS not served: {e}");
+                    None
+                }
+            }
+        });
     let smb = options.smb.unwrap_or(on_box) && usable;
     let storage = match (&board_data, options.storage.unwrap_or(on_box) && usable) {
         (Some(b), true) => {
@@ -225,6 +244,7 @@ fn daemon(args: &[String]) -> ExitCode {
         a.storage = storage;
         a.settings_unavailable = unavailable;
         a.config_recovery = Some(Box::new(recovery));
+        a.certificates = certificates;
         a
     }) {
         Ok(a) if smb => {
@@ -292,6 +312,18 @@ fn daemon(args: &[String]) -> ExitCode {
             }
         };
         log::info!("listening on {}", options.listen);
+        // One set of connection caps for both listeners: a host cannot double its share by using both.
+        let conns = cairn_api::Connections::new(cairn_api::ConnPolicy::LAN);
+        if let (Some(addr), Some(_)) = (&options.listen_tls, &app.certificates) {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(tls) => {
+                    log::info!("serving HTTPS on {addr}");
+                    tokio::spawn(cairn_api::serve_tls(tls, app.clone(), conns.clone()));
+                }
+                // Plain HTTP still serves the dashboard, where the owner can see why.
+                Err(e) => log::error!("cannot listen on {addr} for HTTPS: {e}"),
+            }
+        }
         let _ = std::fs::remove_file(&options.ctl);
         match tokio::net::UnixListener::bind(&options.ctl) {
             Ok(control) => {
@@ -307,7 +339,7 @@ fn daemon(args: &[String]) -> ExitCode {
         }
         let restart = app.clone();
         tokio::select! {
-            served = cairn_api::serve(listener, app) => match served {
+            served = cairn_api::serve_with(listener, app, conns) => match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("server stopped: {e}");

@@ -10,7 +10,8 @@ struct Daemon {
     child: Child,
     socket: std::path::PathBuf,
     port: u16,
-    _dir: tempfile::TempDir,
+    tls_port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -23,11 +24,14 @@ impl Drop for Daemon {
 fn start() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ctl.sock");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, tls_port) = (free(), free());
     let board = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../board/qemu-aarch64-virt/board.toml"
@@ -37,6 +41,8 @@ fn start() -> Daemon {
             "daemon",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--listen-tls",
+            &format!("127.0.0.1:{tls_port}"),
             "--board",
             board,
             "--power",
@@ -62,7 +68,8 @@ fn start() -> Daemon {
         child,
         socket,
         port,
-        _dir: dir,
+        tls_port,
+        dir,
     }
 }
 
@@ -178,4 +185,79 @@ fn the_console_can_set_up_manage_and_rescue() {
     assert!(!ok && err.contains("usage"), "{err}");
     let (ok, _, err) = ctl(&d, &["frobnicate"], "");
     assert!(!ok && err.contains("usage"), "{err}");
+}
+
+#[test]
+fn the_console_shows_the_certificate_served_and_installs_the_owners_own() {
+    let d = start();
+    assert!(ctl(&d, &["setup", "owner"], "first password\n").0);
+    let (ok, out, err) = ctl(&d, &["certificate"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("fingerprint_sha256="), "{out}");
+    let (ok, out, err) = ctl(&d, &["--json", "certificate"], "");
+    assert!(ok, "{err}");
+    let cert: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let fp = cert["fingerprint_sha256"].as_str().unwrap();
+    assert_eq!(cert["source"], "generated");
+    let (_, system, _) = ctl(&d, &["system"], "");
+    assert!(
+        system.contains(&format!("tls_fingerprint_sha256={fp}")),
+        "{system}"
+    );
+    // The fingerprint is the one HTTPS presents.
+    let https = cairn_qemu::HttpClient::https(d.tls_port, fp);
+    let until = Instant::now() + Duration::from_secs(20);
+    while https.get("/api/v1/health").is_err() {
+        assert!(Instant::now() < until, "HTTPS never answered with {fp}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let file = d.dir.path().join("state/tls.pem");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let fixture = |name: &str| {
+        format!(
+            "{}/../cairn-api/tests/fixtures/tls/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let (ok, _, err) = ctl(
+        &d,
+        &[
+            "certificate",
+            "install",
+            &fixture("owner.crt"),
+            &fixture("other.key"),
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(err.contains("certificate.key_mismatch"), "{err}");
+    let (ok, out, err) = ctl(
+        &d,
+        &[
+            "--json",
+            "certificate",
+            "install",
+            &fixture("owner.crt"),
+            &fixture("owner.key"),
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let uploaded: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(uploaded["source"], "uploaded");
+    let owners = uploaded["fingerprint_sha256"].as_str().unwrap();
+    let r = cairn_qemu::HttpClient::https(d.tls_port, owners)
+        .get("/api/v1/health")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let (ok, out, err) = ctl(&d, &["--json", "certificate", "generate"], "");
+    assert!(ok, "{err}");
+    let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(back["source"], "generated");
+    assert_ne!(back["fingerprint_sha256"], fp);
 }

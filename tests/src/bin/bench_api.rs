@@ -1,5 +1,6 @@
 //! `make bench` (API part): authenticated API throughput and p99 at 64 connections against a bare hyper
-//! hello-world in the same run, and list/render times with 1,000 and 10,000 users.
+//! hello-world in the same run, the same over HTTPS against HTTP (one daemon, one run), and list/render
+//! times with 1,000 and 10,000 users.
 //!
 //! Servers are measured once they answer (never after a fixed sleep); a figure wrk or a request cannot give
 //! stops the run with a sentence naming it (`measure::unmeasured`), never a 0 or NaN that reads as a pass.
@@ -75,13 +76,18 @@ fn hello_server() -> u16 {
 
 /// Runs wrk for 8 s at 64 connections; `figure` names what it measures if it cannot.
 fn wrk(figure: &str, port: u16, path: &str, cookie: Option<&str>) -> measure::WrkFigures {
+    wrk_url(figure, &format!("http://127.0.0.1:{port}{path}"), cookie)
+}
+
+/// [`wrk`] on a whole URL (`https://` too: wrk speaks TLS and checks no certificate).
+fn wrk_url(figure: &str, url: &str, cookie: Option<&str>) -> measure::WrkFigures {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", "2", "-c", "64", "-d", "8s", "--latency"]);
     if let Some(c) = cookie {
         cmd.args(["-H", &format!("Cookie: cairn_session={c}")]);
     }
     let out = cmd
-        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .arg(url)
         .output()
         .expect("wrk (scripts/bootstrap installs it)");
     let text = format!(
@@ -92,11 +98,11 @@ fn wrk(figure: &str, port: u16, path: &str, cookie: Option<&str>) -> measure::Wr
     if !out.status.success() {
         unmeasured(
             figure,
-            format!("wrk on {path} exited {}: {text}", out.status),
+            format!("wrk on {url} exited {}: {text}", out.status),
         );
     }
     measure::parse_wrk(&text)
-        .unwrap_or_else(|e| unmeasured(figure, format!("{e} on {path}: {text}")))
+        .unwrap_or_else(|e| unmeasured(figure, format!("{e} on {url}: {text}")))
 }
 
 struct Daemon(Child);
@@ -108,6 +114,11 @@ impl Drop for Daemon {
 }
 
 fn daemon(state: &std::path::Path, port: u16) -> Daemon {
+    daemon_with_tls(state, port, None)
+}
+
+/// The daemon, also serving HTTPS on `tls_port` when given.
+fn daemon_with_tls(state: &std::path::Path, port: u16, tls_port: Option<u16>) -> Daemon {
     let bin = workspace_root().join("target/release/cairn");
     assert!(
         bin.exists(),
@@ -127,6 +138,11 @@ fn daemon(state: &std::path::Path, port: u16) -> Daemon {
             "--smb",
             "off",
         ])
+        .args(
+            tls_port
+                .map(|p| vec!["--listen-tls".to_string(), format!("127.0.0.1:{p}")])
+                .unwrap_or_default(),
+        )
         .arg("--state")
         .arg(state)
         .arg("--ctl")
@@ -281,8 +297,8 @@ fn main() {
     let hello = wrk("bare hyper hello-world", hello_port, "/", None);
 
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let d = daemon(dir.path(), port);
+    let (port, tls_port) = (free_port(), free_port());
+    let d = daemon_with_tls(dir.path(), port, Some(tls_port));
     let c = HttpClient::new(port);
     assert_eq!(
         c.post_json(
@@ -307,6 +323,41 @@ fn main() {
         "/api/v1/session",
         Some(&cookie),
     );
+    let fingerprint = c.get("/api/v1/system/certificate").unwrap().json().unwrap()
+        ["fingerprint_sha256"]
+        .as_str()
+        .unwrap_or_else(|| unmeasured("HTTPS", "the daemon reports no certificate"))
+        .to_string();
+    let tls = HttpClient::https(tls_port, &fingerprint);
+    tls.set_cookie("cairn_session", &cookie);
+    if tls.get("/api/v1/session").map(|r| r.status).ok() != Some(200) {
+        unmeasured(
+            "HTTPS",
+            "the session does not answer over TLS with the reported certificate",
+        );
+    }
+    let api_tls = wrk_url(
+        "Cairn GET /api/v1/session (auth) over HTTPS",
+        &format!("https://127.0.0.1:{tls_port}/api/v1/session"),
+        Some(&cookie),
+    );
+    // A new connection for every request (this client's way): the handshake's cost, one at a time.
+    let per_request = |client: &HttpClient| {
+        median_ms(
+            || {
+                let t = Instant::now();
+                let r = client.get("/api/v1/session").unwrap();
+                if r.status != 200 {
+                    unmeasured("new-connection request", format!("answered {}", r.status));
+                }
+                t.elapsed()
+            },
+            201,
+        )
+    };
+    let plain = HttpClient::new(port);
+    plain.set_cookie("cairn_session", &cookie);
+    let (connect_http_ms, connect_tls_ms) = (per_request(&plain), per_request(&tls));
     drop(d);
     println!();
     println!("## Throughput, 64 connections, 8 s, wrk -t2 -c64 (host build)");
@@ -324,6 +375,22 @@ fn main() {
     );
 
     idle_connections_figure();
+
+    println!();
+    println!("## HTTPS against HTTP, same daemon and session, same run (host build)");
+    println!(
+        "HTTP  GET /api/v1/session, keep-alive:    {:>9.0} req/s   p99 {:.2} ms",
+        api.requests_per_s, api.p99_ms
+    );
+    println!(
+        "HTTPS GET /api/v1/session, keep-alive:    {:>9.0} req/s   p99 {:.2} ms   ({:.0} % of HTTP)",
+        api_tls.requests_per_s,
+        api_tls.p99_ms,
+        100.0 * api_tls.requests_per_s / api.requests_per_s
+    );
+    println!(
+        "new connection per request, median of 201: HTTP {connect_http_ms:.2} ms | HTTPS (full handshake, ECDSA P-256) {connect_tls_ms:.2} ms"
+    );
 
     println!();
     println!("## Scale: list and render time (median of 5; goal < 100 ms each at 10,000 users / 1,000 shares)");

@@ -27,6 +27,7 @@ mod serve;
 
 pub(crate) use serve::refusal_answer;
 pub use serve::serve_accepted;
+pub(crate) use serve::serve_admitted;
 
 use std::collections::HashMap;
 use std::fmt;

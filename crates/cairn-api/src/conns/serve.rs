@@ -30,6 +30,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Future<Output = std::io::Result<S>>,
 {
+    serve_admitted(ticket, app, peer, stream, false).await
+}
+
+/// [`serve_accepted`], with `tls` marking every request of the connection as having come over TLS.
+pub(crate) async fn serve_admitted<S, F>(
+    ticket: Ticket,
+    app: Arc<App>,
+    peer: SocketAddr,
+    stream: F,
+    tls: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = std::io::Result<S>>,
+{
     let slot = ticket.slot().clone();
     let policy = *ticket.conns().policy();
     let Some(stream) = opened(&slot, &policy, stream).await else {
@@ -46,6 +60,9 @@ where
                     timeout: policy.body_timeout,
                     on_read: Arc::new(move || read.body_read()),
                 });
+                if tls {
+                    req.extensions_mut().insert(crate::http::OverTls);
+                }
                 let resp = routes::handle(app, req, peer, false).await;
                 slot.answered();
                 Ok::<_, std::convert::Infallible>(resp)

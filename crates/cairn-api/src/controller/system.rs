@@ -73,14 +73,19 @@ pub(crate) async fn format_config(app: &Arc<App>, confirm: String) -> Result<Str
     Ok(message)
 }
 
-/// `GET /api/v1/system`.
+/// `GET /api/v1/system`, with the served certificate's fingerprint where there is one (so `cairn ctl
+/// system` shows it on the console).
 pub(crate) fn describe(app: &App) -> Value {
-    json!({
+    let mut v = json!({
         "hostname": app.system.hostname(),
         "version": app.identity.version,
         "board": app.identity.board,
         "uptime_s": app.started.elapsed().as_secs(),
-    })
+    });
+    if let Ok(info) = super::certificate::current(app) {
+        v["tls_fingerprint_sha256"] = info.fingerprint_sha256.into();
+    }
+    v
 }
 
 pub(crate) fn hostname(app: &App) -> String {

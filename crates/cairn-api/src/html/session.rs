@@ -4,7 +4,7 @@ use crate::auth::{is_local_network, Ctx, Params};
 use crate::controller;
 use crate::error::{Error, RequestError};
 use crate::http::{self, Resp};
-use cairn_accounts::{AccountError, Role, SessionPolicy};
+use cairn_accounts::{AccountError, Role};
 use cairn_system::PowerAction;
 use hyper::StatusCode;
 
@@ -20,16 +20,9 @@ pub(crate) async fn js(_: &Ctx, _: &Params) -> Result<Resp, Error> {
 }
 
 /// Home with the new session's cookie.
-fn logged_in(opened: controller::session::Opened) -> Resp {
+fn logged_in(ctx: &Ctx, opened: controller::session::Opened) -> Resp {
     let (session, token, _) = opened;
-    http::redirect(
-        "/",
-        Some(http::session_cookie(
-            &token,
-            session.max_age_s(SessionPolicy::DASHBOARD),
-            false,
-        )),
-    )
+    http::redirect("/", Some(ctx.session_cookie(&token, &session)))
 }
 
 pub(crate) async fn setup_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
@@ -55,7 +48,7 @@ pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
         return Ok(again(&RequestError::PasswordMismatch.into()));
     }
     match controller::session::setup(ctx, username.clone(), password, email.clone()).await {
-        Ok(opened) => Ok(logged_in(opened)),
+        Ok(opened) => Ok(logged_in(ctx, opened)),
         // Refusals about where the request came from are not the form's fault: an error page says so.
         Err(e @ Error::Request(RequestError::SetupNotLocal | RequestError::CrossOrigin)) => Err(e),
         Err(e) if e.status().is_client_error() => Ok(again(&e)),
@@ -75,7 +68,7 @@ pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let username = form.trimmed("username");
     let password = form.get("password");
     match controller::session::login(ctx, username.clone(), password).await {
-        Ok(opened) => Ok(logged_in(opened)),
+        Ok(opened) => Ok(logged_in(ctx, opened)),
         Err(e @ Error::Account(AccountError::BadCredentials)) => {
             Ok(http::html(e.status(), super::login(Some(&e), &username)))
         }

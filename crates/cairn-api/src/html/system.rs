@@ -1,7 +1,9 @@
-//! The System page: host name and network settings (applied on trial, kept once confirmed).
+//! The System page: host name, network settings (applied on trial, kept once confirmed) and the HTTPS
+//! certificate (its fingerprint, the owner's own, or back to one of the box's own).
 
 use super::{csrf_field, page, problem, status_of, Form};
 use crate::auth::{Caller, Ctx, Params};
+use crate::controller::certificate as cert;
 use crate::controller::system as ctl;
 use crate::error::Error;
 use crate::http::{self, esc, Resp};
@@ -64,6 +66,21 @@ pub(crate) async fn confirm_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error
     }
 }
 
+pub(crate) async fn install_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = Form::of(ctx);
+    match cert::install(&ctx.app, form.get("certificate"), form.get("key")).await {
+        Ok(_) => Ok(http::redirect("/system", None)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+    }
+}
+
+pub(crate) async fn regenerate_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    match cert::regenerate(&ctx.app).await {
+        Ok(_) => Ok(http::redirect("/system", None)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+    }
+}
+
 fn system_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> {
     let body = format!(
         r#"<section class="card"><h1>System</h1>{problem}
@@ -71,11 +88,13 @@ fn system_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> 
 <label>Host name<input name="hostname" value="{h}" maxlength="63" autocapitalize="none"></label>
 <p class="help">The box answers to this name and NAME.local. Renaming keeps everyone logged in.</p>
 <button type="submit">Save</button></form></section>
-{network}"#,
+{network}
+{certificate}"#,
         problem = problem(e),
         csrf = csrf_field(c),
         h = esc(&ctl::hostname(&ctx.app)),
         network = network_section(ctx, c),
+        certificate = certificate_section(ctx, c),
     );
     Ok(page(c, "System", status_of(e), body))
 }
@@ -122,5 +141,41 @@ fn network_section(ctx: &Ctx, c: &Caller) -> String {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join(", ")),
+    )
+}
+
+/// The served certificate's fingerprint (to compare with what a browser shows before trusting it), the
+/// upload form and the way back to a certificate of the box's own.
+fn certificate_section(ctx: &Ctx, c: &Caller) -> String {
+    let Ok(info) = cert::current(&ctx.app) else {
+        return r#"<section class="card"><h2>HTTPS certificate</h2><p>This server does not serve HTTPS.</p></section>"#.into();
+    };
+    let source = match info.source {
+        cairn_tls::Source::Generated => "Made by this box (self-signed)",
+        cairn_tls::Source::Uploaded => "Uploaded by an administrator",
+    };
+    format!(
+        r#"<section class="card"><h2>HTTPS certificate</h2>
+<dl class="facts">
+<dt>SHA-256 fingerprint</dt><dd><code class="fingerprint" id="tls-fingerprint">{fp}</code></dd>
+<dt>Source</dt><dd>{source}</dd>
+<dt>Names</dt><dd>{names}</dd>
+<dt>Issued by</dt><dd>{issuer}</dd>
+<dt>Valid</dt><dd>{from} until {until}</dd>
+</dl>
+<p class="help">A browser warns about a certificate the box made itself: before you accept it, check that the fingerprint it shows is this one. The serial console shows it too (<code>cairn ctl certificate</code>).</p>
+<form method="post" action="/system/certificate" class="stack">{csrf}
+<label>Certificate chain (PEM, this box's certificate first, then its issuers)<textarea name="certificate" rows="6" spellcheck="false"></textarea></label>
+<label>Private key (PEM, without a passphrase)<textarea name="key" rows="6" spellcheck="false" autocomplete="off"></textarea></label>
+<p class="help">The key must belong to the certificate and the certificate must be valid now. It is served from the next connection on.</p>
+<button type="submit">Upload certificate</button></form>
+<form method="post" action="/system/certificate/generate">{csrf}<button type="submit" class="secondary">Go back to a new certificate made by this box</button></form>
+</section>"#,
+        fp = esc(&info.fingerprint_sha256),
+        names = esc(&info.names.join(", ")),
+        issuer = esc(&info.issuer),
+        from = esc(&cairn_tls::format_time(info.not_before_s)),
+        until = esc(&cairn_tls::format_time(info.not_after_s)),
+        csrf = csrf_field(c),
     )
 }

@@ -5,7 +5,7 @@ use crate::auth::{Ctx, Params};
 use crate::controller::{self, session::Opened};
 use crate::error::Error;
 use crate::http::{self, Resp};
-use cairn_accounts::{SessionPolicy, UserView};
+use cairn_accounts::UserView;
 use hyper::header::SET_COOKIE;
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -30,15 +30,13 @@ struct LoginRequest {
     password: String,
 }
 
-fn session_answer(status: StatusCode, (session, token, user): Opened) -> Resp {
+fn session_answer(ctx: &Ctx, status: StatusCode, (session, token, user): Opened) -> Resp {
     let mut resp = http::json(
         status,
         &json!({"user": UserView::from(&user), "csrf_token": session.csrf_token}),
     );
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        http::session_cookie(&token, session.max_age_s(SessionPolicy::DASHBOARD), false),
-    );
+    resp.headers_mut()
+        .insert(SET_COOKIE, ctx.session_cookie(&token, &session));
     resp
 }
 
@@ -49,13 +47,13 @@ pub(crate) async fn health(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let req: SetupRequest = body(ctx)?;
     let opened = controller::session::setup(ctx, req.username, req.password, req.email).await?;
-    Ok(session_answer(StatusCode::CREATED, opened))
+    Ok(session_answer(ctx, StatusCode::CREATED, opened))
 }
 
 pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let req: LoginRequest = body(ctx)?;
     let opened = controller::session::login(ctx, req.username, req.password).await?;
-    Ok(session_answer(StatusCode::OK, opened))
+    Ok(session_answer(ctx, StatusCode::OK, opened))
 }
 
 pub(crate) async fn current(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {

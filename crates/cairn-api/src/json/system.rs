@@ -2,6 +2,7 @@
 
 use super::{body, ok};
 use crate::auth::{Ctx, Params};
+use crate::controller::certificate as cert;
 use crate::controller::system as ctl;
 use crate::error::Error;
 use crate::http::{self, Resp};
@@ -89,4 +90,26 @@ pub(crate) async fn format_config(ctx: &Ctx, _: &Params) -> Result<Resp, Error> 
     };
     let message = ctl::format_config(&ctx.app, req.confirm.unwrap_or_default()).await?;
     ok(json!({"formatted": true, "message": message}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateUpload {
+    certificate: String,
+    key: String,
+}
+
+pub(crate) async fn certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(cert::view(&cert::current(&ctx.app)?))
+}
+
+pub(crate) async fn install_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let upload: CertificateUpload = body(ctx)?;
+    ok(cert::view(
+        &cert::install(&ctx.app, upload.certificate, upload.key).await?,
+    ))
+}
+
+pub(crate) async fn regenerate_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(cert::view(&cert::regenerate(&ctx.app).await?))
 }

@@ -15,8 +15,18 @@ use std::sync::Arc;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A certificate and its key made with openssl (P-256, valid from their making for a century), and a key of
+/// no certificate here: what an owner uploads, and what a mix-up uploads.
+pub const OWNER_CRT: &str = include_str!("../fixtures/tls/owner.crt");
+pub const OWNER_KEY: &str = include_str!("../fixtures/tls/owner.key");
+pub const OTHER_KEY: &str = include_str!("../fixtures/tls/other.key");
+pub const RSA_CRT: &str = include_str!("../fixtures/tls/rsa.crt");
+pub const RSA_KEY: &str = include_str!("../fixtures/tls/rsa.key");
+
 pub struct Server {
     pub port: u16,
+    /// The HTTPS port of the same app, when the app has a certificate (0 otherwise).
+    pub tls_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -27,11 +37,36 @@ pub fn start() -> Server {
     serve_app(dir, app)
 }
 
-/// Serves `app` on a loopback port from a thread of its own.
+/// Serves `app` on a loopback port from a thread of its own, and over HTTPS on another when the app has a
+/// certificate.
 pub fn serve_app(dir: tempfile::TempDir, app: App) -> Server {
     let app = Arc::new(app);
-    let port = spawn_server(move |listener| cairn_api::serve(listener, app)).port();
-    Server { port, _dir: dir }
+    // One set of caps for both listeners, as on the box.
+    let conns = cairn_api::Connections::new(cairn_api::ConnPolicy::LAN);
+    let tls_port = match app.certificates {
+        Some(_) => {
+            let (app, conns) = (app.clone(), conns.clone());
+            spawn_server(move |listener| cairn_api::serve_tls(listener, app, conns)).port()
+        }
+        None => 0,
+    };
+    let port = spawn_server(move |listener| cairn_api::serve_with(listener, app, conns)).port();
+    Server {
+        port,
+        tls_port,
+        _dir: dir,
+    }
+}
+
+/// A server on a workstation that also serves HTTPS with a certificate of its own.
+pub fn start_with_tls() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
+    let mut app = app_on(store);
+    app.certificates = Some(Arc::new(
+        cairn_tls::Certificates::open(dir.path(), &cairn_api::box_names(&app.system)).unwrap(),
+    ));
+    serve_app(dir, app)
 }
 
 /// Serves `app` on a loopback port and on a control socket in `dir` (as `cairn ctl` reaches the daemon).
@@ -45,7 +80,14 @@ pub fn serve_with_console(dir: tempfile::TempDir, app: Arc<App>) -> (Server, std
         cairn_api::serve(listener, app).await
     })
     .port();
-    (Server { port, _dir: dir }, socket)
+    (
+        Server {
+            port,
+            tls_port: 0,
+            _dir: dir,
+        },
+        socket,
+    )
 }
 
 /// Runs `serve` on a loopback listener, on a thread and runtime of its own; returns the listener's address.
@@ -216,6 +258,9 @@ pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
     )
     .unwrap();
     app.sys_root = root.join("sys");
+    app.certificates = Some(Arc::new(
+        cairn_tls::Certificates::open(root, &cairn_api::box_names(&app.system)).unwrap(),
+    ));
     app.board = Some(board);
     app.storage = Some(storage);
     RealBox {

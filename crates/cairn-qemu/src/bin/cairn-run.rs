@@ -1,5 +1,5 @@
 //! `make run`: boots a board's image under QEMU with the serial console on this terminal, the dashboard on
-//! http://127.0.0.1:$HTTP_PORT and SMB on 127.0.0.1:$SMB_PORT. The box's disk (an overlay of the built image)
+//! http://127.0.0.1:$HTTP_PORT and https://127.0.0.1:$HTTPS_PORT, and SMB on 127.0.0.1:$SMB_PORT. The box's disk (an overlay of the built image)
 //! and its data disks live under `out/<board>/box/` and survive between runs until `make clean-box`.
 
 use cairn_qemu::{
@@ -72,7 +72,10 @@ fn run() -> Result<(), String> {
     };
     let ports = Ports {
         http: env_u16("HTTP_PORT", 8080)?,
-        forwarded: vec![(445, env_u16("SMB_PORT", 1445)?)],
+        forwarded: vec![
+            (445, env_u16("SMB_PORT", 1445)?),
+            (443, env_u16("HTTPS_PORT", 8443)?),
+        ],
     };
     let empty_bays: usize = std::env::var("EMPTY_BAYS")
         .ok()
@@ -94,8 +97,9 @@ fn run() -> Result<(), String> {
         qemu_command(&board, &disk, &options, &ports, &qmp).map_err(|e| e.to_string())?;
     cmd.arg("-nographic");
     eprintln!(
-        "cairn-run: booting {board}; dashboard at http://127.0.0.1:{}  (quit QEMU with Ctrl-a x; QMP at {})",
+        "cairn-run: booting {board}; dashboard at http://127.0.0.1:{} and https://127.0.0.1:{}  (quit QEMU with Ctrl-a x; QMP at {})",
         ports.http,
+        env_u16("HTTPS_PORT", 8443)?,
         qmp.display()
     );
     Err(format!("cannot start QEMU: {}", cmd.exec()))
