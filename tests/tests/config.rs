@@ -247,7 +247,8 @@ fn wait_health(
 }
 
 #[test]
-fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_formats_it_and_data_stays() {
+fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_formats_it_and_data_stays(
+) {
     let (manifest, dir) = Manifest::load(BOARD).unwrap_or_else(|e| panic!("{e}"));
     let disk = BootDisk::flash(&manifest, &dir).unwrap();
     let work = tempfile::tempdir().unwrap();

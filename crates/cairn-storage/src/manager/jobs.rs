@@ -196,21 +196,26 @@ impl Storage {
         if state == "running" {
             return;
         }
-        let _once = self
-            .inner
-            .settling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Ok(Some(mut current)) = self.job_record(&j.id) else {
-            return;
-        };
-        if current.state != "running" {
-            return;
+        {
+            // Only the look that moves the job out of running goes on. Released before the volume record is
+            // touched: a request holding the storage lock may settle a job too, so waiting for that lock while
+            // holding this one could deadlock.
+            let _once = self
+                .inner
+                .settling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Ok(Some(mut current)) = self.job_record(&j.id) else {
+                return;
+            };
+            if current.state != "running" {
+                return;
+            }
+            current.state = state.clone();
+            current.message = message.clone();
+            current.finished_s = Some(now_s());
+            self.keep_job(&current);
         }
-        current.state = state.clone();
-        current.message = message.clone();
-        current.finished_s = Some(now_s());
-        self.keep_job(&current);
         let mut mismatches = None;
         if j.kind == "scrub" {
             mismatches = live.map(|l| l.mismatch_cnt);
