@@ -223,6 +223,23 @@ fn intruder_setup(client: &cairn_qemu::HttpClient) -> cairn_qemu::HttpResponse {
         .unwrap()
 }
 
+/// With `config` full: a fresh login works, and a rename is refused as full; returns the client and the error.
+fn full_but_the_owner_logs_in(m: &Machine) -> (cairn_qemu::HttpClient, serde_json::Value) {
+    let owner = m.http();
+    login_api(&owner, ADMIN, ADMIN_PASSWORD);
+    let e = refused(
+        &send(
+            &owner,
+            "PATCH",
+            "/api/v1/system",
+            json!({"hostname": "renamed"}),
+        ),
+        507,
+        "settings.full",
+    );
+    (owner, e)
+}
+
 /// Polls health until `ready` holds.
 fn wait_health(
     m: &Machine,
@@ -259,6 +276,7 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
     cairn_qemu::blank_disk(&data.file, 128).unwrap();
     let options = BootOptions {
         data_disks: vec![data.clone()],
+        forward: vec![445],
         ..BootOptions::default()
     };
 
@@ -412,6 +430,45 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
         "the file on the volume changed"
     );
 
+    // A share on the small system volume (the config partition) filled over SMB. ksmbd writes from a kernel
+    // thread that keeps CAP_SYS_RESOURCE, so ext4's root reserve does not stop it: the partition fills to its
+    // last block. The owner still logs in (the session takes the settings' reserve file) and a change fails
+    // with a code and a hint naming the shares; once the file is gone, changes work again.
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/shares",
+            json!({"name": "scratch", "volume": "system", "access": {"users": {ADMIN: "write"}}}),
+        ),
+        201,
+    );
+    let big = work.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
+    let port = m.host_port(445).expect("SMB forwarded");
+    let (_, out) = smbclient(
+        port,
+        "scratch",
+        Some((ADMIN, ADMIN_PASSWORD)),
+        &format!("put {} big.bin", big.display()),
+    );
+    assert!(out.contains("NT_STATUS"), "the share filled up: {out}");
+    let (owner, e) = full_but_the_owner_logs_in(&m);
+    assert!(e["hint"].as_str().unwrap().contains("shares"), "{e}");
+    console(&mut m, "rm -f /config/shares/scratch/big.bin; sync");
+    expect(
+        &send(
+            &owner,
+            "PATCH",
+            "/api/v1/system",
+            json!({"hostname": "shares-freed"}),
+        ),
+        200,
+    );
+
     // Filled to its last block from the console (root writes past the reserved blocks): the owner still
     // logs in, and a change fails with a code and a hint instead of half-writing.
     console(&mut m, "dd if=/dev/zero of=/config/fill bs=64k 2>/dev/null; dd if=/dev/zero of=/config/fill2 bs=1k 2>/dev/null; sync");
@@ -423,18 +480,7 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
         more.contains("No space left"),
         "the partition is full to its last block: {more}"
     );
-    let owner = m.http();
-    login_api(&owner, ADMIN, ADMIN_PASSWORD);
-    let e = refused(
-        &send(
-            &owner,
-            "PATCH",
-            "/api/v1/system",
-            json!({"hostname": "renamed"}),
-        ),
-        507,
-        "settings.full",
-    );
+    let (owner, e) = full_but_the_owner_logs_in(&m);
     assert!(e["message"].as_str().unwrap().contains("full"), "{e}");
     refused(
         &send(

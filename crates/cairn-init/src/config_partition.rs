@@ -204,8 +204,8 @@ impl Partition for Device {
                 "ext4",
                 "-L",
                 "cairn-config",
-                // Root's share: the SMB server writes share data as an unprivileged user and stops here,
-                // so shares on the system volume never take the settings' room.
+                // Root's share, stated rather than left to mke2fs's default. It holds back ordinary users
+                // only: ksmbd's kernel threads write past it (the settings' own reserve covers logins).
                 "-m",
                 &reserved,
                 "-E",

@@ -1,13 +1,14 @@
 //! Room on the config partition: changes stop, with a typed error, before the filesystem is full, and a
 //! login still finds space for its session record.
 //!
-//! Three layers keep the settings writable. The filesystem's root-reserved blocks (init formats `config`
-//! with [`Headroom::RESERVED_PERCENT`]) stop share data, which the SMB server writes as an unprivileged
-//! user, well before the daemon (root) runs out. Changes are refused while less than [`Headroom::change_min`]
-//! is free, so sled never meets ENOSPC (a failed write would poison the open database until restart).
-//! And a reserve file of [`Headroom::reserve_file`] bytes is given back when even a session record would not
-//! fit (the partition filled by root, to its last block): the owner can still log in and be told why
-//! changes fail.
+//! Changes are refused while less than [`Headroom::change_min`] is free, so sled never meets ENOSPC (a failed
+//! write would poison the open database until restart). A reserve file of [`Headroom::reserve_file`] bytes is
+//! given back when even a session record would not fit (the partition filled to its last block, by root or
+//! by a share on the `system` volume): the owner can still log in and be told why changes fail; the next
+//! change after space comes back makes the reserve again. The filesystem's root-reserved blocks
+//! ([`Headroom::RESERVED_PERCENT`]) hold back ordinary users only: ksmbd writes share data from a kernel
+//! thread that keeps CAP_SYS_RESOURCE, so they do not stop a share from filling `config` (the QEMU test shows
+//! it); only moving shares off `config` would.
 
 use crate::StoreError;
 use std::io::Write;
@@ -35,15 +36,16 @@ pub struct Headroom {
 }
 
 impl Headroom {
-    /// The config partition (64 MiB on the reference boards, 1 KiB blocks): 5 % reserved for root is
-    /// 3.2 MiB, above `change_min`, so shares filling their part never stop changes.
+    /// The config partition (64 MiB on the reference boards, 1 KiB blocks): a few hundred changes' worth of
+    /// room for the settings, a reserve that outlasts many logins.
     pub const CONFIG: Headroom = Headroom {
         change_min: 2 << 20,
         session_min: 128 << 10,
         reserve_file: 1 << 20,
     };
 
-    /// The percentage of `config` init reserves for root when it formats the partition.
+    /// The percentage of `config` init reserves for root when it formats the partition (against processes
+    /// of ordinary users; the SMB server's kernel threads are not held back by it).
     pub const RESERVED_PERCENT: u32 = 5;
 }
 
@@ -121,7 +123,13 @@ impl Room {
             Need::Change if free < self.policy.change_min => {
                 Err(StoreError::Full { free_bytes: free })
             }
-            Need::Change => Ok(()),
+            Need::Change => {
+                // Space came back (files deleted): the reserve a login took is made again first.
+                if free >= self.policy.change_min + self.policy.reserve_file {
+                    self.ensure_reserve();
+                }
+                Ok(())
+            }
             Need::Session => {
                 if free < self.policy.session_min && self.release_reserve() {
                     free = (self.free)(&self.dir).unwrap_or(0);
