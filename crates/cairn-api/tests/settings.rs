@@ -63,13 +63,18 @@ fn start_without_settings() -> Unusable {
 /// One request on the control socket, as `cairn ctl` sends it.
 fn console(socket: &Path, method: &str, path: &str, body: &Value) -> (u16, Value) {
     let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    let body = body.to_string();
-    write!(
-        s,
+    // One write of the whole request (a GET carries no body): the server may answer and close as soon as
+    // it has the head, and a second write would then meet a closed socket.
+    let body = if method == "GET" {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    s.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
