@@ -2,18 +2,22 @@
 //!
 //! It owns the database file, its schema version and the migrations between versions, so that an update
 //! never drops a setting. It never interprets the records it holds: the crates that own users, shares or
-//! network settings do that. Every acknowledged change goes through [`Store::commit`], which flushes to disk
-//! before returning, so a change the API acknowledged survives a power cut. Every write first checks the
+//! network settings do that. Every acknowledged change goes through [`Store::commit`], a real barrier: sled's
+//! flush, then `fdatasync` of its log and `fsync` of what it created (see `barrier`), so a change the API
+//! acknowledged survives a power cut, on a new box too. Every write first checks the
 //! partition's room (`headroom`): changes stop with [`StoreError::Full`] while a login still fits, so a full
 //! partition never poisons the open database. [`unavailable`] says why there are no settings at all (init's
 //! finding about the config partition, or a database that does not open). Tested on the host with
-//! temporary directories, and with fixture databases for migrations as the schema grows.
+//! temporary directories (a killed writer process in `tests/durability.rs`), under QEMU with power cuts
+//! (`tests/tests/powercut.rs`), and with fixture databases for migrations as the schema grows.
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
+mod barrier;
 mod headroom;
 pub mod unavailable;
 
+use barrier::Barrier;
 pub use headroom::{fake_free_space, statvfs_free, FreeSpace, Headroom, Need, Room};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,7 +36,7 @@ const SCHEMA_KEY: &str = "schema_version";
 pub struct Migration {
     pub from: u32,
     pub describe: &'static str,
-    pub run: fn(&sled::Db) -> Result<(), StoreError>,
+    pub run: fn(&Store) -> Result<(), StoreError>,
 }
 
 /// Migrations in order. Each must keep every record it does not understand.
@@ -42,7 +46,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     run: v1_accounts_tree,
 }];
 
-fn v1_accounts_tree(db: &sled::Db) -> Result<(), StoreError> {
+fn v1_accounts_tree(store: &Store) -> Result<(), StoreError> {
+    let db = store.db();
     let accounts = db.open_tree("accounts")?;
     let mut batch = sled::Batch::default();
     for (old, prefix) in [("users", "u/"), ("sessions", "x/")] {
@@ -60,7 +65,7 @@ fn v1_accounts_tree(db: &sled::Db) -> Result<(), StoreError> {
         }
     }
     accounts.apply_batch(batch)?;
-    db.flush()?;
+    store.commit()?;
     // Only once the new tree is durable do the old ones go; a power cut before this re-runs the step harmlessly.
     db.drop_tree("users")?;
     db.drop_tree("sessions")?;
@@ -80,6 +85,11 @@ pub enum StoreError {
     NoMigration { from: u32 },
     #[error("settings database error: {0}")]
     Db(#[from] sled::Error),
+    #[error("the settings in {path} cannot be made durable: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("record {key:?} in {tree:?} is damaged: {source}")]
     Corrupt {
         tree: String,
@@ -99,6 +109,9 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     room: Room,
+    /// What makes a commit reach the disk; none for a temporary store, which has no disk.
+    barrier: Option<Arc<Barrier>>,
+    dir: PathBuf,
 }
 
 /// A typed view of one tree (table) holding JSON records keyed by name.
@@ -130,7 +143,13 @@ impl Store {
             })?;
         let room = Room::new(dir, policy, free);
         room.ensure_reserve();
-        let store = Store { db, room };
+        let (barrier, _) = Barrier::open(dir).map_err(not_durable(dir))?;
+        let store = Store {
+            db,
+            room,
+            barrier: Some(Arc::new(barrier)),
+            dir: dir.to_path_buf(),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -147,7 +166,12 @@ impl Store {
             Headroom::CONFIG,
             Arc::new(|_: &Path| Ok(u64::MAX)),
         );
-        Ok(Store { db, room })
+        Ok(Store {
+            db,
+            room,
+            barrier: None,
+            dir: PathBuf::new(),
+        })
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -156,7 +180,7 @@ impl Store {
             Some(v) => parse_version(&v),
             None => {
                 meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
-                self.db.flush()?;
+                self.commit()?;
                 return Ok(());
             }
         };
@@ -178,10 +202,10 @@ impl Store {
                 version + 1,
                 step.describe
             );
-            (step.run)(&self.db)?;
+            (step.run)(self)?;
             version += 1;
             meta.insert(SCHEMA_KEY, version.to_string().as_bytes())?;
-            self.db.flush()?;
+            self.commit()?;
         }
         Ok(())
     }
@@ -204,9 +228,13 @@ impl Store {
         })
     }
 
-    /// Makes every change so far durable. Call before acknowledging a change.
+    /// Makes every change so far durable, down to the disk: call before acknowledging a change. sled's
+    /// flush alone only hands the log to the kernel (see `barrier`).
     pub fn commit(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        if let Some(barrier) = &self.barrier {
+            barrier.sync().map_err(not_durable(&self.dir))?;
+        }
         Ok(())
     }
 
@@ -218,6 +246,13 @@ impl Store {
     /// The underlying database, for multi-table transactions in the crates that own the records.
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+}
+
+fn not_durable(dir: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Sync {
+        path: dir.to_path_buf(),
+        source,
     }
 }
 
