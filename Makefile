@@ -73,7 +73,7 @@ mutants: bootstrap
 	-$(MUTANTS) -p cairn-accounts -o target/mutants/accounts
 	-$(MUTANTS) -p cairn-smb -o target/mutants/smb
 	-$(MUTANTS) -p cairn-storage -f crates/cairn-storage/src/contents.rs -f crates/cairn-storage/src/md.rs -f crates/cairn-storage/src/volumes.rs -o target/mutants/storage
-	-$(MUTANTS) -p cairn-api -f crates/cairn-api/src/auth.rs -f crates/cairn-api/src/throttle.rs -f crates/cairn-api/src/routes.rs -o target/mutants/api
+	-$(MUTANTS) -p cairn-api -f crates/cairn-api/src/auth.rs -f crates/cairn-api/src/throttle/mod.rs -f crates/cairn-api/src/throttle/ledger.rs -f crates/cairn-api/src/routes.rs -o target/mutants/api
 
 ## Pins the current Debian versions of rootfs/packages.toml into rootfs/packages.lock.
 lock-refresh: bootstrap

@@ -459,13 +459,14 @@ impl Accounts {
         new: &str,
         keep_session: &str,
     ) -> Result<(), AccountError> {
+        // The new password's rules first: a refusal then says nothing about the current password.
+        self.check_password(new)?;
         let user = self
             .user(name)?
             .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
         if !user.password.verify(current) {
             return Err(AccountError::WrongCurrentPassword);
         }
-        self.check_password(new)?;
         let (hash, nt) = self.hash(new)?;
         self.tx(|tx| {
             let mut user: User = tx
@@ -657,7 +658,8 @@ impl Accounts {
         };
         match (ok, user) {
             (true, Some(user)) => {
-                let (session, token) = sessions::open(&self.records, &user.name, client)?;
+                let (session, token) =
+                    sessions::open(&self.records, &user.name, client, self.session_policy)?;
                 self.store.commit()?;
                 Ok((session, token, user))
             }
@@ -671,7 +673,7 @@ impl Accounts {
         user: &str,
         client: &str,
     ) -> Result<(Session, String), AccountError> {
-        let opened = sessions::open(&self.records, user, client)?;
+        let opened = sessions::open(&self.records, user, client, self.session_policy)?;
         self.store.commit()?;
         Ok(opened)
     }

@@ -15,14 +15,18 @@ pub struct SessionPolicy {
     pub absolute_s: u64,
     /// Last-use times are written at most this often, so browsing does not wear the flash.
     pub touch_every_s: u64,
+    /// Live sessions one user may have; a new login ends the oldest beyond it, so logins in a loop (a
+    /// script, a guessed password) cannot fill the small settings partition.
+    pub max_per_user: usize,
 }
 
 impl SessionPolicy {
-    /// The LAN dashboard: a working day idle, two weeks at most.
+    /// The LAN dashboard: a working day idle, two weeks at most; 16 browsers and scripts per user.
     pub const DASHBOARD: SessionPolicy = SessionPolicy {
         idle_s: 12 * 3600,
         absolute_s: 14 * 24 * 3600,
         touch_every_s: 60,
+        max_per_user: 16,
     };
 }
 
@@ -63,10 +67,13 @@ fn token_id(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
 }
 
+/// Opens a session for `user`. In the same change, every expired session (anyone's) is swept and the user's
+/// oldest sessions beyond the cap end, so stored sessions stay bounded without a timer.
 pub(crate) fn open(
     records: &Records,
     user: &str,
     client: &str,
+    policy: SessionPolicy,
 ) -> Result<(Session, String), AccountError> {
     let token = random_hex(TOKEN_BYTES)?;
     let now = now_s();
@@ -78,7 +85,22 @@ pub(crate) fn open(
         last_used_s: now,
         client: client.chars().take(64).collect(),
     };
-    records.change(|tx| tx.put(Kind::Session, &session.id, &session))?;
+    records.change(|tx| {
+        let mut own = Vec::new();
+        for (key, s) in tx.list::<Session>(Kind::Session)? {
+            if s.expired(policy, now) {
+                tx.remove(Kind::Session, &key);
+            } else if s.user == user {
+                own.push((s.created_s, s.last_used_s, key));
+            }
+        }
+        own.sort();
+        let keep = policy.max_per_user.saturating_sub(1);
+        for (_, _, key) in own.iter().take(own.len().saturating_sub(keep)) {
+            tx.remove(Kind::Session, key);
+        }
+        tx.put(Kind::Session, &session.id, &session)
+    })?;
     Ok((session, token))
 }
 

@@ -109,6 +109,7 @@ fn expired_sessions_are_refused_and_removed() {
         idle_s: 0,
         absolute_s: 0,
         touch_every_s: 0,
+        ..SessionPolicy::DASHBOARD
     };
     assert!(matches!(a.session(&token), Err(AccountError::NoSession)));
     a.session_policy = SessionPolicy::DASHBOARD;
@@ -116,6 +117,67 @@ fn expired_sessions_are_refused_and_removed() {
         matches!(a.session(&token), Err(AccountError::NoSession)),
         "an expired session must be gone for good"
     );
+}
+
+/// Every stored session record, live or not (what the settings partition holds).
+fn stored_sessions(a: &Accounts) -> Vec<Session> {
+    a.records.list::<Session>(Kind::Session).unwrap()
+}
+
+#[test]
+fn a_login_sweeps_every_expired_session_from_storage() {
+    let (_d, mut a) = accounts();
+    a.setup("owner", "correct horse", "").unwrap();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    for _ in 0..3 {
+        a.login("owner", "correct horse", "old browser").unwrap();
+    }
+    assert_eq!(stored_sessions(&a).len(), 3);
+    // Everything stored so far has expired by this policy (nobody touched it, so no lookup removed it).
+    a.session_policy = SessionPolicy {
+        idle_s: 0,
+        absolute_s: 0,
+        ..SessionPolicy::DASHBOARD
+    };
+    a.login("alice", "password one", "new browser").unwrap();
+    let left = stored_sessions(&a);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].user, "alice", "only the new session is left");
+}
+
+#[test]
+fn sessions_per_user_are_capped_and_the_oldest_goes_first() {
+    let (_d, mut a) = accounts();
+    a.setup("owner", "correct horse", "").unwrap();
+    a.create_user(new_user("alice", Role::User)).unwrap();
+    a.session_policy = SessionPolicy {
+        max_per_user: 3,
+        ..SessionPolicy::DASHBOARD
+    };
+    let (_, alices, _) = a.login("alice", "password one", "alice").unwrap();
+    let mut tokens = vec![];
+    for i in 0..5 {
+        let (s, token, _) = a.login("owner", "correct horse", &format!("b{i}")).unwrap();
+        tokens.push(token);
+        // Sessions made in the same second are ordered by creation time, then id: make the order certain.
+        let mut stored: Session = a.records.get(Kind::Session, &s.id).unwrap().unwrap();
+        stored.created_s -= 10 - i;
+        a.records
+            .change(|tx| tx.put(Kind::Session, &stored.id, &stored))
+            .unwrap();
+    }
+    let live: Vec<bool> = tokens.iter().map(|t| a.session(t).is_ok()).collect();
+    assert_eq!(
+        live,
+        [false, false, true, true, true],
+        "the two oldest ended"
+    );
+    assert_eq!(a.sessions_of("owner").unwrap().len(), 3);
+    assert!(
+        a.session(&alices).is_ok(),
+        "another user's session is not theirs to end"
+    );
+    assert_eq!(stored_sessions(&a).len(), 4);
 }
 
 #[test]

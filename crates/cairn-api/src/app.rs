@@ -40,7 +40,8 @@ pub struct App {
     pub storage: Option<cairn_storage::Storage>,
     /// The TLS certificate served on port 443; absent on a development host started without TLS.
     pub certificates: Option<std::sync::Arc<cairn_tls::Certificates>>,
-    pub(crate) throttle: throttle::Throttle,
+    /// The gate of every password check: counts, one check in flight per source and account, bounded hashing.
+    pub(crate) throttle: std::sync::Arc<throttle::Throttle>,
     /// Space each share takes, measured in the background (see [`usage`]).
     pub(crate) share_usages: std::sync::Arc<usage::ShareUsages>,
     on_change: Option<ChangeHook>,
@@ -70,7 +71,10 @@ impl App {
             sys_root: std::path::PathBuf::from("/sys"),
             storage: None,
             certificates: None,
-            throttle: throttle::Throttle::new(throttle::ThrottlePolicy::LOGIN),
+            throttle: std::sync::Arc::new(throttle::Throttle::new(
+                throttle::ThrottlePolicy::LOGIN,
+                throttle::HashQueue::LOGIN,
+            )),
             share_usages: Default::default(),
             on_change: None,
             settings_unavailable: None,

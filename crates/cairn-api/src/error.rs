@@ -50,6 +50,10 @@ pub enum RequestError {
     InvalidBody(String),
     #[error("too many failed logins; wait {0} s before trying again")]
     RateLimited(u64),
+    #[error("a password from your address is being checked already")]
+    LoginInProgress,
+    #[error("the box is checking too many passwords right now")]
+    LoginBusy(u64),
     #[error("this request names a host that is not this box")]
     BadHost,
     #[error("this box has no administrator yet")]
@@ -108,8 +112,12 @@ impl Error {
             message,
             hint: e.hint,
             retry_after_s: match self {
-                Error::Request(RequestError::RateLimited(s)) => Some(*s),
-                Error::Request(RequestError::TooManyConnections) => Some(1),
+                Error::Request(RequestError::RateLimited(s) | RequestError::LoginBusy(s)) => {
+                    Some(*s)
+                }
+                Error::Request(
+                    RequestError::TooManyConnections | RequestError::LoginInProgress,
+                ) => Some(1),
                 _ => None,
             },
             confirm: match self {
@@ -133,7 +141,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub hint: &'static str,
-    /// Seconds before a retry can succeed (429), sent as `Retry-After`.
+    /// Seconds before a retry can succeed (429, 503), sent as `Retry-After`.
     pub retry_after_s: Option<u64>,
     /// For a change that erases data: the token to send back as `confirm` (the volume's name, or for an
     /// unreadable disk the words naming it, which the dashboard has the owner type).
@@ -206,6 +214,8 @@ error_table! {
     Request(R::TooLarge(_)) => (PAYLOAD_TOO_LARGE, "request.too_large", "Send a smaller request."),
     Request(R::InvalidBody(_)) => (BAD_REQUEST, "request.invalid_body", "Send a JSON object (or a form) with the fields this route documents."),
     Request(R::RateLimited(_)) => (TOO_MANY_REQUESTS, "session.rate_limited", "Wait, then check the user name and password; an administrator can set a new password."),
+    Request(R::LoginInProgress) => (TOO_MANY_REQUESTS, "session.login_in_progress", "Wait for the answer to the login already sent from this address, then try again."),
+    Request(R::LoginBusy(_)) => (SERVICE_UNAVAILABLE, "session.busy", "Try again in a few seconds; if it keeps happening, someone on the network may be guessing passwords (the system log lists the checks)."),
     Request(R::BadHost) => (MISDIRECTED_REQUEST, "request.bad_host", "Open the dashboard by the box's address or its name (NAME or NAME.local)."),
     Request(R::SetupRequired) => (CONFLICT, "setup.required", "Open the dashboard and create the first administrator on the setup page."),
     Request(R::SetupNotLocal) => (FORBIDDEN, "setup.not_local", "Open the dashboard from a computer on the same network as the box."),

@@ -140,6 +140,15 @@ pub fn error_json(e: &ApiError) -> Resp {
     resp
 }
 
+/// Adds `Retry-After` to a page that shows an error with one (a login held back), as the API's answer has.
+pub fn with_retry_after(mut resp: Resp, e: Option<&Error>) -> Resp {
+    if let Some(s) = e.and_then(|e| e.render().retry_after_s) {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
+}
+
 pub fn html(status: StatusCode, page: String) -> Resp {
     let mut resp = base(status, "text/html; charset=utf-8", page);
     resp.headers_mut().insert(

@@ -22,6 +22,7 @@ mod html;
 mod http;
 mod json;
 mod routes;
+mod source;
 mod throttle;
 mod tls;
 mod usage;

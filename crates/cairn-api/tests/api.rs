@@ -262,13 +262,87 @@ fn repeated_login_failures_slow_down_without_revealing_accounts() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    for _ in 0..6 {
+    for _ in 0..5 {
         let r = login(&c, "owner", "wrong password");
         assert_error(&r, 401, "session.bad_credentials");
     }
     let r = login(&c, "owner", PASSWORD);
     assert_error(&r, 429, "session.rate_limited");
     assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn of_parallel_wrong_logins_from_one_address_few_are_checked_and_the_rest_refused_with_a_code() {
+    let server = start();
+    set_up(&server);
+    let start_line = std::sync::Arc::new(std::sync::Barrier::new(20));
+    let answers: Vec<_> = (0..20)
+        .map(|_| {
+            let (port, start_line) = (server.port, start_line.clone());
+            std::thread::spawn(move || {
+                let c = HttpClient::new(port);
+                start_line.wait();
+                let r = login(&c, "owner", "wrong password");
+                let code = r.json().unwrap()["error"]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (r.status, code, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let checked = answers.iter().filter(|(s, _, _)| *s == 401).count();
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} passwords checked of 20 sent at once: {answers:?}"
+    );
+    for (status, code, retry) in answers.iter().filter(|(s, _, _)| *s != 401) {
+        assert_eq!(*status, 429, "{answers:?}");
+        assert!(
+            code == "session.login_in_progress" || code == "session.rate_limited",
+            "{code}"
+        );
+        assert!(retry.is_some(), "a refusal says when to retry");
+    }
+}
+
+#[test]
+fn the_current_password_on_patch_me_is_throttled_like_a_login() {
+    let server = start();
+    let (c, token) = set_up(&server);
+    let change = |current: &str| {
+        c.request(
+            "PATCH",
+            "/api/v1/me",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            serde_json::to_vec(&serde_json::json!({
+                "password": "a brand new password",
+                "current_password": current,
+            }))
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    for _ in 0..5 {
+        assert_error(&change("a guess"), 403, "user.current_password_wrong");
+    }
+    // A stolen session guesses no faster than a login: even the right password now waits.
+    let r = change(PASSWORD);
+    assert_error(&r, 429, "session.rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "retry-after {wait}");
+    // The same count as logins: the owner's account from this address is held back there too.
+    assert_error(
+        &login(&HttpClient::new(server.port), "owner", PASSWORD),
+        429,
+        "session.rate_limited",
+    );
 }
 
 #[test]
@@ -702,7 +776,7 @@ fn failures_spread_over_many_names_slow_down_their_source() {
     let server = start();
     set_up(&server);
     let c = HttpClient::new(server.port);
-    for i in 0..6 {
+    for i in 0..10 {
         let r = login(&c, &format!("guess{i}"), "wrong password");
         assert_error(&r, 401, "session.bad_credentials");
     }

@@ -30,8 +30,7 @@ pub use serve::serve_accepted;
 pub(crate) use serve::serve_admitted;
 
 use std::collections::HashMap;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -77,34 +76,7 @@ impl ConnPolicy {
 /// trickled heads take 100 MiB.
 pub(crate) const HEAD_BUFFER: usize = 16 * 1024;
 
-/// Where connections come from, as the caps count them: an IPv4 address, or an IPv6 /64 (IPv4 clients of a
-/// dual-stack socket, `::ffff:a.b.c.d`, count as their IPv4 address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    V4(Ipv4Addr),
-    V6Net(u64),
-}
-
-impl Source {
-    pub fn of(ip: IpAddr) -> Source {
-        match ip {
-            IpAddr::V4(v4) => Source::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source::V4(v4),
-                None => Source::V6Net((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::V4(a) => write!(f, "{a}"),
-            Source::V6Net(n) => write!(f, "{}/64", std::net::Ipv6Addr::from(u128::from(*n) << 64)),
-        }
-    }
-}
+pub use crate::source::Source;
 
 /// Where a connection is in its life; what it may be closed for depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use super::{blocking, change, changed};
 use crate::app::App;
-use crate::auth::Caller;
+use crate::auth::{Caller, Ctx};
 use crate::error::Error;
 use cairn_accounts::{
     AccountError, Group, Level, NewShare, NewUser, Share, SharePatch, User, UserPatch,
@@ -66,11 +66,9 @@ pub(crate) fn me(app: &App, caller: &Caller) -> Result<(User, BTreeMap<String, L
 }
 
 /// Self-service: e-mail, full name, or password (with the current one); other sessions end on a new password.
-pub(crate) async fn update_me(
-    app: &Arc<App>,
-    caller: &Caller,
-    patch: MePatch,
-) -> Result<(), Error> {
+pub(crate) async fn update_me(ctx: &Ctx, patch: MePatch) -> Result<(), Error> {
+    let caller = ctx.caller()?;
+    let app = &ctx.app;
     let name = caller.user.name.clone();
     if patch.email.is_some() || patch.full_name.is_some() {
         let p = UserPatch {
@@ -83,10 +81,15 @@ pub(crate) async fn update_me(
     }
     if let Some(new) = patch.password {
         let current = patch.current_password.unwrap_or_default();
-        let (accounts, keep) = (app.accounts.clone(), caller.session.id.clone());
-        blocking(move || accounts.change_own_password(&name, &current, &new, &keep)).await?;
+        let (accounts, keep) = (ctx.app.accounts.clone(), caller.session.id.clone());
+        let account = name.clone();
+        // The current password is guessed like a login (a stolen session must not try passwords faster).
+        super::session::gated(ctx, &account, "current password", move || {
+            accounts.change_own_password(&name, &current, &new, &keep)
+        })
+        .await?;
     }
-    changed(app).await;
+    changed(&ctx.app).await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 use super::blocking;
 use crate::auth::{is_local_network, Ctx};
 use crate::error::{Error, RequestError};
+use crate::throttle::{Refusal, Verdict};
 use cairn_accounts::{AccountError, Session, User};
 
 /// A new session: its record, the cookie token and the user.
@@ -29,23 +30,56 @@ pub(crate) async fn setup(
     .await
 }
 
-/// Checks a password (off the async threads) behind the throttle, which counts only wrong passwords.
+/// Checks a password behind the throttle (see [`crate::throttle`]): counted before it is hashed, refused
+/// without hashing when held back or busy.
 pub(crate) async fn login(ctx: &Ctx, username: String, password: String) -> Result<Opened, Error> {
     ctx.check_same_origin()?;
-    let source = ctx.peer.ip();
-    if let Some(wait) = ctx.app.throttle.check(&username, source) {
-        return Err(RequestError::RateLimited(wait.as_secs().max(1)).into());
-    }
     let accounts = ctx.app.accounts.clone();
     let client = ctx.client();
     let name = username.clone();
-    let result = blocking(move || accounts.login(&username, &password, &client)).await;
-    match &result {
-        Ok(_) => ctx.app.throttle.succeeded(&name, source),
-        Err(Error::Account(AccountError::BadCredentials)) => ctx.app.throttle.failed(&name, source),
-        Err(_) => {}
+    gated(ctx, &name, "login", move || {
+        accounts.login(&username, &password, &client)
+    })
+    .await
+}
+
+/// Runs a password check `check` for `account` through the throttle, off the async threads: the attempt is
+/// admitted (or refused with a code and `Retry-After`), then moved into the blocking task, so its hashing
+/// permit is held until the hash really ends even if the client hangs up.
+pub(crate) async fn gated<T: Send + 'static>(
+    ctx: &Ctx,
+    account: &str,
+    what: &'static str,
+    check: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
+) -> Result<T, Error> {
+    let attempt = ctx
+        .app
+        .throttle
+        .admit(account, ctx.peer.ip(), what)
+        .await
+        .map_err(refused)?;
+    blocking(move || {
+        let result = check();
+        attempt.finish(match &result {
+            Ok(_) => Verdict::Right,
+            Err(AccountError::BadCredentials | AccountError::WrongCurrentPassword) => {
+                Verdict::Wrong
+            }
+            Err(_) => Verdict::Unknown,
+        });
+        result
+    })
+    .await
+}
+
+fn refused(r: Refusal) -> Error {
+    let seconds = |d: std::time::Duration| d.as_secs_f64().ceil().max(1.0) as u64;
+    match r {
+        Refusal::Throttled(wait) => RequestError::RateLimited(seconds(wait)),
+        Refusal::InFlight => RequestError::LoginInProgress,
+        Refusal::Busy(wait) => RequestError::LoginBusy(seconds(wait)),
     }
-    result
+    .into()
 }
 
 /// Ends the caller's session (the one whose cookie came with the request).

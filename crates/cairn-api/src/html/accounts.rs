@@ -160,7 +160,7 @@ pub(crate) async fn update_me(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
         ..MePatch::default()
     };
     let c = ctx.caller()?;
-    match ctl::update_me(&ctx.app, c, patch).await {
+    match ctl::update_me(ctx, patch).await {
         Ok(()) => Ok(redirect_to("/me?saved=profile".into())),
         Err(e) => me_page(ctx, c, Some(&e)),
     }
@@ -177,7 +177,7 @@ pub(crate) async fn change_password(ctx: &Ctx, _: &Params) -> Result<Resp, Error
         current_password: Some(f.get("current_password")),
         ..MePatch::default()
     };
-    match ctl::update_me(&ctx.app, c, patch).await {
+    match ctl::update_me(ctx, patch).await {
         Ok(()) => Ok(redirect_to("/me?saved=password".into())),
         Err(e) => me_page(ctx, c, Some(&e)),
     }
@@ -500,5 +500,8 @@ fn me_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> {
         full = esc(&user.full_name),
         email = esc(&user.email),
     );
-    Ok(page(c, "My account", status_of(e), body))
+    Ok(http::with_retry_after(
+        page(c, "My account", status_of(e), body),
+        e,
+    ))
 }

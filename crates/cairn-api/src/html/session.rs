@@ -69,9 +69,18 @@ pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let password = form.get("password");
     match controller::session::login(ctx, username.clone(), password).await {
         Ok(opened) => Ok(logged_in(ctx, opened)),
-        Err(e @ Error::Account(AccountError::BadCredentials)) => {
-            Ok(http::html(e.status(), super::login(Some(&e), &username)))
-        }
+        // Wrong, held back or busy: the form again, with what to do (and `Retry-After` when it applies).
+        Err(
+            e @ (Error::Account(AccountError::BadCredentials)
+            | Error::Request(
+                RequestError::RateLimited(_)
+                | RequestError::LoginInProgress
+                | RequestError::LoginBusy(_),
+            )),
+        ) => Ok(http::with_retry_after(
+            http::html(e.status(), super::login(Some(&e), &username)),
+            Some(&e),
+        )),
         Err(e) => Err(e),
     }
 }

@@ -74,7 +74,7 @@ pub(crate) async fn me(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
 
 pub(crate) async fn update_me(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
     let patch: MePatch = body(ctx)?;
-    ctl::update_me(&ctx.app, ctx.caller()?, patch).await?;
+    ctl::update_me(ctx, patch).await?;
     me(ctx, p).await
 }
 
