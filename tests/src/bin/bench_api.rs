@@ -1,6 +1,7 @@
 //! `make bench` (API part): authenticated API throughput and p99 at 64 connections against a bare hyper
-//! hello-world in the same run, the same over HTTPS against HTTP (one daemon, one run), and list/render
-//! times with 1,000 and 10,000 users.
+//! hello-world in the same run, the same over HTTPS against HTTP (one daemon, one run), list/render
+//! times with 1,000 and 10,000 users, and the owner's login latency under a flood of wrong passwords against
+//! another account (`bench_api/logins.rs`).
 //!
 //! Servers are measured once they answer (never after a fixed sleep); a figure wrk or a request cannot give
 //! stops the run with a sentence naming it (`measure::unmeasured`), never a 0 or NaN that reads as a pass.
@@ -10,6 +11,9 @@ use cairn_e2e::measure::{self, unmeasured};
 use cairn_qemu::{workspace_root, HttpClient};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "bench_api/logins.rs"]
+mod logins;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -518,6 +522,8 @@ fn main() {
             seeding.as_secs_f64()
         );
     }
+
+    logins::figures();
 }
 
 /// Daemon memory with a thousand idle connections against the same daemon idle (host build).
