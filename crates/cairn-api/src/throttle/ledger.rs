@@ -95,6 +95,11 @@ impl Ledger {
         pair.max(all)
     }
 
+    /// Whether nothing is counted for `source`, at any account: the owner's computer, typically.
+    pub fn is_clean(&self, account: &str, source: Source) -> bool {
+        !self.sources.contains_key(&source) && !self.pairs.contains_key(&key(account, source))
+    }
+
     /// Counts an admitted attempt (before its password is checked) and starts the wait it earns.
     pub fn count(&mut self, account: &str, source: Source, now: Instant) {
         let p = self.policy;

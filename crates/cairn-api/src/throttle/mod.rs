@@ -88,6 +88,8 @@ pub struct Throttle {
     in_flight: Mutex<InFlight>,
     hashing: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Clean attempts (nothing counted for their source) waiting for a hashing permit.
+    clean_waiting: AtomicUsize,
     queue: HashQueue,
     /// Passwords checked since start, for the log line each check writes.
     checked: AtomicU64,
@@ -119,6 +121,7 @@ impl Throttle {
             in_flight: Mutex::new(InFlight::default()),
             hashing: Arc::new(Semaphore::new(queue.permits(cores))),
             waiting: AtomicUsize::new(0),
+            clean_waiting: AtomicUsize::new(0),
             queue,
             checked: AtomicU64::new(0),
         }
@@ -133,9 +136,13 @@ impl Throttle {
         what: &'static str,
     ) -> Result<Attempt, Refusal> {
         let source = Source::of(ip);
-        if let Some(wait) = lock(&self.ledger).wait(account, source, Instant::now()) {
-            return Err(Refusal::Throttled(wait));
-        }
+        let clean = {
+            let ledger = lock(&self.ledger);
+            if let Some(wait) = ledger.wait(account, source, Instant::now()) {
+                return Err(Refusal::Throttled(wait));
+            }
+            ledger.is_clean(account, source)
+        };
         let account_slot = {
             let mut f = lock(&self.in_flight);
             if !f.sources.insert(source) {
@@ -153,7 +160,7 @@ impl Throttle {
             what,
             _slots: None,
         };
-        let slots = self.slots(account_slot).await?;
+        let slots = self.slots(account_slot, clean).await?;
         attempt._slots = Some(slots);
         // Counted before hashing: a burst that got past the checks above still counts in full.
         let now = Instant::now();
@@ -165,22 +172,43 @@ impl Throttle {
         Ok(attempt)
     }
 
-    /// This account's slot and a hashing permit, within the queue's bounds.
+    /// This account's slot and a hashing permit, within the queue's bounds. A `clean` attempt (its source
+    /// has nothing counted) goes first: past a queue full of guessers (up to as many again) and ahead of them
+    /// for the next permit, so a flood from many addresses does not keep the owner waiting or refused.
     async fn slots(
         &self,
         account_slot: Arc<Semaphore>,
+        clean: bool,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Refusal> {
         let busy = Refusal::Busy(self.queue.wait.max(Duration::from_secs(1)));
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue.waiting {
+        let room = if clean {
+            2 * self.queue.waiting
+        } else {
+            self.queue.waiting
+        };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= room {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(busy);
         }
         let _place = Waiting(&self.waiting);
         let hashing = self.hashing.clone();
+        let clean_waiting = &self.clean_waiting;
         let both = async move {
             let account = account_slot.acquire_owned().await.ok()?;
-            let hash = hashing.acquire_owned().await.ok()?;
-            Some((account, hash))
+            // Counted only once the account's slot is held: a guesser holding that slot must not yield to us.
+            let _first = clean.then(|| {
+                clean_waiting.fetch_add(1, Ordering::SeqCst);
+                Waiting(clean_waiting)
+            });
+            loop {
+                let hash = hashing.clone().acquire_owned().await.ok()?;
+                if clean || clean_waiting.load(Ordering::SeqCst) == 0 {
+                    return Some((account, hash));
+                }
+                // A clean attempt waits: hand the permit on and queue again.
+                drop(hash);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         };
         match tokio::time::timeout(self.queue.wait, both).await {
             Ok(Some(slots)) => Ok(slots),

@@ -220,6 +220,13 @@ async fn hashing_beyond_its_bound_is_refused_as_busy_without_counting() {
         wait: Duration::from_millis(200),
     });
     let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 3, n));
+    // The last two have guessed before (a clean source would be let past a full queue).
+    for n in [3, 4] {
+        t.admit("earlier", ip(n), "login")
+            .await
+            .unwrap()
+            .finish(Verdict::Wrong);
+    }
     let _a = t.admit("a", ip(1), "login").await.unwrap();
     let _b = t.admit("b", ip(2), "login").await.unwrap();
     let t2 = t.clone();
@@ -238,7 +245,7 @@ async fn hashing_beyond_its_bound_is_refused_as_busy_without_counting() {
         matches!(queued.await.unwrap(), Some(Refusal::Busy(_))),
         "a waiter gives up after the bounded wait"
     );
-    assert_eq!(t.remembered(), (2, 2), "refusals for busy count nothing");
+    assert_eq!(t.remembered(), (4, 4), "refusals for busy count nothing");
     assert_eq!(t.waiting.load(Ordering::SeqCst), 0);
 }
 
@@ -264,5 +271,45 @@ fn hashing_takes_at_most_half_the_cores() {
     assert_eq!(
         [1, 2, 3, 4, 8].map(|cores| q.permits(cores)),
         [1, 1, 1, 2, 2]
+    );
+}
+
+#[tokio::test]
+async fn a_clean_source_goes_ahead_of_guessers_waiting_for_hashing() {
+    let t = gate(HashQueue {
+        concurrent: 1,
+        waiting: 2,
+        wait: Duration::from_secs(5),
+    });
+    let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 3, n));
+    // Two guessers with something counted, one checking now, one waiting; the queue is full for guessers.
+    for n in [1, 2] {
+        let a = t.admit("target", ip(n), "login").await.unwrap();
+        a.finish(Verdict::Wrong);
+    }
+    let running = t.admit("target", ip(1), "login").await.unwrap();
+    let t2 = t.clone();
+    let guesser = tokio::spawn(async move { t2.admit("x", ip(2), "login").await.is_ok() });
+    let t3 = t.clone();
+    let third = tokio::spawn(async move { t3.admit("y", ip(3), "login").await.is_ok() });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t4 = t.clone();
+    let owner = tokio::spawn(async move { t4.admit("owner", OWNERS_PC, "login").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(running);
+    let owner = tokio::time::timeout(Duration::from_secs(2), owner)
+        .await
+        .expect("the owner went ahead")
+        .unwrap()
+        .expect("admitted");
+    assert!(
+        !guesser.is_finished(),
+        "the guesser waits for the owner's check"
+    );
+    drop(owner);
+    assert!(guesser.await.unwrap());
+    assert!(
+        third.await.unwrap(),
+        "a fresh source's first try is clean too"
     );
 }
