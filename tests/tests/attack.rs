@@ -71,9 +71,10 @@ fn quiet_around(before: Duration, m: &mut Machine, user: &str, password: &str) -
 
 /// The most a login may take under attack: its own check and one of the attacker's that was already running
 /// when it came (a check cannot be interrupted, and the QEMU box has one core, so that is twice the quiet
-/// time), plus a quarter for answering the attacker's refused requests meanwhile.
+/// time), plus half again for answering the attacker's refused requests meanwhile (2.24x was seen on a loaded
+/// host; the count of checks that ran meanwhile, asserted beside this, is the exact proof).
 fn within_one_check(quiet: Duration) -> Duration {
-    quiet * 2 + quiet / 4
+    quiet * 2 + quiet / 2
 }
 
 /// The median of `n` loopback logins of `user` that must all succeed: its quiet login time.

