@@ -582,7 +582,6 @@ impl Machine {
         Ok(own.join("\n").trim_matches('\n').to_string())
     }
 
-    /// Connects to QEMU's machine protocol.
     /// Pulls the disk out of `bay` while the box runs (PCIe hot-unplug, as a drive sled pulled from a NAS).
     pub fn unplug_disk(&self, bay: usize) -> Result<()> {
         let mut qmp = self.qmp()?;
@@ -648,6 +647,7 @@ impl Machine {
         Ok(())
     }
 
+    /// Connects to QEMU's machine protocol (QMP), for what a test does to the hardware: power, disks, keys.
     pub fn qmp(&self) -> Result<Qmp> {
         Qmp::connect(&self.qmp_path)
     }
