@@ -187,6 +187,18 @@ fn console(m: &mut Machine, command: &str) -> String {
         .unwrap_or_else(|e| panic!("{command}: {e}\n{}", m.console_log()))
 }
 
+/// Bytes free on the config partition as root sees them (statvfs free blocks), read on the box.
+fn config_free_bytes(m: &mut Machine) -> u64 {
+    let out = console(m, "stat -f -c 'free=%f bsize=%S' /config");
+    let field = |name: &str| -> u64 {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    field("free=") * field("bsize=")
+}
+
 /// The SHA-256 the guest computes of a file on the box.
 fn guest_sha256(m: &mut Machine, path: &str) -> String {
     let out = console(m, &format!("sha256sum {path}"));
@@ -430,10 +442,10 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
         "the file on the volume changed"
     );
 
-    // A share on the small system volume (the config partition) filled over SMB. ksmbd writes from a kernel
-    // thread that keeps CAP_SYS_RESOURCE, so ext4's root reserve does not stop it: the partition fills to its
-    // last block. The owner still logs in (the session takes the settings' reserve file) and a change fails
-    // with a code and a hint naming the shares; once the file is gone, changes work again.
+    // A share on the system volume filled over SMB. ksmbd writes from a kernel thread that keeps
+    // CAP_SYS_RESOURCE, so ext4's root reserve would not stop it on the config partition itself: the system
+    // volume is an allocated image file on config, sized to leave the settings' headroom, and SMB fills the
+    // image, not config. The client gets a disk-full error, config keeps its headroom, and changes still work.
     expect(
         &send(
             &admin,
@@ -455,19 +467,28 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
         Some((ADMIN, ADMIN_PASSWORD)),
         &format!("put {} big.bin", big.display()),
     );
-    assert!(out.contains("NT_STATUS"), "the share filled up: {out}");
-    let (owner, e) = full_but_the_owner_logs_in(&m);
-    assert!(e["hint"].as_str().unwrap().contains("shares"), "{e}");
-    console(&mut m, "rm -f /config/shares/scratch/big.bin; sync");
+    assert!(
+        out.contains("NT_STATUS_DISK_FULL"),
+        "the client is told the share is full: {out}"
+    );
+    let free = config_free_bytes(&mut m);
+    let headroom = board().storage.config_headroom_mib << 20;
+    assert!(
+        free >= headroom,
+        "config keeps the settings' headroom ({headroom} bytes) when a system share is full: {free} free"
+    );
+    let owner = m.http();
+    login_api(&owner, ADMIN, ADMIN_PASSWORD);
     expect(
         &send(
             &owner,
             "PATCH",
             "/api/v1/system",
-            json!({"hostname": "shares-freed"}),
+            json!({"hostname": "shares-full"}),
         ),
         200,
     );
+    console(&mut m, "rm -f /config/shares/scratch/big.bin; sync");
 
     // Filled to its last block from the console (root writes past the reserved blocks): the owner still
     // logs in, and a change fails with a code and a hint instead of half-writing.

@@ -130,6 +130,17 @@ pub struct Storage {
     /// Bays numbered by the PCI hot-plug slot the disk sits behind (`/sys/bus/pci/slots/N`).
     #[serde(default)]
     pub bays_from_pci_slots: bool,
+    /// MiB of the config partition kept free for the settings: the `system` volume's image gets the rest,
+    /// so shares filled over SMB can never starve the settings store.
+    #[serde(default = "default_config_headroom_mib")]
+    pub config_headroom_mib: u64,
+}
+
+/// The settings' headroom on config when a board does not state it.
+pub const DEFAULT_CONFIG_HEADROOM_MIB: u64 = 16;
+
+fn default_config_headroom_mib() -> u64 {
+    DEFAULT_CONFIG_HEADROOM_MIB
 }
 
 /// One bay: its number on the case and the sysfs device path (glob) of whatever disk sits in it.
@@ -247,6 +258,16 @@ impl Board {
                 problems.push(format!(
                     "partition name {:?} must be short lowercase letters, digits and '-'",
                     p.name
+                ));
+            }
+        }
+        if let Some(config) = self.partition("config") {
+            let headroom = self.storage.config_headroom_mib;
+            // The settings need a few MiB; the system volume's image at least 4 MiB besides.
+            if headroom < 4 || headroom + 8 > u64::from(config.size_mib) {
+                problems.push(format!(
+                    "storage.config_headroom_mib {headroom} must be at least 4 and leave 8 MiB of the {} MiB config partition",
+                    config.size_mib
                 ));
             }
         }

@@ -16,5 +16,6 @@ pub mod modules;
 pub mod procnet;
 pub mod services;
 mod system;
+pub mod system_volume;
 
 pub use system::{run, CONFIG_MOUNT};

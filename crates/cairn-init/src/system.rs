@@ -4,6 +4,7 @@ use crate::config_partition;
 use crate::logring::LogRing;
 use crate::modules;
 use crate::services::{Backoff, ServiceSpec, ServicesFile, SERVICES_FILE};
+use crate::system_volume;
 use cairn_board::{Board, IMAGE_BOARD_FILE};
 use cairn_store::unavailable::{ConfigState, Unavailable};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -486,6 +487,18 @@ fn mount_config(log: &LogRing, board: Option<&Board>) {
     if let Err(e) = state.save(Path::new(cairn_store::unavailable::STATE_FILE)) {
         log.line("init", &format!("cannot record the config state: {e}"));
     }
+    if !matches!(state, ConfigState::Unavailable { .. }) {
+        mount_system_volume(log, board);
+    }
+}
+
+/// Where the `system` volume's shares live: the image mounted here caps them below the config partition.
+const SYSTEM_VOLUME_ROOT: &str = "/config/shares";
+
+/// Gives the `system` volume its fixed-size home on a usable config partition (see [`system_volume`]).
+fn mount_system_volume(log: &LogRing, board: Option<&Board>) {
+    let (_, line) = system_volume::start(Path::new(CONFIG_MOUNT), system_volume::headroom(board));
+    log.line("init", &line);
 }
 
 fn bring_up_network(log: &LogRing, board: Option<&Board>) {
@@ -548,6 +561,11 @@ fn shutdown(
     }
     nix::unistd::sync();
     unmount_data_volumes(log);
+    if let Err(e) = umount2(SYSTEM_VOLUME_ROOT, MntFlags::empty()) {
+        if e != nix::errno::Errno::EINVAL {
+            log.line("init", &format!("ERROR unmount {SYSTEM_VOLUME_ROOT}: {e}"));
+        }
+    }
     match umount2(CONFIG_MOUNT, MntFlags::empty()) {
         Ok(()) => log.line("init", "config partition unmounted cleanly"),
         Err(e) => {

@@ -98,6 +98,15 @@ impl BoxRecovery {
             .map_err(|e| RecoveryError::StillCannotOpen(e.to_string()))
     }
 
+    /// The system volume's image comes up with the settings, as init brings it up at boot.
+    fn system_volume(&self) {
+        let board =
+            cairn_board::Board::load(std::path::Path::new(cairn_board::IMAGE_BOARD_FILE)).ok();
+        let headroom = cairn_init::system_volume::headroom(board.as_ref());
+        let (_, line) = cairn_init::system_volume::start(&self.config_root, headroom);
+        log::info!("{line}");
+    }
+
     fn record(&self, state: &ConfigState) {
         if let Err(e) = state.save(&self.state_file) {
             log::error!("cannot record the config state: {e}");
@@ -111,6 +120,7 @@ impl cairn_api::ConfigRecovery for BoxRecovery {
         let state = config_partition::repair(&part.device.to_string_lossy(), &part)?;
         self.settings_open()?;
         self.record(&state);
+        self.system_volume();
         Ok(format!(
             "The settings partition {} was checked and repaired, and the settings open again; Cairn starts on them now.",
             part.device.display()
@@ -121,6 +131,7 @@ impl cairn_api::ConfigRecovery for BoxRecovery {
         let part = self.partition()?;
         let state = config_partition::format(&part.device.to_string_lossy(), &part)?;
         self.record(&state);
+        self.system_volume();
         Ok(format!(
             "The settings partition {} was formatted; data volumes were not touched. The box starts as new: create its administrator now with `cairn ctl setup NAME`, then import the volumes on the storage page.",
             part.device.display()
