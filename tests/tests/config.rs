@@ -314,6 +314,14 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
             "dd if=/dev/urandom of=/data/vault/keep.bin bs=64k count=32 2>/dev/null; sync",
         );
         let kept = guest_sha256(&mut m, "/data/vault/keep.bin");
+        // The figure for the boot time the system volume's image adds on a first boot.
+        for line in m
+            .console_log()
+            .lines()
+            .filter(|l| l.contains("system volume"))
+        {
+            eprintln!("first boot: {line}");
+        }
         power_off(&mut m);
         kept
     };
@@ -473,6 +481,7 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
     );
     let free = config_free_bytes(&mut m);
     let headroom = board().storage.config_headroom_mib << 20;
+    eprintln!("config free with a system share full over SMB: {free} bytes (headroom {headroom})");
     assert!(
         free >= headroom,
         "config keeps the settings' headroom ({headroom} bytes) when a system share is full: {free} free"

@@ -249,6 +249,8 @@ impl Partition for Device {
     }
 
     fn unmount(&self) {
+        // The system volume's image (or its placeholder) sits on the partition: it comes off first.
+        while umount2(&self.mount_point.join("shares"), MntFlags::empty()).is_ok() {}
         // Stacked mounts (a placeholder under the partition) come off one by one.
         while umount2(&self.mount_point, MntFlags::empty()).is_ok() {}
     }
