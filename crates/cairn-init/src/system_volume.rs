@@ -352,12 +352,16 @@ impl Volume for Real {
             .create_new(true)
             .open(&partial)
             .map_err(|e| format!("{}: {e}", partial.display()))?;
+        // off_t is 32 bits on armv7: an image that does not fit in it is refused, not truncated.
+        let len: nix::libc::off_t = size
+            .try_into()
+            .map_err(|_| format!("an image of {size} bytes is too large for this board"))?;
         // Allocated, not sparse: the blocks are the image's from now on, whatever SMB writes later.
         nix::fcntl::fallocate(
             std::os::fd::AsRawFd::as_raw_fd(&file),
             nix::fcntl::FallocateFlags::empty(),
             0,
-            size as i64,
+            len,
         )
         .map_err(|e| format!("fallocate {} bytes: {e}", size))?;
         file.sync_all().map_err(|e| e.to_string())?;
