@@ -469,6 +469,27 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_headroom_must_leave_room_for_the_system_volume() {
+        let text = std::fs::read_to_string(board_file("qemu-aarch64-virt")).unwrap();
+        assert_eq!(
+            Board::parse(&text, "test")
+                .unwrap()
+                .storage
+                .config_headroom_mib,
+            16
+        );
+        for bad in ["config_headroom_mib = 60", "config_headroom_mib = 1"] {
+            let broken = text.replace("config_headroom_mib = 16", bad);
+            match Board::parse(&broken, "test") {
+                Err(BoardError::Invalid { problems, .. }) => {
+                    assert!(problems[0].contains("config_headroom_mib"), "{problems:?}")
+                }
+                other => panic!("{bad}: expected invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let text = std::fs::read_to_string(board_file("qemu-aarch64-virt")).unwrap();
         let broken = text.replacen(
