@@ -30,7 +30,30 @@ pub struct Board {
     pub network: Network,
     pub gpio: Gpio,
     pub storage: Storage,
+    pub boot: Boot,
     pub partitions: Vec<Partition>,
+}
+
+/// How the board's boot loader (U-Boot) starts a slot and where the A/B boot state lives: the image build writes
+/// the boot script and the first boot state from it, Cairn reads and writes the same state (docs/updates.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// U-Boot's binary for this machine: under QEMU the host's copy from Debian's u-boot-qemu (a real board has
+    /// its own in flash).
+    pub u_boot: String,
+    /// U-Boot's command for this kernel format: `booti` (arm64 Image) or `bootz` (zImage).
+    pub command: String,
+    /// Load addresses of the kernel and initrd in the board's RAM.
+    pub kernel_addr: String,
+    pub ramdisk_addr: String,
+    /// The boot state's two copies on the boot partition (U-Boot environment format), in separate directories
+    /// so one directory sector never holds both.
+    pub state_files: [String; 2],
+    /// Size of each copy in bytes, as U-Boot's `env export -s` writes it.
+    pub state_size: u32,
+    /// Boot attempts a newly installed or committed slot gets before U-Boot falls back to the other one.
+    pub tries: u8,
 }
 
 /// Kernel choice and how it is started.
@@ -231,6 +254,24 @@ impl Board {
                 "network.hostname {:?} must be 1 to 63 lowercase letters, digits and '-'",
                 self.network.hostname
             ));
+        }
+        if !matches!(self.boot.command.as_str(), "booti" | "bootz") {
+            problems.push(format!(
+                "boot.command {:?} must be booti or bootz",
+                self.boot.command
+            ));
+        }
+        if self.boot.state_size < 1024 || self.boot.state_size % 512 != 0 {
+            problems.push(format!(
+                "boot.state_size {} must be a multiple of 512 of at least 1024",
+                self.boot.state_size
+            ));
+        }
+        if self.boot.state_files[0] == self.boot.state_files[1] {
+            problems.push("boot.state_files must name two different files".to_string());
+        }
+        if !(1..=9).contains(&self.boot.tries) {
+            problems.push(format!("boot.tries {} must be 1 to 9", self.boot.tries));
         }
         if !matches!(self.debian_arch.as_str(), "arm64" | "armhf") {
             problems.push(format!(
