@@ -261,7 +261,7 @@ impl Board {
                 self.boot.command
             ));
         }
-        if self.boot.state_size < 1024 || self.boot.state_size % 512 != 0 {
+        if self.boot.state_size < 1024 || !self.boot.state_size.is_multiple_of(512) {
             problems.push(format!(
                 "boot.state_size {} must be a multiple of 512 of at least 1024",
                 self.boot.state_size
