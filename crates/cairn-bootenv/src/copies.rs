@@ -4,6 +4,7 @@
 
 use crate::env::{Env, EnvError};
 use crate::state::{BootState, StateError};
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,14 @@ pub struct LoadError {
 pub enum StoreError {
     #[error("the boot state does not fit its copy: {0}")]
     Encode(#[from] EnvError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot lock the boot state's directory {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot write the boot state to {path}: {source}")]
     Write {
         path: PathBuf,
@@ -181,6 +190,39 @@ impl BootFiles {
             env,
             other_bad: None,
         })
+    }
+
+    /// Reads the current state, lets `change` edit it and stores it when it changed, all under an exclusive lock
+    /// on the copies' directory: the daemon's install and init's commit both write the boot state, and each must
+    /// change the state as it is now, not as it was read minutes ago. Returns the state as stored (or unchanged).
+    pub fn update(&self, change: impl FnOnce(&mut BootState)) -> Result<BootState, StoreError> {
+        let _lock = self.lock()?;
+        let current = self.load()?;
+        let mut next = current.state.clone();
+        change(&mut next);
+        next.seq = current.state.seq;
+        if next == current.state {
+            return Ok(next);
+        }
+        Ok(self.store(&current, &next)?.state)
+    }
+
+    /// An exclusive advisory lock (flock) on the directory that holds both copies (the boot partition's mount
+    /// point on a box), released when dropped.
+    fn lock(&self) -> Result<Flock<File>, StoreError> {
+        let dir = self.paths[0]
+            .ancestors()
+            .skip(1)
+            .find(|dir| self.paths[1].starts_with(dir))
+            .unwrap_or(Path::new("/"))
+            .to_owned();
+        let fail = |source| StoreError::Lock {
+            path: dir.clone(),
+            source,
+        };
+        let handle = File::open(&dir).map_err(fail)?;
+        Flock::lock(handle, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| fail(io::Error::from(errno)))
     }
 
     /// Writes `state` as a first state over both copies, one after the other (each a complete copy before the next

@@ -275,3 +275,49 @@ fn power_cut_at_every_byte_of_a_store_keeps_the_previous_state() {
 fn paths() -> [&'static Path; 2] {
     [Path::new("env-1/cairn.env"), Path::new("env-2/cairn.env")]
 }
+
+#[test]
+fn update_changes_the_state_as_it_is_now_and_skips_writes_that_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    f.reset(&BootState::factory(TRIES)).unwrap();
+    let stale = f.load().unwrap();
+    // Someone else (the install) writes meanwhile.
+    f.store(&stale, &installed_b()).unwrap();
+    let stored = f.update(|s| s.mark_good(Slot::A, TRIES)).unwrap();
+    assert_eq!(
+        stored,
+        with_seq(installed_b(), 1),
+        "A had its tries: nothing to change, nothing written"
+    );
+    let stored = f.update(|s| s.mark_good(Slot::B, TRIES)).unwrap();
+    assert_eq!((stored.seq, stored.trial), (2, None));
+    assert_eq!(f.load().unwrap().state, stored);
+    assert_eq!(
+        stored.order,
+        [Slot::B, Slot::A],
+        "the install's change is kept"
+    );
+}
+
+#[test]
+fn update_is_exclusive_between_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    f.reset(&BootState::factory(TRIES)).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    f.update(|s| s.left[1] = s.left[1].wrapping_add(1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let state = f.load().unwrap().state;
+    assert_eq!((state.left[1], state.seq), (100, 100), "no update lost");
+}
