@@ -14,6 +14,7 @@ const USAGE: &str = "usage: cairn <command> [options]
 
 commands:
   init                 PID 1 of the image (also run as /sbin/init)
+  initramfs            PID 1 of the initramfs (also run as /init): check the slot, dm-verity, switch root
   daemon [options]     the management service: HTTP API and dashboard
       --listen ADDR      address to listen on (default [::]:80)
       --listen-tls ADDR  address to serve HTTPS on (the image: [::]:443; default none), with the
@@ -33,7 +34,10 @@ fn main() -> ExitCode {
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
+    // The kernel starts the initramfs as `/init`; the root slot's init is `/sbin/init`: same base name.
+    let initramfs = args.first().is_some_and(|a| a == "/init");
     let (command, rest) = match invoked.as_str() {
+        _ if initramfs => ("initramfs".to_string(), &args[1..]),
         "init" => ("init".to_string(), &args[1..]),
         "cairn-ctl" => ("ctl".to_string(), &args[1..]),
         "cairnd" => ("daemon".to_string(), &args[1..]),
@@ -52,6 +56,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             cairn_init::run()
+        }
+        "initramfs" => {
+            if std::process::id() != 1 {
+                eprintln!("cairn initramfs: must run as PID 1 of an initramfs");
+                return ExitCode::from(2);
+            }
+            cairn_initramfs::run()
         }
         "daemon" => daemon(rest),
         "ctl" => ctl::run(rest),
