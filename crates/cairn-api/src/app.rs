@@ -52,6 +52,10 @@ pub struct App {
     pub config_recovery: Option<Box<dyn ConfigRecovery>>,
     /// Woken after a successful repair or format: the daemon starts again on the recovered settings.
     pub restart: tokio::sync::Notify,
+    /// The root slots and boot state for firmware installs; absent on a development host.
+    pub firmware: Option<std::sync::Arc<crate::firmware::Firmware>>,
+    /// Install jobs, one install at a time.
+    pub(crate) firmware_jobs: crate::firmware::FirmwareJobs,
 }
 
 impl App {
@@ -80,6 +84,8 @@ impl App {
             settings_unavailable: None,
             config_recovery: None,
             restart: tokio::sync::Notify::new(),
+            firmware: None,
+            firmware_jobs: Default::default(),
         })
     }
 

@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     pub body: Bytes,
     /// The query string (after `?`), empty when there is none.
     pub query: String,
+    /// The body of a streamed route (`http::STREAMED_ROUTES`), taken once by its handler.
+    pub stream: std::sync::Mutex<Option<crate::firmware::Upload>>,
 }
 
 impl Ctx {

@@ -6,6 +6,8 @@
 //! Every code is dotted and lowercase, listed in `docs/errors.md`, and never reused for another meaning.
 
 use cairn_accounts::{AccountError, NameError};
+use cairn_firmware::install::InstallError;
+use cairn_firmware::FirmwareError;
 use cairn_storage::StorageError;
 use cairn_store::unavailable::{RecoveryError, Unavailable};
 use cairn_store::StoreError;
@@ -29,6 +31,8 @@ pub enum Error {
     Recovery(#[from] RecoveryError),
     #[error(transparent)]
     Certificate(#[from] CertError),
+    #[error(transparent)]
+    Firmware(#[from] InstallError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -79,6 +83,14 @@ pub enum RequestError {
         "this server does not serve HTTPS (a development server started without --listen-tls)"
     )]
     TlsUnavailable,
+    #[error("a firmware install is under way already")]
+    FirmwareBusy,
+    #[error("this server does not install firmware (a development server without root slots)")]
+    FirmwareUnavailable,
+    #[error("the update check failed: {0}")]
+    UpdateCheck(String),
+    #[error("no update source is configured")]
+    NoUpdateSource,
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -196,7 +208,9 @@ macro_rules! error_table {
 
 use AccountError as A;
 use CertError as T;
-use Error::{Account, Certificate, Recovery, Request, Storage, System};
+use Error::{Account, Certificate, Firmware, Recovery, Request, Storage, System};
+use FirmwareError as F;
+use InstallError as I;
 use NetworkRule as N;
 use RecoveryError as C;
 use RequestError as R;
@@ -232,6 +246,10 @@ error_table! {
     Request(R::SettingsUnavailable(U::CannotOpen { .. })) => (SERVICE_UNAVAILABLE, "settings.cannot_open", REPAIR_HINT),
     Request(R::SettingsUnavailable(U::Missing { .. })) => (SERVICE_UNAVAILABLE, "settings.missing", "Restore a settings backup, or at the box's console run `cairn ctl config format` to start with new settings (data volumes are kept and can be imported)."),
     Request(R::TlsUnavailable) => (SERVICE_UNAVAILABLE, "certificate.unavailable", "Use the box's own dashboard to manage its certificate."),
+    Request(R::FirmwareBusy) => (CONFLICT, "firmware.busy", "Wait for the install under way to finish (its job shows the progress), then try again."),
+    Request(R::FirmwareUnavailable) => (SERVICE_UNAVAILABLE, "firmware.unavailable", "Install firmware on the box itself; a development server has no root slots."),
+    Request(R::UpdateCheck(_)) => (BAD_GATEWAY, "firmware.check_failed", "Nothing was changed. Check the box's network and the update source's address on the System page, then try again."),
+    Request(R::NoUpdateSource) => (CONFLICT, "firmware.no_update_source", "Set the address of a signed update index on the System page (update_url), or install a bundle file by hand."),
     Request(R::Internal(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Account(A::Name(NameError::Reserved(_))) => (UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),
@@ -314,6 +332,21 @@ error_table! {
     Certificate(T::Expired { .. }) => (UNPROCESSABLE_ENTITY, "certificate.expired", "Renew the certificate with its issuer, then upload the new one."),
     Certificate(T::ChainOrder { .. }) => (UNPROCESSABLE_ENTITY, "certificate.chain_order", "Put the box's own certificate first, then its issuer, then that one's issuer."),
     Certificate(T::Generate(_) | T::Io { .. }) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
+
+    Firmware(I::Bundle(F::BadSignature { .. } | F::MalformedSignature(_))) => (UNPROCESSABLE_ENTITY, "firmware.bad_signature", "Nothing was written. Download the bundle again from where it was published; a bundle changed after signing is never installed."),
+    Firmware(I::Bundle(F::UnknownKey { .. })) => (UNPROCESSABLE_ENTITY, "firmware.unknown_key", "Nothing was written. Install a bundle signed with a key this firmware trusts (development images trust the development key, release images the release key)."),
+    Firmware(I::Bundle(F::Truncated(_))) => (BAD_REQUEST, "firmware.truncated", "The bundle ended early, so the new slot was left out of the boot order. Upload the whole file again."),
+    Firmware(I::Bundle(F::DigestMismatch { .. } | F::PayloadSize { .. })) => (UNPROCESSABLE_ENTITY, "firmware.digest_mismatch", "The bundle was damaged on its way, so the new slot was left out of the boot order. Download it again and upload it once more."),
+    Firmware(I::Bundle(F::BadMagic { .. } | F::HeaderTooLarge { .. } | F::MalformedManifest(_) | F::UnsupportedFormat { .. } | F::InvalidVersion(_) | F::InvalidName(_) | F::TrailingData | F::PayloadUnfinished { .. }) | I::BadManifest(_)) => (UNPROCESSABLE_ENTITY, "firmware.invalid_bundle", "Upload a Cairn firmware bundle (.cfw), as `make bundle` or a release writes it."),
+    Firmware(I::WrongBoard { .. }) => (UNPROCESSABLE_ENTITY, "firmware.wrong_board", "Nothing was written. Download the bundle made for this box's board (the System page names it)."),
+    Firmware(I::BelowFloor { .. }) => (UNPROCESSABLE_ENTITY, "firmware.below_floor", "Nothing was written. The running firmware does not go back below its floor (older versions lack fixes it depends on); install a newer version."),
+    Firmware(I::FailedBefore(_)) => (CONFLICT, "firmware.failed_before", "This version failed its health check on this box and the box went back. To try it once more anyway, send it again with ?insist=1 (the dashboard asks)."),
+    Firmware(I::NoSpace { .. }) => (INSUFFICIENT_STORAGE, "firmware.no_space", "Nothing was written. Free space on the settings partition (files on the system volume's shares), then try again."),
+    Firmware(I::TooLarge { .. }) => (UNPROCESSABLE_ENTITY, "firmware.too_large", "Nothing was written. This bundle does not fit this box's root slots; install one made for this board."),
+    Firmware(I::ReadBack(_)) => (INTERNAL_SERVER_ERROR, "firmware.read_back", "The new slot read back differently from what was written and was left out of the boot order. Try again; if it keeps happening, the boot medium is failing."),
+    Firmware(I::BootState(_)) => (INTERNAL_SERVER_ERROR, "firmware.boot_state", "The boot state on the boot partition could not be changed; the box still boots its running slot. Try again; the system log names the cause."),
+    Firmware(I::Stopped) => (SERVICE_UNAVAILABLE, "firmware.stopped", "The install was stopped before the new slot became bootable. Start it again."),
+    Firmware(I::UnknownSlot | I::TargetInUse(_) | I::Io { .. } | I::Bundle(F::NoTrustedKeys { .. } | F::InvalidPublicKey { .. } | F::InvalidSigningKey(_) | F::PartitionTooSmall { .. } | F::File { .. } | F::Io(_))) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 }
 
 fn capitalise(s: &str) -> String {

@@ -22,7 +22,15 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct BodyWatch {
     pub timeout: Duration,
     pub on_read: std::sync::Arc<dyn Fn() + Send + Sync>,
+    /// A chunk of a streamed body arrived: its deadline starts again (see [`STREAMED_ROUTES`]).
+    pub on_chunk: std::sync::Arc<dyn Fn() + Send + Sync>,
 }
+
+/// Routes whose body is streamed to their handler instead of read whole: a firmware bundle is hundreds of
+/// MiB. Their body has no size limit here (the handler bounds what it reads) and a deadline per chunk
+/// (the body deadline between two chunks) instead of one for the whole body; every other route keeps
+/// [`BODY_LIMIT`] and the whole-body deadline.
+pub(crate) const STREAMED_ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/firmware")];
 
 /// Marks a request that came over TLS (a request extension, set by the TLS listener's connections only):
 /// its session cookie is `Secure` and its origin `https://`.

@@ -18,6 +18,7 @@ mod auth;
 mod conns;
 mod controller;
 mod error;
+mod firmware;
 mod html;
 mod http;
 mod json;
@@ -32,6 +33,7 @@ pub use auth::is_local_network;
 pub use conns::{serve_accepted, ConnPolicy, Connections, Refused, Source, Ticket};
 pub use controller::certificate::box_names;
 pub use error::{ApiError, Error, RequestError, ALL_CODES};
+pub use firmware::Firmware;
 pub use routes::{public_routes, routes};
 pub use tls::serve_tls;
 

@@ -110,6 +110,8 @@ routes! {
     "POST" "/api/v1/volumes/{name}/import" Admin => json::storage::import;
     "GET" "/api/v1/jobs" Admin => json::storage::jobs;
     "GET" "/api/v1/jobs/{id}" Admin => json::storage::job;
+    "GET" "/api/v1/firmware" Admin => json::firmware::status;
+    "POST" "/api/v1/firmware" Admin => json::firmware::install;
     "GET" "/api/v1/storage/events" Admin => json::storage::events;
     "POST" "/api/v1/config/repair" Console => json::system::repair_config;
     "POST" "/api/v1/config/format" Console => json::system::format_config;
@@ -231,6 +233,7 @@ pub(crate) async fn handle(
         caller: None,
         body: Default::default(),
         query: parts.uri.query().unwrap_or("").to_string(),
+        stream: Default::default(),
     };
     if console {
         ctx.caller = Some(console_caller());
@@ -242,7 +245,17 @@ pub(crate) async fn handle(
             Err(e) => return answer_error(is_api, &e, &ctx),
         }
     }
-    if method != Method::GET && method != Method::HEAD {
+    let streamed = http::STREAMED_ROUTES
+        .iter()
+        .any(|(m, p)| method.as_str() == *m && path == *p);
+    if streamed {
+        *ctx.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::firmware::Upload {
+            body,
+            chunk_deadline: watch.as_ref().map_or(http::BODY_TIMEOUT, |w| w.timeout),
+            on_chunk: watch.as_ref().map(|w| w.on_chunk.clone()),
+            on_read: watch.as_ref().map(|w| w.on_read.clone()),
+        });
+    } else if method != Method::GET && method != Method::HEAD {
         let deadline = watch.as_ref().map_or(http::BODY_TIMEOUT, |w| w.timeout);
         let read = http::read_body(body, deadline).await;
         if let Some(w) = &watch {

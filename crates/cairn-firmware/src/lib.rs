@@ -13,6 +13,7 @@
 mod error;
 mod header;
 mod hex;
+pub mod install;
 mod keys;
 mod manifest;
 mod reader;

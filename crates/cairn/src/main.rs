@@ -4,6 +4,7 @@
 #![deny(clippy::disallowed_methods)]
 
 mod ctl;
+mod firmware;
 mod settings;
 
 use std::path::PathBuf;
@@ -250,12 +251,28 @@ fn daemon(args: &[String]) -> ExitCode {
         state: options.state.clone(),
         state_file: state_file.to_path_buf(),
     };
+    // Installs into the other root slot, on a box booted from one (U-Boot's cairn.slot=).
+    let firmware = board_data
+        .as_ref()
+        .filter(|_| on_box && usable)
+        .and_then(firmware::layout)
+        .map(|layout| {
+            Arc::new(cairn_api::Firmware {
+                layout,
+                settings: Arc::new(firmware::StoreSettings {
+                    store: store.clone(),
+                    database: options.state.join("settings.db"),
+                    snapshots: config_root.join("cairn/snapshots"),
+                }),
+            })
+        });
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
         a.settings_unavailable = unavailable;
         a.config_recovery = Some(Box::new(recovery));
         a.certificates = certificates;
+        a.firmware = firmware;
         a
     }) {
         Ok(a) if smb => {

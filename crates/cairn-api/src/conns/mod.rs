@@ -158,6 +158,14 @@ impl Slot {
         });
     }
 
+    /// A chunk of a streamed body arrived: the body deadline counts from now (per chunk, not per body).
+    pub(crate) fn body_progress(&self) {
+        let mut s = self.state();
+        if s.phase == Phase::Body {
+            s.since = Instant::now();
+        }
+    }
+
     /// The body is read (or refused): the request is being worked on.
     pub(crate) fn body_read(&self) {
         let mut s = self.state();

@@ -55,10 +55,11 @@ pub(crate) async fn serve_admitted<S, F>(
             let (app, slot) = (app.clone(), slot.clone());
             async move {
                 slot.request_started(has_body(req.method()));
-                let read = slot.clone();
+                let (read, chunk) = (slot.clone(), slot.clone());
                 req.extensions_mut().insert(BodyWatch {
                     timeout: policy.body_timeout,
                     on_read: Arc::new(move || read.body_read()),
+                    on_chunk: Arc::new(move || chunk.body_progress()),
                 });
                 if tls {
                     req.extensions_mut().insert(crate::http::OverTls);

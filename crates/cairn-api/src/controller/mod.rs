@@ -5,6 +5,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod certificate;
+pub(crate) mod firmware;
 pub(crate) mod session;
 pub(crate) mod storage;
 pub(crate) mod system;

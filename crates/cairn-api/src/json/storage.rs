@@ -94,7 +94,11 @@ pub(crate) async fn jobs(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     ok(ctl::jobs(&ctx.app).await?)
 }
 
+/// A storage job, or a firmware install's (ids `fw-N`).
 pub(crate) async fn job(ctx: &Ctx, p: &Params) -> Result<Resp, Error> {
+    if let Some(job) = crate::controller::firmware::job(&ctx.app, p.get("id")) {
+        return ok(job);
+    }
     ok(ctl::job(&ctx.app, p.get("id")).await?)
 }
 

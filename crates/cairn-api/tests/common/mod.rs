@@ -27,7 +27,7 @@ pub struct Server {
     pub port: u16,
     /// The HTTPS port of the same app, when the app has a certificate (0 otherwise).
     pub tls_port: u16,
-    _dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 pub fn start() -> Server {

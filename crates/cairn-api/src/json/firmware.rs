@@ -1,0 +1,42 @@
+//! Firmware: the slots' status and the bundle upload.
+
+use super::{ok, value};
+use crate::auth::{Ctx, Params};
+use crate::controller::firmware as ctl;
+use crate::error::{Error, RequestError};
+use crate::http::{self, Resp};
+use cairn_firmware::install::Options;
+use hyper::StatusCode;
+use serde_json::json;
+
+pub(crate) async fn status(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(ctl::status(&ctx.app).await?)
+}
+
+/// `POST /api/v1/firmware[?insist=1]`: the bundle as the body, answered 202 with the job once it is read.
+pub(crate) async fn install(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let upload = ctx
+        .stream
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| Error::internal("the firmware body was not kept for streaming"))?;
+    let insist = form_urlencoded::parse(ctx.query.as_bytes())
+        .any(|(k, v)| k == "insist" && (v == "1" || v == "true"));
+    if ctx
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| !t.starts_with("application/octet-stream"))
+    {
+        return Err(RequestError::InvalidBody(
+            "A firmware bundle is sent as application/octet-stream.".into(),
+        )
+        .into());
+    }
+    let job = ctl::install(&ctx.app, upload, Options { insist }).await?;
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"job": value(job)?}),
+    ))
+}
