@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods)]
 
+mod migrations;
 mod names;
 mod password;
 mod records;
 mod sessions;
 mod shares;
 
+pub use migrations::MIGRATIONS;
 pub use names::{validate_user_name, NameError};
 pub use password::{nt_hash_hex, PasswordHash, PasswordPolicy};
 pub use sessions::{Session, SessionPolicy};
@@ -48,14 +50,28 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub enabled: bool,
-    pub password: PasswordHash,
-    /// MD4 of the UTF-16LE password: what SMB's NTLM authentication needs. Changed only with `password`.
-    #[serde(default)]
-    pub nt_hash_hex: String,
+    /// Everything that proves who the user is, for the dashboard and SMB alike (schema 3 keeps it as one
+    /// object; the `schema-2-only` build keeps its fields at the top, as schema 2 did).
+    #[cfg_attr(feature = "schema-2-only", serde(flatten))]
+    pub credential: Credential,
     /// Unix id the file server maps this account to.
     #[serde(default)]
     pub uid: u32,
     pub created_s: u64,
+}
+
+/// One credential serves the dashboard and SMB: both hashes change together, so they can never disagree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub password: PasswordHash,
+    /// MD4 of the UTF-16LE password: what SMB's NTLM authentication needs. Changed only with `password`.
+    #[serde(default)]
+    pub nt_hash_hex: String,
+    /// When the password was last set (seconds since the epoch); none for a password set before schema 3,
+    /// when the box did not keep it. Lets an owner see stale passwords.
+    #[cfg_attr(feature = "schema-2-only", serde(skip))]
+    #[serde(default)]
+    pub changed_s: Option<u64>,
 }
 
 /// An account as the API and pages show it.
@@ -270,12 +286,13 @@ impl Accounts {
         })
     }
 
-    fn hash(&self, password: &str) -> Result<(PasswordHash, String), AccountError> {
-        Ok((
-            PasswordHash::new(password, self.password_policy.iterations)
+    fn credential(&self, password: &str) -> Result<Credential, AccountError> {
+        Ok(Credential {
+            password: PasswordHash::new(password, self.password_policy.iterations)
                 .map_err(|_| AccountError::Random)?,
-            nt_hash_hex(password),
-        ))
+            nt_hash_hex: nt_hash_hex(password),
+            changed_s: Some(now_s()),
+        })
     }
 
     fn next_id(&self) -> Result<u32, AccountError> {
@@ -296,15 +313,14 @@ impl Accounts {
         if self.setup_done() {
             return Err(AccountError::SetupDone);
         }
-        let (hash, nt) = self.hash(password)?;
+        let credential = self.credential(password)?;
         let user = User {
             name: name.to_string(),
             full_name: String::new(),
             email: email.to_string(),
             role: Role::Admin,
             enabled: true,
-            password: hash,
-            nt_hash_hex: nt,
+            credential,
             uid: self.next_id()?,
             created_s: now_s(),
         };
@@ -351,15 +367,14 @@ impl Accounts {
         validate_email(&new.email)?;
         validate_text(&new.full_name, FULL_NAME_MAX).map_err(AccountError::InvalidFullName)?;
         self.check_password(&new.password)?;
-        let (hash, nt) = self.hash(&new.password)?;
+        let credential = self.credential(&new.password)?;
         let user = User {
             name: new.name.clone(),
             full_name: new.full_name,
             email: new.email,
             role: new.role,
             enabled: new.enabled,
-            password: hash,
-            nt_hash_hex: nt,
+            credential,
             uid: self.next_id()?,
             created_s: now_s(),
         };
@@ -387,7 +402,7 @@ impl Accounts {
         let new_hash = match &patch.password {
             Some(p) => {
                 self.check_password(p)?;
-                Some(self.hash(p)?)
+                Some(self.credential(p)?)
             }
             None => None,
         };
@@ -408,9 +423,8 @@ impl Accounts {
             if let Some(en) = patch.enabled {
                 user.enabled = en;
             }
-            if let Some((hash, nt)) = &new_hash {
-                user.password = hash.clone();
-                user.nt_hash_hex = nt.clone();
+            if let Some(credential) = &new_hash {
+                user.credential = credential.clone();
             }
             let still_admin = user.role == Role::Admin && user.enabled;
             if was_admin && !still_admin && enabled_admins_other_than(tx, name)? == 0 {
@@ -464,16 +478,15 @@ impl Accounts {
         let user = self
             .user(name)?
             .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
-        if !user.password.verify(current) {
+        if !user.credential.password.verify(current) {
             return Err(AccountError::WrongCurrentPassword);
         }
-        let (hash, nt) = self.hash(new)?;
+        let credential = self.credential(new)?;
         self.tx(|tx| {
             let mut user: User = tx
                 .get(Kind::User, name)?
                 .ok_or_else(|| AccountError::NoSuchUser(name.to_string()))?;
-            user.password = hash.clone();
-            user.nt_hash_hex = nt.clone();
+            user.credential = credential.clone();
             tx.put(Kind::User, name, &user)?;
             remove_sessions_of(tx, name, Some(keep_session))
         })
@@ -650,7 +663,7 @@ impl Accounts {
     ) -> Result<(Session, String, User), AccountError> {
         let user = self.user(name)?;
         let ok = match &user {
-            Some(u) => u.password.verify(password) && u.enabled,
+            Some(u) => u.credential.password.verify(password) && u.enabled,
             None => {
                 PasswordHash::dummy(self.password_policy.iterations).verify(password);
                 false

@@ -244,7 +244,7 @@ fn nt_hash_matches_the_known_vector() {
 fn one_record_carries_both_hashes_and_a_password_change_updates_both() {
     let (_d, a) = with_admin();
     let u = a.create_user(new_user("alice", Role::User)).unwrap();
-    assert_eq!(u.nt_hash_hex, nt_hash_hex("password one"));
+    assert_eq!(u.credential.nt_hash_hex, nt_hash_hex("password one"));
     assert!(u.uid >= FIRST_UID);
     let u = a
         .update_user(
@@ -255,8 +255,11 @@ fn one_record_carries_both_hashes_and_a_password_change_updates_both() {
             },
         )
         .unwrap();
-    assert_eq!(u.nt_hash_hex, nt_hash_hex("password two"));
-    assert!(u.password.verify("password two") && !u.password.verify("password one"));
+    assert_eq!(u.credential.nt_hash_hex, nt_hash_hex("password two"));
+    assert!(
+        u.credential.password.verify("password two")
+            && !u.credential.password.verify("password one")
+    );
 }
 
 #[test]
@@ -596,8 +599,8 @@ fn the_seeding_work_factor_is_the_one_new_hashes_use() {
     let (_d, mut a) = with_admin();
     a.set_kdf_iterations_for_seeding(1_234);
     let u = a.create_user(new_user("alice", Role::User)).unwrap();
-    assert_eq!(u.password.iterations, 1_234);
-    assert!(u.password.verify("password one"));
+    assert_eq!(u.credential.password.iterations, 1_234);
+    assert!(u.credential.password.verify("password one"));
 }
 
 #[test]

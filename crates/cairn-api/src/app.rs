@@ -48,6 +48,8 @@ pub struct App {
     /// Why the settings could not be opened. While set, the API answers health and the console's repair
     /// only: setup and login are refused with the reason, and nothing is written anywhere.
     pub settings_unavailable: Option<cairn_store::unavailable::Unavailable>,
+    /// What opening the settings took at start (migrations run, a slot snapshot restored), for health.
+    pub settings_opening: Option<cairn_store::Opening>,
     /// Repair and format for the console; absent on a development host.
     pub config_recovery: Option<Box<dyn ConfigRecovery>>,
     /// Woken after a successful repair or format: the daemon starts again on the recovered settings.
@@ -82,6 +84,7 @@ impl App {
             share_usages: Default::default(),
             on_change: None,
             settings_unavailable: None,
+            settings_opening: None,
             config_recovery: None,
             restart: tokio::sync::Notify::new(),
             firmware: None,

@@ -148,8 +148,11 @@ pub(crate) fn console_caller() -> Caller {
         email: String::new(),
         role: Role::Admin,
         enabled: true,
-        password: cairn_accounts::PasswordHash::dummy(1),
-        nt_hash_hex: String::new(),
+        credential: cairn_accounts::Credential {
+            password: cairn_accounts::PasswordHash::dummy(1),
+            nt_hash_hex: String::new(),
+            changed_s: None,
+        },
         uid: 0,
         created_s: 0,
     };

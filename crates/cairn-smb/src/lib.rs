@@ -248,7 +248,7 @@ pub fn render<'a>(
     // Every user name was checked above, building `enabled`; `granted` holds only enabled accounts.
     for user in users {
         if granted.contains(user.name.as_str()) {
-            let hash = unhex(&user.nt_hash_hex).ok_or(SmbError::Unsafe {
+            let hash = unhex(&user.credential.nt_hash_hex).ok_or(SmbError::Unsafe {
                 what: "NT hash of",
                 value: user.name.clone(),
             })?;

@@ -1,5 +1,5 @@
 use super::*;
-use cairn_accounts::{nt_hash_hex, Access, PasswordHash, Role};
+use cairn_accounts::{nt_hash_hex, Access, Credential, PasswordHash, Role};
 use std::time::Duration;
 
 fn user(name: &str, uid: u32) -> User {
@@ -9,8 +9,11 @@ fn user(name: &str, uid: u32) -> User {
         email: String::new(),
         role: Role::User,
         enabled: true,
-        password: PasswordHash::dummy(1),
-        nt_hash_hex: nt_hash_hex("password"),
+        credential: Credential {
+            password: PasswordHash::dummy(1),
+            nt_hash_hex: nt_hash_hex("password"),
+            changed_s: None,
+        },
         uid,
         created_s: 0,
     }

@@ -26,6 +26,10 @@ pub mod tools;
 pub mod volumes;
 
 pub use error::StorageError;
+
+/// This crate's settings schema steps for its disk and volume records (none yet: they have not changed since schema 1).
+/// A change to their shape adds its forward and backward step here; the binary hands them to the store.
+pub static MIGRATIONS: &[cairn_store::Migration] = &[];
 pub use manager::{DiskView, Event, JobView, MemberView, Paths, Storage, VolumeView};
 pub use tools::{Fsck, Tools};
 pub use volumes::{CreateRequest, Level, VolumeRecord};

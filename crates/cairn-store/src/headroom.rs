@@ -108,6 +108,16 @@ impl Room {
         }
     }
 
+    /// Free bytes on the settings' partition, if they can be measured.
+    pub(crate) fn free_bytes(&self) -> Option<u64> {
+        (self.free)(&self.dir).ok()
+    }
+
+    /// What the settings must keep free for changes.
+    pub(crate) fn change_min(&self) -> u64 {
+        self.policy.change_min
+    }
+
     /// Beside the database's folder (sled owns what is inside it).
     fn reserve_path(&self) -> PathBuf {
         self.dir.parent().unwrap_or(&self.dir).join(RESERVE)

@@ -15,15 +15,25 @@
 
 mod barrier;
 mod headroom;
+mod migrate;
+pub mod snapshot;
 pub mod unavailable;
 
 use barrier::Barrier;
 pub use headroom::{fake_free_space, statvfs_free, FreeSpace, Headroom, Need, Room};
+pub use migrate::{
+    dry_run, Direction, DryRun, DryRunError, Migration, Record, Schema, Step, StepFn, StepReport,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The schema this build reads and writes. Raise it only together with a migration in [`MIGRATIONS`].
+/// The schema this build reads and writes: the last step of the domains' migrations (see [`Schema`]). The
+/// `schema-2-only` feature builds the firmware as it was before schema 3, for the update test's old image.
+#[cfg(not(feature = "schema-2-only"))]
+pub const SCHEMA_VERSION: u32 = 3;
+/// The schema this build reads and writes (built with `schema-2-only`: the firmware before schema 3).
+#[cfg(feature = "schema-2-only")]
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// sled's cache: its default is sized for servers; a NAS has 256 MiB to 1 GiB for everything.
@@ -31,46 +41,6 @@ const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 const META_TREE: &str = "meta";
 const SCHEMA_KEY: &str = "schema_version";
-
-/// One step from version `from` to `from + 1`, run inside a single transaction-like batch before the store opens.
-pub struct Migration {
-    pub from: u32,
-    pub describe: &'static str,
-    pub run: fn(&Store) -> Result<(), StoreError>,
-}
-
-/// Migrations in order. Each must keep every record it does not understand.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    describe: "users and sessions move into the one accounts tree (u/NAME, x/ID), so changes spanning them are atomic",
-    run: v1_accounts_tree,
-}];
-
-fn v1_accounts_tree(store: &Store) -> Result<(), StoreError> {
-    let db = store.db();
-    let accounts = db.open_tree("accounts")?;
-    let mut batch = sled::Batch::default();
-    for (old, prefix) in [("users", "u/"), ("sessions", "x/")] {
-        let tree = db.open_tree(old)?;
-        for item in tree.iter() {
-            let (k, v) = item?;
-            if k.first() == Some(&0) {
-                // v1 kept a "\0setup_lock" marker among the users; v2 keeps it as m/setup_done.
-                batch.insert(b"m/setup_done".as_slice(), b"0".as_slice());
-                continue;
-            }
-            let mut key = prefix.as_bytes().to_vec();
-            key.extend_from_slice(&k);
-            batch.insert(key, v);
-        }
-    }
-    accounts.apply_batch(batch)?;
-    store.commit()?;
-    // Only once the new tree is durable do the old ones go; a power cut before this re-runs the step harmlessly.
-    db.drop_tree("users")?;
-    db.drop_tree("sessions")?;
-    Ok(())
-}
 
 /// Why the store cannot be used or a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +53,16 @@ pub enum StoreError {
     TooNew { found: u32, supported: u32 },
     #[error("no migration from settings schema version {from}")]
     NoMigration { from: u32 },
+    #[error("this build's migrations do not fit together: {0}")]
+    BadSchema(String),
+    #[error("the migration from schema {from} to {to} would drop {fields:?} without declaring it; nothing was changed")]
+    WouldDrop {
+        from: u32,
+        to: u32,
+        fields: Vec<String>,
+    },
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("settings database error: {0}")]
     Db(#[from] sled::Error),
     #[error("the settings in {path} cannot be made durable: {source}")]
@@ -104,6 +84,23 @@ pub enum StoreError {
     Full { free_bytes: u64 },
 }
 
+/// What opening the settings took, for the log and the health route.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Opening {
+    /// The steps run to bring the settings to this firmware's schema.
+    pub migrated: Vec<StepReport>,
+    /// Set when the settings were newer than this firmware and the booted slot's snapshot replaced them.
+    pub restored: Option<Restored>,
+}
+
+/// A snapshot restored at start instead of refusing settings newer than the firmware.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    /// The schema the settings had (the newer firmware's).
+    pub found: u32,
+    pub snapshot: snapshot::SnapshotInfo,
+}
+
 /// Handle to the settings database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -123,13 +120,38 @@ pub struct Table {
 }
 
 impl Store {
-    /// Opens (creating if new) the database in `dir`, migrating it to [`SCHEMA_VERSION`].
+    /// Opens (creating if new) the database in `dir`, which must be new or at [`SCHEMA_VERSION`] (no
+    /// migrations: the daemon uses [`Store::open_migrating`] with the schema its crates declare).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         Store::open_with(dir, Headroom::CONFIG, Arc::new(statvfs_free))
     }
 
     /// [`Store::open`] with another headroom policy and free-space measure (tests fill a disk this way).
     pub fn open_with(dir: &Path, policy: Headroom, free: FreeSpace) -> Result<Store, StoreError> {
+        let store = Store::open_unmigrated(dir, policy, free)?;
+        store.prepare(&Schema::current_only(), None)?;
+        Ok(store)
+    }
+
+    /// Opens the database in `dir` and brings it to [`SCHEMA_VERSION`] with `schema`'s migrations. Settings
+    /// newer than this firmware (it was fallen back to after an update migrated them) are refused, unless
+    /// `slot` (the booted one) has a snapshot this firmware can read: then that snapshot is restored.
+    pub fn open_migrating(
+        dir: &Path,
+        schema: &Schema,
+        slot: Option<&str>,
+    ) -> Result<(Store, Opening), StoreError> {
+        let store = Store::open_unmigrated(dir, Headroom::CONFIG, Arc::new(statvfs_free))?;
+        let opening = store.prepare(schema, slot)?;
+        Ok((store, opening))
+    }
+
+    /// The database as it is on disk, at whatever schema: for migrations and dry runs.
+    pub fn open_unmigrated(
+        dir: &Path,
+        policy: Headroom,
+        free: FreeSpace,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -144,14 +166,12 @@ impl Store {
         let room = Room::new(dir, policy, free);
         room.ensure_reserve();
         let (barrier, _) = Barrier::open(dir).map_err(not_durable(dir))?;
-        let store = Store {
+        Ok(Store {
             db,
             room,
             barrier: Some(Arc::new(barrier)),
             dir: dir.to_path_buf(),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// An empty store in memory that is gone when the process ends. The daemon stands it in for settings it
@@ -174,40 +194,43 @@ impl Store {
         })
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
+    /// New settings get this build's schema; older ones are migrated forward; newer ones are refused or,
+    /// with a snapshot for the booted slot, replaced by it.
+    fn prepare(&self, schema: &Schema, slot: Option<&str>) -> Result<Opening, StoreError> {
         let meta = self.db.open_tree(META_TREE)?;
+        let mut opening = Opening::default();
         let found = match meta.get(SCHEMA_KEY)? {
             Some(v) => parse_version(&v),
             None => {
                 meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
                 self.commit()?;
-                return Ok(());
+                return Ok(opening);
             }
         };
         if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
+            let too_new = StoreError::TooNew {
                 found,
                 supported: SCHEMA_VERSION,
-            });
+            };
+            let Some(slot) = slot else {
+                return Err(too_new);
+            };
+            match self.restore_snapshot(slot) {
+                Ok(info) => {
+                    log::warn!("settings: schema {found} is newer than this firmware's {SCHEMA_VERSION} (an update migrated them, then this slot was booted again); restored slot {slot}'s snapshot (schema {}, {} records)", info.schema, info.records);
+                    opening.restored = Some(Restored {
+                        found,
+                        snapshot: info,
+                    });
+                }
+                Err(e) => {
+                    log::error!("settings: schema {found} is newer than this firmware's {SCHEMA_VERSION} and slot {slot}'s snapshot cannot be restored: {e}");
+                    return Err(too_new);
+                }
+            }
         }
-        let mut version = found;
-        while version < SCHEMA_VERSION {
-            let step = MIGRATIONS
-                .iter()
-                .find(|m| m.from == version)
-                .ok_or(StoreError::NoMigration { from: version })?;
-            log::info!(
-                "settings: migrating schema {} -> {}: {}",
-                version,
-                version + 1,
-                step.describe
-            );
-            (step.run)(self)?;
-            version += 1;
-            meta.insert(SCHEMA_KEY, version.to_string().as_bytes())?;
-            self.commit()?;
-        }
-        Ok(())
+        opening.migrated = self.migrate_to(schema, SCHEMA_VERSION)?;
+        Ok(opening)
     }
 
     /// The schema version on disk.
@@ -253,6 +276,16 @@ fn not_durable(dir: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Sync {
         path: dir.to_path_buf(),
         source,
+    }
+}
+
+/// A multi-tree transaction that did not go through (nothing of it was written).
+fn transaction_failed(e: sled::transaction::TransactionError<()>, what: &str) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+        sled::transaction::TransactionError::Abort(()) => {
+            StoreError::Conflict(format!("{what} transaction aborted"))
+        }
     }
 }
 
@@ -371,44 +404,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    }
-
-    #[test]
-    fn v1_accounts_migrate_into_the_accounts_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree(META_TREE)
-                .unwrap()
-                .insert(SCHEMA_KEY, b"1")
-                .unwrap();
-            let users = db.open_tree("users").unwrap();
-            users
-                .insert(
-                    "owner",
-                    br#"{"name":"owner","email":"o@example.org"}"#.to_vec(),
-                )
-                .unwrap();
-            users.insert("\u{0}setup_lock", b"1".to_vec()).unwrap();
-            db.open_tree("sessions")
-                .unwrap()
-                .insert("abc", br#"{"id":"abc","user":"owner"}"#.to_vec())
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
-        let accounts = store.db().open_tree("accounts").unwrap();
-        let owner: serde_json::Value =
-            serde_json::from_slice(&accounts.get("u/owner").unwrap().unwrap()).unwrap();
-        assert_eq!(owner["email"], "o@example.org", "no field may be dropped");
-        assert!(accounts.get("x/abc").unwrap().is_some());
-        assert!(accounts.get("m/setup_done").unwrap().is_some());
-        assert!(!store
-            .db()
-            .tree_names()
-            .iter()
-            .any(|n| n.as_ref() == b"users"));
     }
 
     #[test]

@@ -20,6 +20,10 @@ mod hostname;
 pub mod network;
 
 pub use error::{NetworkRule, SystemError};
+
+/// This crate's settings schema steps for its host name and network records (none yet: they have not changed since schema 1).
+/// A change to their shape adds its forward and backward step here; the binary hands them to the store.
+pub static MIGRATIONS: &[cairn_store::Migration] = &[];
 pub use host::{Host, PowerAction};
 pub use hostname::validate_hostname;
 pub use network::{Mode, NetworkSettings, NetworkView, Trial};

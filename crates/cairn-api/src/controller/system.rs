@@ -17,7 +17,13 @@ pub(crate) fn health(app: &App) -> Value {
             let e = Error::from(RequestError::SettingsUnavailable(why.clone())).render();
             json!({"available": false, "code": e.code, "message": e.message, "hint": e.hint})
         }
-        None => json!({"available": true, "damaged_records": app.accounts.damaged_records()}),
+        None => json!({
+            "available": true,
+            "damaged_records": app.accounts.damaged_records(),
+            "schema": cairn_store::SCHEMA_VERSION,
+            "migrated": app.settings_opening.as_ref().map(|o| &o.migrated),
+            "restored_snapshot": app.settings_opening.as_ref().and_then(|o| o.restored.as_ref()),
+        }),
     };
     json!({
         "version": app.identity.version,
