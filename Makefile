@@ -2,8 +2,14 @@
 BOARD ?= qemu-aarch64-virt
 BOARDS := $(notdir $(wildcard board/*))
 TARGET = $(shell sed -n 's/^target = "\(.*\)"/\1/p' board/$(BOARD)/board.toml)
-OUT = out/$(BOARD)
-BIN = target/$(TARGET)/release/cairn
+## FEATURES: cargo features of the firmware binary. The update test's "old" version is built from this tree with
+## FEATURES=schema-2-only (settings schema 2, docs/updates.md); such a build goes to its own out/ folder and binary
+## name, and shares target/ with the default build (only the crates the feature changes are compiled twice).
+FEATURES ?=
+comma := ,
+FEATURE_SUFFIX = $(if $(FEATURES),-$(subst $(comma),-,$(FEATURES)))
+OUT = out/$(BOARD)$(FEATURE_SUFFIX)
+BIN = target/$(TARGET)/release/cairn$(FEATURE_SUFFIX)
 IMAGE_INPUTS = $(shell find rootfs board/$(BOARD) scripts/image -type f 2>/dev/null)
 export HTTP_PORT ?= 8080
 export HTTPS_PORT ?= 8443
@@ -20,7 +26,8 @@ bootstrap:
 
 ## The cross-built multi-call binary for $(BOARD).
 build: bootstrap
-	cargo build --release --locked --target $(TARGET) -p cairn
+	cargo build --release --locked --target $(TARGET) -p cairn $(if $(FEATURES),--features $(FEATURES))
+	$(if $(FEATURES),cp -p target/$(TARGET)/release/cairn $(BIN))
 
 ## The flashable image for $(BOARD): out/$(BOARD)/cairn-$(BOARD)-<version>.img
 image: build

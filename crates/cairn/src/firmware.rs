@@ -21,79 +21,36 @@ pub fn layout(board: &cairn_board::Board) -> Option<Layout> {
     }
 }
 
-/// The settings' snapshot: the settings database's directory copied whole, after a commit, to
-/// `<config>/cairn/snapshots/<slot>/` (a new copy beside the old one, then swapped).
+/// The settings' snapshot for the running slot, kept by the store (`Store::snapshot_for_slot`): a consistent
+/// export of every tree at `<config>/cairn/snapshots/<slot>/settings.export`, which the slot's firmware restores
+/// when it finds settings newer than it knows after a fallback (docs/updates.md, "Settings across versions").
 pub struct StoreSettings {
     pub store: Store,
-    /// The settings database's directory (`.../settings.db`).
-    pub database: PathBuf,
     /// Where snapshots go, on the same filesystem (`/config/cairn/snapshots`).
     pub snapshots: PathBuf,
 }
 
-fn dir_size(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_size(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
-}
-
-/// Copies `from` into the new directory `to`, every file flushed.
-fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.metadata()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-            std::fs::File::open(&target)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(to)?.sync_all()
-}
-
 impl Settings for StoreSettings {
     fn snapshot_size(&self) -> io::Result<u64> {
-        dir_size(&self.database)
+        self.store.snapshot_budget().map_err(io::Error::other)
     }
 
+    /// What a snapshot may use: the free space less the room the settings keep for changes.
     fn free_space(&self) -> io::Result<u64> {
         let on = self
             .snapshots
             .ancestors()
             .find(|p| p.exists())
             .unwrap_or(Path::new("/"));
-        cairn_store::statvfs_free(on)
+        let free = cairn_store::statvfs_free(on)?;
+        Ok(free.saturating_sub(cairn_store::Headroom::CONFIG.change_min))
     }
 
     fn snapshot(&self, slot: Slot) -> io::Result<()> {
         self.store.commit().map_err(io::Error::other)?;
-        let done = self.snapshots.join(slot.lower());
-        let new = self.snapshots.join(format!("{}.new", slot.lower()));
-        let old = self.snapshots.join(format!("{}.old", slot.lower()));
-        for leftover in [&new, &old] {
-            if leftover.exists() {
-                std::fs::remove_dir_all(leftover)?;
-            }
-        }
-        copy_dir(&self.database, &new)?;
-        if done.exists() {
-            std::fs::rename(&done, &old)?;
-        }
-        std::fs::rename(&new, &done)?;
-        std::fs::File::open(&self.snapshots)?.sync_all()?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        Ok(())
+        self.store
+            .snapshot_for_slot(slot.lower())
+            .map(drop)
+            .map_err(io::Error::other)
     }
 }

@@ -5,6 +5,7 @@
 
 mod ctl;
 mod firmware;
+mod migrate;
 mod settings;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ commands:
       --storage on|off   manage disks and volumes (default: on with --power init)
       --ctl PATH         control socket for `cairn ctl` (default /run/cairn/ctl.sock)
   ctl ...              manage the box from its console (root): `cairn ctl help`
+  migrate [--dry-run] --state DIR [--to N]
+                       run the settings' schema steps (on a copy with --dry-run), print the report as JSON
   version              print the firmware version";
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         }
         "daemon" => daemon(rest),
         "ctl" => ctl::run(rest),
+        "migrate" => migrate::run(rest),
         "version" | "--version" => {
             println!("{}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -180,7 +184,12 @@ fn daemon(args: &[String]) -> ExitCode {
         .unwrap_or_default();
     let config_root = std::path::Path::new(cairn_init::CONFIG_MOUNT);
     let state_file = std::path::Path::new(cairn_store::unavailable::STATE_FILE);
-    let opened = match settings::open(&options.state, config_root, state_file) {
+    let opened = match settings::open(
+        &options.state,
+        config_root,
+        state_file,
+        settings::booted_slot(),
+    ) {
         Ok(o) => o,
         Err(e) => {
             log::error!("{e}");
@@ -261,8 +270,7 @@ fn daemon(args: &[String]) -> ExitCode {
                 layout,
                 settings: Arc::new(firmware::StoreSettings {
                     store: store.clone(),
-                    database: options.state.join("settings.db"),
-                    snapshots: config_root.join("cairn/snapshots"),
+                    snapshots: options.state.join("snapshots"),
                 }),
             })
         });
@@ -270,6 +278,7 @@ fn daemon(args: &[String]) -> ExitCode {
         a.board = board_data;
         a.storage = storage;
         a.settings_unavailable = unavailable;
+        a.settings_opening = opened.opening;
         a.config_recovery = Some(Box::new(recovery));
         a.certificates = certificates;
         a.firmware = firmware;

@@ -7,7 +7,7 @@
 
 use cairn_init::config_partition::{self, Device};
 use cairn_store::unavailable::{settings_lost, ConfigState, RecoveryError, Unavailable};
-use cairn_store::Store;
+use cairn_store::{Opening, Schema, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// The settings as the daemon found them at start.
@@ -18,6 +18,29 @@ pub struct Opened {
     pub unavailable: Option<Unavailable>,
     /// What init reported about the config partition; absent on a development host.
     pub config: Option<ConfigState>,
+    /// What opening took: migrations run, or the booted slot's snapshot restored.
+    pub opening: Option<Opening>,
+}
+
+/// Every settings migration of this firmware, from the crates that own the records (the store knows none).
+pub fn schema() -> Result<Schema, StoreError> {
+    Schema::new(&[
+        cairn_accounts::MIGRATIONS,
+        cairn_storage::MIGRATIONS,
+        cairn_system::MIGRATIONS,
+    ])
+}
+
+/// The slot U-Boot booted (`cairn.slot=` on the kernel command line), whose settings snapshot is restored
+/// when the settings are newer than this firmware; none on a development host.
+pub fn booted_slot() -> Option<&'static str> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    cairn_bootenv::Booted::from_cmdline(&cmdline).map(|b| b.slot.lower())
+}
+
+/// Opens the settings with this firmware's migrations; see [`Store::open_migrating`].
+fn open_store(database: &Path, slot: Option<&str>) -> Result<(Store, Opening), StoreError> {
+    Store::open_migrating(database, &schema()?, slot)
 }
 
 /// Opens the settings database in `state` (on the config partition at `config_root` on the box), or says why not.
@@ -26,6 +49,7 @@ pub fn open(
     state: &Path,
     config_root: &Path,
     state_file: &Path,
+    slot: Option<&str>,
 ) -> Result<Opened, cairn_store::StoreError> {
     let config = ConfigState::load(state_file);
     let database = state.join("settings.db");
@@ -47,16 +71,17 @@ pub fn open(
                 error: format!("cannot create {}: {e}", state.display()),
             })
             .and_then(|()| {
-                Store::open(&database).map_err(|e| Unavailable::CannotOpen {
+                open_store(&database, slot).map_err(|e| Unavailable::CannotOpen {
                     error: e.to_string(),
                 })
             }),
     };
     Ok(match opened {
-        Ok(store) => Opened {
+        Ok((store, opening)) => Opened {
             store,
             unavailable: None,
             config,
+            opening: Some(opening),
         },
         Err(why) => {
             log::error!("settings unavailable: {why}; setup and login are refused until the owner repairs or formats the settings partition from the console (cairn ctl config repair)");
@@ -64,6 +89,7 @@ pub fn open(
                 store: Store::open_temporary()?,
                 unavailable: Some(why),
                 config,
+                opening: None,
             }
         }
     })
@@ -93,7 +119,7 @@ impl BoxRecovery {
         }
         std::fs::create_dir_all(&self.state)
             .map_err(|e| RecoveryError::StillCannotOpen(e.to_string()))?;
-        Store::open(&database)
+        open_store(&database, booted_slot())
             .map(drop)
             .map_err(|e| RecoveryError::StillCannotOpen(e.to_string()))
     }
@@ -167,7 +193,71 @@ mod tests {
     }
 
     fn open_in(l: &Layout) -> Opened {
-        open(&l.state, &l.root, &l.state_file).unwrap()
+        open(&l.state, &l.root, &l.state_file, None).unwrap()
+    }
+
+    /// A settings database at `schema` (its records from the committed fixture) in the layout's state folder.
+    fn settings_at(l: &Layout, schema: u32) {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../../tests/fixtures/settings-v{schema}.export"));
+        let export = cairn_store::snapshot::Export::load(&fixture).unwrap();
+        let store = Store::open_unmigrated(
+            &l.state.join("settings.db"),
+            cairn_store::Headroom::CONFIG,
+            std::sync::Arc::new(cairn_store::statvfs_free),
+        )
+        .unwrap();
+        store.import(&export).unwrap();
+    }
+
+    #[test]
+    fn the_daemon_migrates_older_settings_with_every_domains_steps() {
+        let l = layout(Some(mounted()));
+        settings_at(&l, 1);
+        let o = open_in(&l);
+        assert_eq!(o.unavailable, None);
+        let opening = o.opening.unwrap();
+        assert_eq!(
+            opening.migrated.len() as u32,
+            cairn_store::SCHEMA_VERSION - 1
+        );
+        assert_eq!(
+            o.store.schema_version().unwrap(),
+            cairn_store::SCHEMA_VERSION
+        );
+        let accounts = cairn_accounts::Accounts::new(o.store.clone()).unwrap();
+        assert_eq!(
+            accounts.require_user("alice").unwrap().email,
+            "Alice.Liddell@Example.org"
+        );
+    }
+
+    #[test]
+    fn after_a_fallback_newer_settings_give_way_to_the_booted_slots_snapshot() {
+        let l = layout(Some(mounted()));
+        settings_at(&l, 2);
+        {
+            let o = open_in(&l);
+            o.store.snapshot_for_slot("a").unwrap();
+            // The newer firmware's settings, as slot b left them.
+            let meta = o.store.db().open_tree("meta").unwrap();
+            meta.insert("schema_version", b"9").unwrap();
+            o.store.commit().unwrap();
+        }
+        let refused = open(&l.state, &l.root, &l.state_file, Some("b")).unwrap();
+        assert!(
+            matches!(refused.unavailable, Some(Unavailable::CannotOpen { .. })),
+            "no snapshot for b: refused as before"
+        );
+        drop(refused);
+        let o = open(&l.state, &l.root, &l.state_file, Some("a")).unwrap();
+        assert_eq!(o.unavailable, None);
+        let restored = o.opening.unwrap().restored.unwrap();
+        assert_eq!((restored.found, restored.snapshot.slot.as_str()), (9, "a"));
+        assert_eq!(
+            o.store.schema_version().unwrap(),
+            cairn_store::SCHEMA_VERSION
+        );
     }
 
     fn mounted() -> ConfigState {
