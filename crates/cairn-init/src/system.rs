@@ -1,5 +1,6 @@
 //! The PID 1 main loop: bring-up, supervision, watchdog and shutdown. Only runs as PID 1 in the image.
 
+use crate::commit::{self, probes::Feed};
 use crate::config_partition;
 use crate::logring::LogRing;
 use crate::modules;
@@ -166,13 +167,18 @@ pub fn run() -> ! {
         }
     };
 
+    let feed = Arc::new(Feed::new(
+        board.as_ref().is_some_and(|b| b.watchdog.is_some()),
+    ));
     let mut watchdog = board
         .as_ref()
         .and_then(|b| b.watchdog.as_ref())
         .and_then(|w| match OpenOptions::new().write(true).open(&w.device) {
             Ok(f) => {
                 log.line("init", &format!("watchdog {} armed", w.device));
-                Some((f, Duration::from_secs(u64::from(w.timeout_s.max(3)) / 3)))
+                let every = Duration::from_secs(u64::from(w.timeout_s.max(3)) / 3);
+                feed.armed(every);
+                Some((f, every))
             }
             Err(e) => {
                 log.line("init", &format!("watchdog {} unavailable: {e}", w.device));
@@ -180,6 +186,10 @@ pub fn run() -> ! {
             }
         });
     let mut last_pet = Instant::now() - Duration::from_secs(3600);
+    if let Some(b) = &board {
+        let log = log.clone();
+        commit::start(b, feed.clone(), move |line| log.line("init", &line));
+    }
 
     let stop = loop {
         if let Some((dev, every)) = watchdog.as_mut() {
@@ -187,6 +197,7 @@ pub fn run() -> ! {
                 let _ = dev.write_all(b"\0");
                 let _ = dev.flush();
                 last_pet = Instant::now();
+                feed.petted();
             }
         }
         for r in running.iter_mut() {
