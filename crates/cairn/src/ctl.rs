@@ -42,12 +42,21 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
 
   certificate                             the HTTPS certificate: SHA-256 fingerprint, source, names, validity
   certificate install CHAIN.pem KEY.pem   serve your own certificate chain and key (checked to match)
-  certificate generate                    back to a new certificate made by the box itself";
+  certificate generate                    back to a new certificate made by the box itself
+
+  firmware status                         both root slots (version, booted|good|bad|empty), the pending update,
+                                          the last update's outcome
+  firmware install FILE [--insist]        install a signed bundle (.cfw) into the slot not running, streamed
+                                          from FILE, and follow its job; --insist for a version that failed
+                                          here before. The new slot runs after a reboot
+  firmware check                          the update index at the configured update source: newer version?";
 
 struct Request {
     method: &'static str,
     path: String,
     body: Option<Value>,
+    /// A file streamed as the body (`application/octet-stream`) instead of `body`.
+    upload: Option<String>,
 }
 
 fn req(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Request {
@@ -55,6 +64,7 @@ fn req(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Re
         method,
         path: path.into(),
         body,
+        upload: None,
     }
 }
 
@@ -331,8 +341,35 @@ fn plan(
             )
         }
         ["certificate", "generate"] => req("DELETE", "/api/v1/system/certificate", None),
+        ["firmware", "status"] => req("GET", "/api/v1/firmware", None),
+        ["firmware", "check"] => req("GET", "/api/v1/firmware/check", None),
+        ["firmware", "install", ..] => {
+            let insist = take_switch(&mut args, "--insist");
+            let source = name(&args, 2)?;
+            if source.contains("://") {
+                return Err(format!(
+                    "{source}: download the bundle first (its signature is checked on the box either way), then install the file"
+                ));
+            }
+            let mut r = req(
+                "POST",
+                if insist {
+                    "/api/v1/firmware?insist=1"
+                } else {
+                    "/api/v1/firmware"
+                },
+                None,
+            );
+            r.upload = Some(source);
+            r
+        }
         _ => return Err(USAGE.to_string()),
     })
+}
+
+/// A GET over the control socket.
+pub async fn get(socket: &str, path: &str) -> Result<(u16, Value), String> {
+    send(socket, &req("GET", path, None)).await
 }
 
 async fn send(socket: &str, r: &Request) -> Result<(u16, Value), String> {
@@ -344,13 +381,27 @@ async fn send(socket: &str, r: &Request) -> Result<(u16, Value), String> {
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let body = r.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+    let (body, content_type) = match &r.upload {
+        Some(path) => (
+            crate::ctl_firmware::file_body(path)?,
+            "application/octet-stream",
+        ),
+        None => {
+            let json = r.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+            (
+                Full::new(Bytes::from(json))
+                    .map_err(|never| match never {})
+                    .boxed(),
+                "application/json",
+            )
+        }
+    };
     let request = hyper::Request::builder()
         .method(r.method)
         .uri(&r.path)
         .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .header("content-type", content_type)
+        .body(body)
         .map_err(|e| e.to_string())?;
     let resp = sender
         .send_request(request)
@@ -452,7 +503,13 @@ pub fn run(args: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match send(&socket, &request).await {
+        let sent = match send(&socket, &request).await {
+            Ok((202, value)) if request.upload.is_some() => {
+                crate::ctl_firmware::follow(&socket, &value).await
+            }
+            other => other,
+        };
+        match sent {
             Ok((status, value)) if status < 300 => {
                 println!(
                     "{}",

@@ -4,6 +4,7 @@
 #![deny(clippy::disallowed_methods)]
 
 mod ctl;
+mod ctl_firmware;
 mod firmware;
 mod migrate;
 mod settings;
