@@ -112,6 +112,8 @@ routes! {
     "GET" "/api/v1/jobs/{id}" Admin => json::storage::job;
     "GET" "/api/v1/firmware" Admin => json::firmware::status;
     "POST" "/api/v1/firmware" Admin => json::firmware::install;
+    "GET" "/api/v1/firmware/check" Admin => json::firmware::check;
+    "PUT" "/api/v1/firmware/source" Admin => json::firmware::set_source;
     "GET" "/api/v1/storage/events" Admin => json::storage::events;
     "POST" "/api/v1/config/repair" Console => json::system::repair_config;
     "POST" "/api/v1/config/format" Console => json::system::format_config;

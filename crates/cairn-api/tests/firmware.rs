@@ -12,7 +12,7 @@ use cairn_firmware::Target;
 use common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct FirmwareBox {
@@ -26,15 +26,7 @@ fn serve_box(policy: cairn_api::ConnPolicy) -> FirmwareBox {
     let dir = tempfile::tempdir().unwrap();
     let store = cairn_store::Store::open(&dir.path().join("settings.db")).unwrap();
     let mut app = app_on(store);
-    let settings = Arc::new(cairn_firmware::install::testing::DirSettings {
-        free: tb.settings.free,
-        size: tb.settings.size,
-        snapshots: Mutex::new(vec![]),
-    });
-    app.firmware = Some(Arc::new(cairn_api::Firmware {
-        layout: tb.layout.clone(),
-        settings,
-    }));
+    app.firmware = Some(firmware_on(&tb));
     let app = Arc::new(app);
     let conns = cairn_api::Connections::new(policy);
     let port = spawn_server(move |l| cairn_api::serve_with(l, app, conns)).port();
@@ -302,4 +294,79 @@ fn a_slow_upload_lives_on_its_per_chunk_deadline_and_other_routes_keep_theirs() 
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     b_not_bootable(&fb2);
+}
+
+#[test]
+fn the_update_check_reads_a_signed_index_and_says_plainly_when_it_cannot() {
+    use cairn_firmware::install::index::{sign_index, Release, UpdateIndex, INDEX_FORMAT};
+    let fb = serve_box(cairn_api::ConnPolicy::LAN);
+    let (c, token) = set_up(&fb.server);
+    let h = [("x-csrf-token", token.as_str())];
+    assert_error(
+        &c.get("/api/v1/firmware/check").unwrap(),
+        409,
+        "firmware.no_update_source",
+    );
+
+    let mut boards = std::collections::BTreeMap::new();
+    boards.insert(
+        "qemu-aarch64-virt".to_string(),
+        Release {
+            version: "0.3.0".parse().unwrap(),
+            url: "https://updates.example/b.cfw".into(),
+        },
+    );
+    let index = UpdateIndex {
+        format: INDEX_FORMAT,
+        boards,
+    };
+    let port = serve_document(sign_index(&index, &fb.tb.key));
+    let url = format!("http://127.0.0.1:{port}/index.json");
+    let put = |url: &str| {
+        c.request(
+            "PUT",
+            "/api/v1/firmware/source",
+            &[("content-type", "application/json"), h[0]],
+            serde_json::to_vec(&serde_json::json!({"url": url})).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(put(&url).status, 200);
+    let found = c.get("/api/v1/firmware/check").unwrap();
+    assert_eq!(found.status, 200, "{}", found.text());
+    let found = found.json().unwrap();
+    assert_eq!(found["running"], "0.1.0", "{found}");
+    assert_eq!(found["update_available"], true, "{found}");
+    assert_eq!(found["newest"]["version"], "0.3.0");
+    assert_eq!(
+        c.get("/api/v1/firmware").unwrap().json().unwrap()["update_source"],
+        url
+    );
+
+    // An index signed with a key the box does not trust.
+    let port = serve_document(sign_index(&index, &keypair()));
+    assert_eq!(
+        put(&format!("http://127.0.0.1:{port}/index.json")).status,
+        200
+    );
+    let r = c.get("/api/v1/firmware/check").unwrap();
+    assert_error(&r, 502, "firmware.check_failed");
+    assert!(r.text().contains("refused"), "{}", r.text());
+
+    // No network: the answer says so, and nothing changes.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_eq!(
+        put(&format!("http://127.0.0.1:{closed}/index.json")).status,
+        200
+    );
+    let before = c.get("/api/v1/firmware").unwrap().json().unwrap();
+    let r = c.get("/api/v1/firmware/check").unwrap();
+    assert_error(&r, 502, "firmware.check_failed");
+    assert!(r.text().contains("cannot reach 127.0.0.1"), "{}", r.text());
+    assert_eq!(c.get("/api/v1/firmware").unwrap().json().unwrap(), before);
+    assert_error(&put("ftp://example.org/x"), 400, "request.invalid_body");
 }

@@ -129,6 +129,8 @@ struct Furnished {
     ending_html: Session,
     /// The job that built `vault`.
     job: String,
+    /// A signed update index served on the host, set as the box's update source.
+    update_source: String,
 }
 
 fn furnished() -> Furnished {
@@ -206,8 +208,28 @@ fn furnished() -> Furnished {
             201,
         );
     }
+    let index = cairn_firmware::install::index::UpdateIndex {
+        format: cairn_firmware::install::index::INDEX_FORMAT,
+        boards: Default::default(),
+    };
+    let port = serve_document(cairn_firmware::install::index::sign_index(
+        &index,
+        &b.firmware.key,
+    ));
+    let update_source = format!("http://127.0.0.1:{port}/index.json");
+    let r = owner.client.request(
+        "PUT",
+        "/api/v1/firmware/source",
+        &[
+            ("content-type", "application/json"),
+            ("x-csrf-token", &owner.csrf),
+        ],
+        serde_json::to_vec(&json!({"url": update_source})).unwrap(),
+    );
+    expect(&r.unwrap(), 200);
     let s = &b.server;
     Furnished {
+        update_source,
         alice: Session::login(s, "alice", ALICE_PASSWORD),
         revoked_api: Session::login(s, "owner", PASSWORD),
         revoked_html: Session::login(s, "owner", PASSWORD),
@@ -303,6 +325,15 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
         ),
 
         ("PATCH", "/api/v1/system") => (owner, Json(json!({"hostname": "walked"}))),
+        ("POST", "/api/v1/firmware") => (
+            owner,
+            Body::Raw(cairn_firmware::install::testing::bundle_for(
+                &f.b.firmware,
+                "0.2.0",
+                "qemu-aarch64-virt",
+            )),
+        ),
+        ("PUT", "/api/v1/firmware/source") => (owner, Json(json!({"url": f.update_source}))),
         ("PUT", "/api/v1/system/certificate") => (
             owner,
             Json(json!({"certificate": OWNER_CRT, "key": OWNER_KEY})),
@@ -408,6 +439,8 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
 enum Body {
     Json(Value),
     Form(Vec<(&'static str, &'static str)>),
+    /// A file upload (`application/octet-stream`).
+    Raw(Vec<u8>),
 }
 
 fn send(
@@ -430,6 +463,7 @@ fn send(
                 .finish()
                 .into_bytes(),
         ),
+        Body::Raw(bytes) => ("application/octet-stream", bytes.clone()),
     };
     let mut headers = vec![("content-type", content_type)];
     if who.is_some() {

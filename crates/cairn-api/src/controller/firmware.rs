@@ -249,3 +249,77 @@ pub(crate) fn job(app: &App, id: &str) -> Option<FirmwareJob> {
         .then(|| app.firmware_jobs.get(id))
         .flatten()
 }
+
+/// How long an update check waits for its source.
+const CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The file holding the update source's URL, on the settings partition.
+fn source_file(fw: &Firmware) -> std::path::PathBuf {
+    fw.layout.firmware_dir.join("update-source")
+}
+
+/// The configured update source, if any.
+pub(crate) fn update_source(app: &App) -> Option<String> {
+    let fw = app.firmware.as_ref()?;
+    std::fs::read_to_string(source_file(fw))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Sets (or with an empty `url`, clears) the update source. Only http:// and https:// URLs are kept.
+pub(crate) async fn set_update_source(app: &App, url: String) -> Result<(), Error> {
+    let Some(fw) = app.firmware.clone() else {
+        return Err(RequestError::FirmwareUnavailable.into());
+    };
+    let url = url.trim().to_string();
+    if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://"))
+        || url.len() > 2048
+        || url.chars().any(char::is_whitespace)
+    {
+        return Err(RequestError::InvalidBody(
+            "The update source is an http:// or https:// URL of a signed update index.".into(),
+        )
+        .into());
+    }
+    super::blocking(move || {
+        install::write_durably(&source_file(&fw), url.as_bytes()).map_err(Error::from)
+    })
+    .await
+}
+
+/// Reads the signed update index at the configured source and compares it with the running version. Writes
+/// nothing: without a network the answer says so and the box stays as it is.
+pub(crate) async fn check(app: &App) -> Result<serde_json::Value, Error> {
+    let Some(fw) = app.firmware.clone() else {
+        return Err(RequestError::FirmwareUnavailable.into());
+    };
+    let Some(url) = update_source(app) else {
+        return Err(RequestError::NoUpdateSource.into());
+    };
+    let bytes = crate::fetch::get(&url, CHECK_DEADLINE)
+        .await
+        .map_err(RequestError::UpdateCheck)?;
+    let running_identity = app.identity.version.clone();
+    let source = url.clone();
+    super::blocking(move || {
+        let keys = cairn_firmware::TrustedKeys::load_dir(&fw.layout.keys_dir)
+            .map_err(|e| RequestError::UpdateCheck(e.to_string()))?;
+        let index = install::index::read_index(&bytes, &keys).map_err(|e| {
+            RequestError::UpdateCheck(format!("the update index at {source} was refused: {e}"))
+        })?;
+        let running = fw
+            .layout
+            .booted()
+            .ok()
+            .and_then(|slot| install::slot::manifest_of(fw.layout.partition(slot), &keys))
+            .map(|m| m.version)
+            .or_else(|| running_identity.parse().ok())
+            .unwrap_or(cairn_firmware::Version::new(0, 0, 0));
+        let found = install::index::compare(&index, &fw.layout.board, running);
+        let mut v = serde_json::to_value(found).map_err(Error::internal)?;
+        v["source"] = source.into();
+        Ok::<_, Error>(v)
+    })
+    .await
+}

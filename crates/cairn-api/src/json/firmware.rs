@@ -10,7 +10,9 @@ use hyper::StatusCode;
 use serde_json::json;
 
 pub(crate) async fn status(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    ok(ctl::status(&ctx.app).await?)
+    let mut v = value(ctl::status(&ctx.app).await?)?;
+    v["update_source"] = ctl::update_source(&ctx.app).into();
+    ok(v)
 }
 
 /// `POST /api/v1/firmware[?insist=1]`: the bundle as the body, answered 202 with the job once it is read.
@@ -39,4 +41,22 @@ pub(crate) async fn install(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
         StatusCode::ACCEPTED,
         &json!({"job": value(job)?}),
     ))
+}
+
+/// `GET /api/v1/firmware/check`: the newest version the update source lists for this board.
+pub(crate) async fn check(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ok(ctl::check(&ctx.app).await?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    url: String,
+}
+
+/// `PUT /api/v1/firmware/source` `{"url"}`: where update checks read the signed index (empty: nowhere).
+pub(crate) async fn set_source(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let s: Source = super::body(ctx)?;
+    ctl::set_update_source(&ctx.app, s.url).await?;
+    ok(json!({"url": ctl::update_source(&ctx.app)}))
 }

@@ -186,6 +186,41 @@ pub struct RealBox {
     pub server: Server,
     pub host: Arc<Recorder>,
     pub fake: Arc<Fake>,
+    /// The root slots and boot state firmware installs go to (temporary files).
+    pub firmware: cairn_firmware::install::testing::TestBox,
+}
+
+/// Firmware for `app` over `tb`'s slots, with room for the settings snapshot.
+pub fn firmware_on(tb: &cairn_firmware::install::testing::TestBox) -> Arc<cairn_api::Firmware> {
+    Arc::new(cairn_api::Firmware {
+        layout: tb.layout.clone(),
+        settings: Arc::new(cairn_firmware::install::testing::DirSettings {
+            free: tb.settings.free,
+            size: tb.settings.size,
+            snapshots: std::sync::Mutex::new(vec![]),
+        }),
+    })
+}
+
+/// Serves `body` to every GET on a loopback port (an update source); returns its port.
+pub fn serve_document(body: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = s.read(&mut head);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+    port
 }
 
 pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
@@ -263,10 +298,13 @@ pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
     ));
     app.board = Some(board);
     app.storage = Some(storage);
+    let firmware = cairn_firmware::install::testing::new_box();
+    app.firmware = Some(firmware_on(&firmware));
     RealBox {
         server: serve_app(dir, app),
         host,
         fake,
+        firmware,
     }
 }
 

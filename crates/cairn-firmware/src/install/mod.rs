@@ -16,6 +16,7 @@
 //! (the snapshot), so host tests run the whole install against temporary files and real boot state files.
 
 mod checks;
+pub mod index;
 pub mod slot;
 pub mod status;
 
