@@ -11,13 +11,25 @@ FEATURE_SUFFIX = $(if $(FEATURES),-$(subst $(comma),-,$(FEATURES)))
 OUT = out/$(BOARD)$(FEATURE_SUFFIX)
 BIN = target/$(TARGET)/release/cairn$(FEATURE_SUFFIX)
 IMAGE_INPUTS = $(shell find rootfs board/$(BOARD) scripts/image -type f 2>/dev/null)
+# Firmware version and anti-rollback floor in the image's signed slot trailer, and in a bundle (VERSION, FLOOR:
+# `make bundle VERSION=0.2.0` makes an update without changing the image's own slot).
+IMAGE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+IMAGE_FLOOR ?= 0.1.0
+VERSION ?= $(IMAGE_VERSION)
+FLOOR ?= $(IMAGE_FLOOR)
+# Signing: the development key unless a release build passes its own (keys/README.md).
+CAIRN_SIGNING_KEY ?= keys/development.pk8
+export CAIRN_TRUSTED_KEYS ?= keys/development.pub
+# The host tool that seals slot A and writes bundles; SCHEMA_VERSION overrides the settings schema it records.
+BUNDLE_TOOL = target/debug/cairn-bundle
+SIGNING_ARGS = --key $(CAIRN_SIGNING_KEY) $(if $(SCHEMA_VERSION),--schema-version $(SCHEMA_VERSION))
 export HTTP_PORT ?= 8080
 export HTTPS_PORT ?= 8443
 export SMB_PORT ?= 1445
 export DISKS ?= 0
 export NET ?= user
 
-.PHONY: all bootstrap build image images run test test-host test-e2e dev bench lint mutants clean clean-box lock-refresh
+.PHONY: all bootstrap build bundle-tool bundle image images run test test-host test-e2e dev bench lint mutants clean clean-box lock-refresh
 
 all: images
 
@@ -29,12 +41,21 @@ build: bootstrap
 	cargo build --release --locked --target $(TARGET) -p cairn $(if $(FEATURES),--features $(FEATURES))
 	$(if $(FEATURES),cp -p target/$(TARGET)/release/cairn $(BIN))
 
-## The flashable image for $(BOARD): out/$(BOARD)/cairn-$(BOARD)-<version>.img
-image: build
-	@$(MAKE) --no-print-directory $(OUT)/manifest.json
+bundle-tool: bootstrap
+	cargo build --locked -p cairn-firmware --bin cairn-bundle
 
-$(OUT)/manifest.json: $(BIN) $(IMAGE_INPUTS) Cargo.toml
+## The flashable image for $(BOARD): out/$(BOARD)/cairn-$(BOARD)-<version>.img, its slot A sealed with its
+## signed trailer (every time: cheap, and it follows IMAGE_VERSION, IMAGE_FLOOR and the key).
+image: build bundle-tool
+	@$(MAKE) --no-print-directory $(OUT)/manifest.json
+	$(BUNDLE_TOOL) seal --build $(OUT) $(SIGNING_ARGS) --version $(IMAGE_VERSION) --floor $(IMAGE_FLOOR)
+
+$(OUT)/manifest.json: $(BIN) $(IMAGE_INPUTS) Cargo.toml $(subst :, ,$(CAIRN_TRUSTED_KEYS))
 	python3 scripts/image/mkimage.py $(BOARD) $(BIN) $(OUT)
+
+## An update bundle from the same build outputs as the image: out/$(BOARD)/cairn-$(BOARD)-$(VERSION).cfw
+bundle: image
+	$(BUNDLE_TOOL) bundle --build $(OUT) $(SIGNING_ARGS) --version $(VERSION) --floor $(FLOOR) --out $(OUT)/cairn-$(BOARD)-$(VERSION).cfw
 
 images:
 	@for b in $(BOARDS); do $(MAKE) --no-print-directory image BOARD=$$b || exit 1; done

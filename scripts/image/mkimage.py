@@ -4,6 +4,10 @@
 
 Writes OUTDIR/cairn-BOARD-VERSION.img (GPT: boot (FAT), root-a and root-b (squashfs), config (blank, formatted on
 first boot)), plus the boot files (kernel, initrd) beside it for direct QEMU boots and manifest.json with sizes.
+The root slot (OUTDIR/root.slot) is the squashfs followed by its dm-verity hash tree; its parameters go into
+manifest.json, from which `cairn-bundle seal` (run next by the Makefile) writes slot A's signed trailer and
+`cairn-bundle bundle` an update bundle (docs/updates.md). The image trusts the public keys in CAIRN_TRUSTED_KEYS
+(colon-separated `<name>.pub` files; default keys/development.pub), copied to /etc/cairn/keys/ in the root slot.
 Runs without root: filesystems are made from directories (mksquashfs, mkfs.vfat + mtools) and placed into the
 disk image at their partition offsets. Every tool gets an argument vector, never a shell string.
 """
@@ -27,6 +31,10 @@ TRIPLETS = {"arm64": "aarch64-linux-gnu", "armhf": "arm-linux-gnueabihf"}
 # GPT type GUIDs: FAT boot data, Linux filesystem.
 TYPE_FAT = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
 TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+# The root slot's layout (docs/updates.md): verity blocks, and the signed trailer at the partition's end.
+VERITY_BLOCK = 4096
+TRAILER_SIZE = 64 * 1024
+DEFAULT_TRUSTED_KEYS = ROOT / "keys" / "development.pub"
 
 
 def run(*argv, **kw):
@@ -176,6 +184,54 @@ def cpio_newc(tree, out_path, extra_nodes):
         f.write(bytes(buf))
 
 
+def trusted_keys():
+    """The public key files the image trusts: CAIRN_TRUSTED_KEYS (colon-separated) or the development key."""
+    listed = os.environ.get("CAIRN_TRUSTED_KEYS", "")
+    paths = [Path(p) for p in listed.split(":") if p] or [DEFAULT_TRUSTED_KEYS]
+    for p in paths:
+        if p.suffix != ".pub" or not p.is_file():
+            sys.exit(f"mkimage: trusted key {p} is not a <name>.pub file (CAIRN_TRUSTED_KEYS)")
+        text = p.read_text().strip().lower()
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            sys.exit(f"mkimage: trusted key {p} is not an Ed25519 public key (64 hex characters)")
+    if len({p.name for p in paths}) != len(paths):
+        sys.exit(f"mkimage: two trusted keys share a file name: {[str(p) for p in paths]}")
+    return paths
+
+
+def install_keys(paths, *dirs):
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        for p in paths:
+            (d / p.name).write_text(p.read_text().strip().lower() + "\n")
+
+
+def verity_slot(squashfs, slot):
+    """Writes `slot`: the squashfs, zero-padded to whole verity blocks, then its dm-verity hash tree (no
+    superblock: the parameters travel in the signed manifest). Returns those parameters."""
+    data = squashfs.read_bytes()
+    data += b"\0" * (-len(data) % VERITY_BLOCK)
+    slot.write_bytes(data)
+    offset = len(data)
+    common = ["--no-superblock", "--data-block-size", VERITY_BLOCK, "--hash-block-size", VERITY_BLOCK, "--hash", "sha256",
+              "--data-blocks", offset // VERITY_BLOCK, f"--hash-offset={offset}"]
+    out = subprocess.run(["veritysetup", "format", *map(str, common), str(slot), str(slot)], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    params = {
+        "algorithm": "sha256",
+        "block_size": VERITY_BLOCK,
+        "data_blocks": offset // VERITY_BLOCK,
+        "hash_offset": offset,
+        "root_hash": fields["Root hash"].strip(),
+        "salt": fields["Salt"].strip(),
+    }
+    if int(fields["Data blocks"]) != params["data_blocks"]:
+        sys.exit(f"mkimage: veritysetup hashed {fields['Data blocks'].strip()} data blocks, not {params['data_blocks']}")
+    run("veritysetup", "verify", *common, "--salt", params["salt"], slot, slot, params["root_hash"], stdout=subprocess.DEVNULL)
+    return params
+
+
 def build(board_name, binary, outdir):
     with open(ROOT / "board" / board_name / "board.toml", "rb") as f:
         board = tomllib.load(f)
@@ -206,6 +262,7 @@ def build(board_name, binary, outdir):
     copy_tree(ROOT / "rootfs" / "files", root)
     (root / "etc" / "cairn").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "board" / board_name / "board.toml", root / "etc" / "cairn" / "board.toml")
+    install_keys(trusted_keys(), root / "etc" / "cairn" / "keys", outdir / "trusted-keys")
     (root / "etc" / "resolv.conf").symlink_to("/run/resolv.conf")
     # Rendered at run time from the settings (cairn-smb); the root slot itself is read-only.
     (root / "etc" / "passwd").symlink_to("/run/cairn/passwd")
@@ -223,6 +280,8 @@ def build(board_name, binary, outdir):
     install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"] + board["modules"].get("late", []) + board["modules"].get("on_demand", [])), root)
     root_img = work / "root-a.squashfs"
     run("mksquashfs", root, root_img, *squash)
+    slot = outdir / "root.slot"
+    verity = verity_slot(root_img, slot)
 
     # Initramfs: just enough to mount the root slot.
     initramfs = work / "initramfs"
@@ -261,12 +320,17 @@ def build(board_name, binary, outdir):
     run("mkfs.vfat", "-n", "CAIRN-BOOT", "-C", boot_img, sizes["boot"] // 1024, stdout=subprocess.DEVNULL)
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     run("mmd", "-i", boot_img, "::slot-a", "::slot-b", env=env)
-    for src, name in [(kernel, board["kernel"]["boot_file"]), (initrd, "initrd.img"), (outdir / "cmdline.txt", "cmdline.txt")]:
-        run("mcopy", "-i", boot_img, src, f"::slot-a/{name}", env=env)
-    contents = {"boot": boot_img, "root-a": root_img}
+    # The slot's boot files: in slot-a/ here, and the boot payloads of a bundle (cairn-bundle reads this list).
+    slot_boot_files = [kernel, initrd]
+    for src in slot_boot_files + [outdir / "cmdline.txt"]:
+        run("mcopy", "-i", boot_img, src, f"::slot-a/{src.name}", env=env)
+    contents = {"boot": boot_img, "root-a": slot}
     for name, path in contents.items():
         if path.stat().st_size > sizes[name]:
             sys.exit(f"mkimage: {name} needs {path.stat().st_size} bytes but the partition has {sizes[name]}")
+    if slot.stat().st_size + TRAILER_SIZE > sizes["root-a"]:
+        sys.exit(f"mkimage: the root slot ({slot.stat().st_size} bytes with its hash tree) and its {TRAILER_SIZE}-byte trailer "
+                 f"do not fit the {sizes['root-a']}-byte root-a partition: raise its size_mib in board/{board_name}/board.toml")
 
     image = outdir / f"cairn-{board_name}-{version()}.img"
     total = MIB + sum(sizes.values()) + MIB
@@ -279,8 +343,10 @@ def build(board_name, binary, outdir):
         script.append(f'size={p["size_mib"]}MiB, type={kind}, name="{p["name"]}"{attrs}')
     run("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", image, input="\n".join(script) + "\n", text=True)
     offset = MIB
+    offsets = {}
     with open(image, "r+b") as f:
         for p in parts:
+            offsets[p["name"]] = offset
             src = contents.get(p["name"])
             if src is not None:
                 f.seek(offset)
@@ -297,9 +363,15 @@ def build(board_name, binary, outdir):
         "initrd": initrd.name,
         "floor_initrd": "floor-initrd.img",
         "cmdline": cmdline,
+        # Read by cairn-bundle: the root slot file and where slot A is in the image, the slot's boot files, and
+        # the slot's verity parameters (the same fields as a firmware manifest's `verity`).
+        "slot": {"file": slot.name, "partition": "root-a", "offset": offsets["root-a"], "size": sizes["root-a"]},
+        "boot_files": [f.name for f in slot_boot_files],
+        "verity": verity,
         "sizes": {
             "cairn_binary": Path(binary).stat().st_size,
             "root_squashfs": root_img.stat().st_size,
+            "root_slot": slot.stat().st_size,
             "root_squashfs_without_modules": root_no_modules.stat().st_size,
             "initrd": initrd.stat().st_size,
             "kernel": kernel.stat().st_size,
