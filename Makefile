@@ -20,8 +20,9 @@ FLOOR ?= $(IMAGE_FLOOR)
 # Signing: the development key unless a release build passes its own (keys/README.md).
 CAIRN_SIGNING_KEY ?= keys/development.pk8
 export CAIRN_TRUSTED_KEYS ?= keys/development.pub
-# The host tool that seals slot A and writes bundles; SCHEMA_VERSION overrides the settings schema it records.
-BUNDLE_TOOL = target/debug/cairn-bundle
+# The host tool that seals slot A and writes bundles, built with the same FEATURES as the firmware so it records
+# the settings schema of that build (SCHEMA_VERSION= overrides it).
+BUNDLE_TOOL = target/debug/cairn-bundle$(FEATURE_SUFFIX)
 SIGNING_ARGS = --key $(CAIRN_SIGNING_KEY) $(if $(SCHEMA_VERSION),--schema-version $(SCHEMA_VERSION))
 export HTTP_PORT ?= 8080
 export HTTPS_PORT ?= 8443
@@ -42,7 +43,8 @@ build: bootstrap
 	$(if $(FEATURES),cp -p target/$(TARGET)/release/cairn $(BIN))
 
 bundle-tool: bootstrap
-	cargo build --locked -p cairn-firmware --bin cairn-bundle
+	cargo build --locked -p cairn-firmware --bin cairn-bundle $(if $(FEATURES),--features $(FEATURES))
+	$(if $(FEATURES),cp -p target/debug/cairn-bundle $(BUNDLE_TOOL))
 
 ## The flashable image for $(BOARD): out/$(BOARD)/cairn-$(BOARD)-<version>.img, its slot A sealed with its
 ## signed trailer (every time: cheap, and it follows IMAGE_VERSION, IMAGE_FLOOR and the key).
