@@ -146,6 +146,8 @@ routes! {
     "POST" "/system/network/confirm" Admin => html::system::confirm_network;
     "POST" "/system/certificate" Admin => html::system::install_certificate;
     "POST" "/system/certificate/generate" Admin => html::system::regenerate_certificate;
+    "POST" "/system/firmware/source" Admin => html::firmware::set_source;
+    "POST" "/system/firmware/check" Admin => html::firmware::check;
     "GET" "/storage" Admin => html::storage::storage;
     "POST" "/storage/volumes" Admin => html::storage::create;
     "POST" "/storage/volumes/{name}/delete" Admin => html::storage::delete;

@@ -4,6 +4,7 @@
 //! table's; rules are the controllers'.
 
 pub(crate) mod accounts;
+pub(crate) mod firmware;
 pub(crate) mod session;
 pub(crate) mod storage;
 pub(crate) mod system;

@@ -1,6 +1,7 @@
 //! The System page: host name, network settings (applied on trial, kept once confirmed) and the HTTPS
 //! certificate (its fingerprint, the owner's own, or back to one of the box's own).
 
+use super::firmware::Checked;
 use super::{csrf_field, page, problem, status_of, Form};
 use crate::auth::{Caller, Ctx, Params};
 use crate::controller::certificate as cert;
@@ -10,14 +11,14 @@ use crate::http::{self, esc, Resp};
 use cairn_system::{Mode, NetworkRule, NetworkSettings, SystemError};
 
 pub(crate) async fn system(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
-    system_page(ctx, ctx.caller()?, None)
+    system_page(ctx, ctx.caller()?, None, &Checked::Not).await
 }
 
 pub(crate) async fn rename(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let name = Form::of(ctx).trimmed("hostname");
     match ctl::set_hostname(&ctx.app, name).await {
         Ok(()) => Ok(http::redirect("/system?saved=1", None)),
-        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
     }
 }
 
@@ -55,14 +56,14 @@ pub(crate) async fn change_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error>
     };
     match result {
         Ok(()) => Ok(http::redirect("/system", None)),
-        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
     }
 }
 
 pub(crate) async fn confirm_network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     match ctl::confirm_network(&ctx.app).await {
         Ok(_) => Ok(http::redirect("/system", None)),
-        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
     }
 }
 
@@ -70,18 +71,24 @@ pub(crate) async fn install_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, E
     let form = Form::of(ctx);
     match cert::install(&ctx.app, form.get("certificate"), form.get("key")).await {
         Ok(_) => Ok(http::redirect("/system", None)),
-        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
     }
 }
 
 pub(crate) async fn regenerate_certificate(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     match cert::regenerate(&ctx.app).await {
         Ok(_) => Ok(http::redirect("/system", None)),
-        Err(e) => system_page(ctx, ctx.caller()?, Some(&e)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
     }
 }
 
-fn system_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> {
+/// The page, with `e` shown at its top and the Firmware section's update check result.
+pub(crate) async fn system_page(
+    ctx: &Ctx,
+    c: &Caller,
+    e: Option<&Error>,
+    checked: &Checked,
+) -> Result<Resp, Error> {
     let body = format!(
         r#"<section class="card"><h1>System</h1>{problem}
 <form method="post" action="/system" class="stack">{csrf}
@@ -89,12 +96,14 @@ fn system_page(ctx: &Ctx, c: &Caller, e: Option<&Error>) -> Result<Resp, Error> 
 <p class="help">The box answers to this name and NAME.local. Renaming keeps everyone logged in.</p>
 <button type="submit">Save</button></form></section>
 {network}
-{certificate}"#,
+{certificate}
+{firmware}"#,
         problem = problem(e),
         csrf = csrf_field(c),
         h = esc(&ctl::hostname(&ctx.app)),
         network = network_section(ctx, c),
         certificate = certificate_section(ctx, c),
+        firmware = super::firmware::section(ctx, c, checked).await,
     );
     Ok(page(c, "System", status_of(e), body))
 }
