@@ -85,6 +85,11 @@ fn b_not_bootable(fb: &FirmwareBox) {
 fn an_uploaded_bundle_is_installed_into_slot_b_and_its_job_finishes() {
     let fb = serve_box(cairn_api::ConnPolicy::LAN);
     let (c, token) = set_up(&fb.server);
+    let health = c.get("/api/v1/health").unwrap().json().unwrap();
+    assert_eq!(
+        health["slot"], "a",
+        "health names the booted slot: {health}"
+    );
     let before = c.get("/api/v1/firmware").unwrap().json().unwrap();
     assert_eq!(before["slots"][0]["state"], "booted");
     assert_eq!(before["slots"][0]["version"], "0.1.0");

@@ -31,6 +31,8 @@ pub(crate) fn health(app: &App) -> Value {
         "uptime_s": app.started.elapsed().as_secs(),
         "setup_done": app.settings_unavailable.is_none() && app.accounts.setup_done(),
         "settings": settings,
+        // The root slot U-Boot booted (cairn.slot=), absent on a box or server booted without one.
+        "slot": app.firmware.as_ref().and_then(|f| f.layout.booted().ok()).map(|s| s.lower()),
     })
 }
 
