@@ -16,7 +16,15 @@ pub const FETCH_LIMIT: usize = 64 * 1024;
 
 /// The whole answer to `GET url` (status 200 only), within `deadline` and [`FETCH_LIMIT`].
 pub async fn get(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
-    tokio::time::timeout(deadline, fetch(url))
+    let read = async {
+        let answer = open(url).await?;
+        let body = Limited::new(answer.into_body(), FETCH_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
+        Ok(body.to_bytes().to_vec())
+    };
+    tokio::time::timeout(deadline, read)
         .await
         .map_err(|_| format!("no answer from {url} within {} s", deadline.as_secs()))?
 }
@@ -33,7 +41,8 @@ fn roots() -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// `GET url`, answered 200: its head, and its body to stream (a bundle download is never held whole).
+pub async fn open(url: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -71,7 +80,11 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-async fn exchange<S>(stream: S, host: &str, path: &str) -> Result<Vec<u8>, String>
+async fn exchange<S>(
+    stream: S,
+    host: &str,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -92,9 +105,5 @@ where
     if answer.status() != hyper::StatusCode::OK {
         return Err(format!("{host} answered {} for {path}", answer.status()));
     }
-    let body = Limited::new(answer.into_body(), FETCH_LIMIT)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer of {host}: {e}"))?;
-    Ok(body.to_bytes().to_vec())
+    Ok(answer)
 }

@@ -18,7 +18,7 @@ mod auth;
 mod conns;
 mod controller;
 mod error;
-mod fetch;
+pub mod fetch;
 mod firmware;
 mod html;
 mod http;

@@ -46,9 +46,12 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
 
   firmware status                         both root slots (version, booted|good|bad|empty), the pending update,
                                           the last update's outcome
-  firmware install FILE [--insist]        install a signed bundle (.cfw) into the slot not running, streamed
-                                          from FILE, and follow its job; --insist for a version that failed
-                                          here before. The new slot runs after a reboot
+  firmware install FILE|URL [--insist]    install a signed bundle (.cfw) into the slot not running, streamed
+                                          from FILE or downloaded from an https:// (or http://) URL on the way
+                                          (HTTPS trusts the CAs in /etc/ssl/certs/ca-certificates.crt; the
+                                          bundle's own signature is what the box checks), and follow its job;
+                                          --insist for a version that failed here before. The new slot runs
+                                          after a reboot
   firmware check                          the update index at the configured update source: newer version?";
 
 struct Request {
@@ -346,11 +349,6 @@ fn plan(
         ["firmware", "install", ..] => {
             let insist = take_switch(&mut args, "--insist");
             let source = name(&args, 2)?;
-            if source.contains("://") {
-                return Err(format!(
-                    "{source}: download the bundle first (its signature is checked on the box either way), then install the file"
-                ));
-            }
             let mut r = req(
                 "POST",
                 if insist {
@@ -382,8 +380,8 @@ async fn send(socket: &str, r: &Request) -> Result<(u16, Value), String> {
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let (body, content_type) = match &r.upload {
-        Some(path) => (
-            crate::ctl_firmware::file_body(path)?,
+        Some(source) => (
+            crate::ctl_firmware::bundle_body(source).await?,
             "application/octet-stream",
         ),
         None => {

@@ -57,8 +57,18 @@ impl Body for FileBody {
     }
 }
 
+/// The bundle at `source` (a file, or an http(s):// URL downloaded as it is sent on) as a request body.
+pub async fn bundle_body(source: &str) -> Result<BoxBody<Bytes, std::io::Error>, String> {
+    if source.starts_with("https://") || source.starts_with("http://") {
+        let answer = cairn_api::fetch::open(source).await?;
+        eprintln!("downloading {source}");
+        return Ok(answer.into_body().map_err(std::io::Error::other).boxed());
+    }
+    file_body(source)
+}
+
 /// The bundle at `path` as a request body of its exact length.
-pub fn file_body(path: &str) -> Result<BoxBody<Bytes, std::io::Error>, String> {
+fn file_body(path: &str) -> Result<BoxBody<Bytes, std::io::Error>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let left = file.metadata().map_err(|e| format!("{path}: {e}"))?.len();
     Ok(FileBody {

@@ -87,4 +87,27 @@ fn the_console_installs_a_bundle_file_and_shows_the_slots() {
     assert_eq!(status["slots"][1]["version"], "0.2.0", "{status}");
     assert_eq!(status["slots"][1]["state"], "good", "{status}");
     assert_eq!(status["pending"]["slot"], "b", "{status}");
+
+    // From a URL: downloaded as it is sent on.
+    let served = bundle_for(&tb, "0.3.0", "qemu-aarch64-virt");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = s.read(&mut head);
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            served.len()
+        );
+        let _ = s.write_all(&served);
+    });
+    let url = format!("http://127.0.0.1:{port}/cairn-0.3.0.cfw");
+    let (ok, out, err) = ctl(&socket, &["firmware", "install", &url]);
+    assert!(ok, "{out}\n{err}");
+    let (_, out, _) = ctl(&socket, &["--json", "firmware", "status"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["slots"][1]["version"], "0.3.0", "{status}");
 }
