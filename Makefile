@@ -87,6 +87,7 @@ bench: bootstrap images
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench-api
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench-storage
+	cargo run --release --locked -p cairn-e2e --bin cairn-bench-install
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench-store
 
 lint:

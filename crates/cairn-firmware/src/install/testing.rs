@@ -92,6 +92,11 @@ pub fn root_bytes() -> Vec<u8> {
 
 /// A box running slot A at 0.1.0 (floor 0.1.0), slot B empty.
 pub fn new_box() -> TestBox {
+    new_box_with_slots(SLOT_BYTES)
+}
+
+/// [`new_box`] with root partitions of `slot_bytes` each (sparse files).
+pub fn new_box_with_slots(slot_bytes: u64) -> TestBox {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let key = keypair();
@@ -129,16 +134,22 @@ pub fn new_box() -> TestBox {
         &[("root", Target::Slot, &a_root)],
     );
     running.floor = "0.1.0".parse().unwrap();
-    let mut a = std::io::Cursor::new(vec![0u8; SLOT_BYTES as usize]);
+    let mut a = std::io::Cursor::new(vec![0u8; 64 * 1024 + 4 * 4096]);
     a.write_all(&a_root).unwrap();
     crate::write_trailer(
         &mut a,
-        SLOT_BYTES,
+        64 * 1024 + 4 * 4096,
         &crate::SignedManifest::sign(&running, &key).unwrap(),
     )
     .unwrap();
     fs::write(&layout.root_a, a.into_inner()).unwrap();
-    fs::write(&layout.root_b, vec![0u8; SLOT_BYTES as usize]).unwrap();
+    fs::write(&layout.root_b, b"").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&layout.root_b)
+        .unwrap()
+        .set_len(slot_bytes)
+        .unwrap();
     TestBox {
         dir,
         layout,
