@@ -7,7 +7,8 @@ first boot)), plus the boot files (kernel, initrd) beside it for direct QEMU boo
 The root slot (OUTDIR/root.slot) is the squashfs followed by its dm-verity hash tree; its parameters go into
 manifest.json, from which `cairn-bundle seal` (run next by the Makefile) writes slot A's signed trailer and
 `cairn-bundle bundle` an update bundle (docs/updates.md). The image trusts the public keys in CAIRN_TRUSTED_KEYS
-(colon-separated `<name>.pub` files; default keys/development.pub), copied to /etc/cairn/keys/ in the root slot.
+(colon-separated `<name>.pub` files; default keys/development.pub), copied to /etc/cairn/keys/ in the root slot
+and in the initramfs (whose `cairn initramfs` checks slot trailers against them).
 Runs without root: filesystems are made from directories (mksquashfs, mkfs.vfat + mtools) and placed into the
 disk image at their partition offsets. Every tool gets an argument vector, never a shell string.
 """
@@ -141,6 +142,33 @@ def install_dynamic(pkgs, arch, tree, programs):
             todo.append(real)
 
 
+def check_static(binary, arch):
+    """The cairn binary runs as the initramfs's /init, before any library could be found: it must be static."""
+    out = subprocess.run([f"{TRIPLETS[arch]}-readelf", "-l", "-d", binary], capture_output=True, text=True, check=True).stdout
+    if "(NEEDED)" in out or "Requesting program interpreter" in out:
+        sys.exit(f"mkimage: {binary} is dynamically linked; the initramfs needs a static binary (musl, or +crt-static)")
+
+
+def check_ramdisk_room(board, initrd, kernel):
+    """U-Boot loads the initrd at ramdisk_addr, above the kernel at kernel_addr: the kernel (with the room its
+    header asks for, arm64's image_size) must end below it, and the initrd must leave the top of the board's RAM
+    (U-Boot relocated there, its device tree and scratch) alone."""
+    kernel_addr = int(board["boot"]["kernel_addr"], 16)
+    ramdisk_addr = int(board["boot"]["ramdisk_addr"], 16)
+    data = kernel.read_bytes()
+    kernel_room = len(data)
+    if data[56:60] == b"ARM\x64":
+        kernel_room = max(kernel_room, int.from_bytes(data[16:24], "little"))
+    if kernel_addr + kernel_room > ramdisk_addr:
+        sys.exit(f"mkimage: the kernel needs {kernel_room} bytes at {board['boot']['kernel_addr']}, past ramdisk_addr {board['boot']['ramdisk_addr']}")
+    memory = board.get("qemu", {}).get("memory_mib")
+    if memory:
+        # RAM starts at 0x40000000 on QEMU's virt machines; U-Boot and its device tree take the top 32 MiB at most.
+        ram_end = 0x40000000 + memory * MIB
+        if ramdisk_addr + initrd.stat().st_size > ram_end - 32 * MIB:
+            sys.exit(f"mkimage: the initrd ({initrd.stat().st_size} bytes) at {board['boot']['ramdisk_addr']} reaches U-Boot's area at the top of {memory} MiB of RAM")
+
+
 def copy_tree(src, dst):
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
@@ -236,6 +264,7 @@ def build(board_name, binary, outdir):
     with open(ROOT / "board" / board_name / "board.toml", "rb") as f:
         board = tomllib.load(f)
     arch = board["debian_arch"]
+    check_static(binary, arch)
     outdir.mkdir(parents=True, exist_ok=True)
     work = outdir / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -262,7 +291,8 @@ def build(board_name, binary, outdir):
     copy_tree(ROOT / "rootfs" / "files", root)
     (root / "etc" / "cairn").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "board" / board_name / "board.toml", root / "etc" / "cairn" / "board.toml")
-    install_keys(trusted_keys(), root / "etc" / "cairn" / "keys", outdir / "trusted-keys")
+    keys = trusted_keys()
+    install_keys(keys, root / "etc" / "cairn" / "keys", outdir / "trusted-keys")
     (root / "etc" / "resolv.conf").symlink_to("/run/resolv.conf")
     # Rendered at run time from the settings (cairn-smb); the root slot itself is read-only.
     (root / "etc" / "passwd").symlink_to("/run/cairn/passwd")
@@ -283,17 +313,21 @@ def build(board_name, binary, outdir):
     slot = outdir / "root.slot"
     verity = verity_slot(root_img, slot)
 
-    # Initramfs: just enough to mount the root slot.
+    # Initramfs: Cairn's own code as /init (`cairn initramfs`: finds the slot, checks its signed trailer, maps it
+    # through dm-verity, switches root), busybox for switch_root and the rescue shell, the modules to reach the
+    # slot, the board file and the keys the slot's signature is checked against.
     initramfs = work / "initramfs"
-    for d in ["dev", "proc", "sys", "newroot", "etc"]:
+    for d in ["dev", "proc", "sys", "newroot", "etc/cairn", "usr/bin"]:
         (initramfs / d).mkdir(parents=True, exist_ok=True)
     install_busybox(pkgs, initramfs)
-    shutil.copy2(ROOT / "rootfs" / "initramfs" / "init", initramfs / "init")
-    (initramfs / "etc" / "modules").write_text("\n".join(board["modules"]["initramfs"]) + "\n")
-    (initramfs / "etc" / "boot-device").write_text(board["storage"]["boot_device"] + "\n")
+    shutil.copy2(binary, initramfs / "usr" / "bin" / "cairn")
+    (initramfs / "init").symlink_to("usr/bin/cairn")
+    shutil.copy2(ROOT / "board" / board_name / "board.toml", initramfs / "etc" / "cairn" / "board.toml")
+    install_keys(keys, initramfs / "etc" / "cairn" / "keys")
     install_modules(moddir, release, module_closure(moddir, board["modules"]["initramfs"]), initramfs)
     initrd = outdir / "initrd.img"
     cpio_newc(initramfs, initrd, [("dev/console", stat.S_IFCHR | 0o600, (5, 1))])
+    check_ramdisk_room(board, initrd, vmlinuz)
 
     # Benchmark floor: same kernel, busybox-only init with httpd (not part of the image).
     floor = work / "floor"

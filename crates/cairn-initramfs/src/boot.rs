@@ -97,9 +97,11 @@ pub fn run() -> ExitCode {
 }
 
 fn boot(cmdline: &str, started: Instant) -> Result<Infallible, BootError> {
+    let mut steps = Steps::new(started);
     let args = cmdline::parse(cmdline)?;
     let board = Board::load(Path::new(cairn_board::IMAGE_BOARD_FILE))?;
     load_modules(&board);
+    steps.mark("modules");
     let name = args.slot.partition_name();
     let device = partition::wait_for(Path::new("/sys/class/block"), &board, &name, &Poll::DEVICES)
         .ok_or_else(|| BootError::NoPartition {
@@ -107,20 +109,54 @@ fn boot(cmdline: &str, started: Instant) -> Result<Infallible, BootError> {
             boot_device: board.storage.boot_device.clone(),
             seconds: Poll::DEVICES.deadline.as_secs(),
         })?;
+    steps.mark("partition");
     let keys = cairn_firmware::TrustedKeys::load_dir(Path::new(cairn_firmware::IMAGE_KEYS_DIR))
         .map_err(BootError::Keys)?;
     let slot = slot::check(&device, &keys, &board.name)?;
+    steps.mark("signature");
     map_verity(&args, &device, &slot)?;
+    steps.mark("verity");
     say(&format!(
-        "initramfs: slot {} ({name} on {}) version {} signed by key {}: {MAPPED_NODE} verified through dm-verity, {} ms",
+        "initramfs: slot {} ({name} on {}) version {} signed by key {}: {MAPPED_NODE} verified through dm-verity, {} ms ({})",
         args.slot.letter(),
         device.display(),
         slot.version,
         slot.key,
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        steps.summary()
     ));
     mount_root()?;
     switch_root()
+}
+
+/// How long each step took, for the success line: the boot-time figures start here.
+struct Steps {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn new(started: Instant) -> Steps {
+        Steps {
+            last: started,
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.done.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(step, took)| format!("{step} {} ms", took.as_millis()))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 /// Creates `/dev/mapper/root` over the slot's partition. A slot on trial is first mapped with read errors on
