@@ -36,6 +36,9 @@ TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 VERITY_BLOCK = 4096
 TRAILER_SIZE = 64 * 1024
 DEFAULT_TRUSTED_KEYS = ROOT / "keys" / "development.pub"
+# zstd: decompresses several times faster than xz on a small ARM core (and under TCG), for a few % more size.
+# Shared with scripts/image/variant.py, which repacks a built slot the same way.
+SQUASHFS_OPTIONS = ["-noappend", "-all-root", "-comp", "zstd", "-Xcompression-level", "19", "-quiet", "-no-progress"]
 
 
 def run(*argv, **kw):
@@ -304,8 +307,7 @@ def build(board_name, binary, outdir):
     for tool in ["ksmbd.mountd", "ksmbd.control", "ksmbd.adduser", "ksmbd.addshare"]:
         (root / "usr" / "sbin" / tool).symlink_to("../libexec/ksmbd.tools")
     root_no_modules = work / "root-no-modules.squashfs"
-    # zstd: decompresses several times faster than xz on a small ARM core (and under TCG), for a few % more size.
-    squash = ["-noappend", "-all-root", "-comp", "zstd", "-Xcompression-level", "19", "-quiet", "-no-progress"]
+    squash = SQUASHFS_OPTIONS
     run("mksquashfs", root, root_no_modules, *squash)
     install_modules(moddir, release, module_closure(moddir, board["modules"]["boot"] + board["modules"].get("late", []) + board["modules"].get("on_demand", [])), root)
     root_img = work / "root-a.squashfs"
