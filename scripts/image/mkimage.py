@@ -2,8 +2,10 @@
 
     python3 scripts/image/mkimage.py BOARD BINARY OUTDIR
 
-Writes OUTDIR/cairn-BOARD-VERSION.img (GPT: boot (FAT), root-a and root-b (squashfs), config (blank, formatted on
-first boot)), plus the boot files (kernel, initrd) beside it for direct QEMU boots and manifest.json with sizes.
+Writes OUTDIR/cairn-BOARD-VERSION.img (GPT: boot (FAT: U-Boot's boot.scr, the two boot-state copies, slot-a/ with
+the kernel and initrd, slot-b/ empty), root-a and root-b (squashfs), config (blank, formatted on first boot)),
+OUTDIR/u-boot-env.bin (U-Boot's own environment for the board's flash: no boot delay, load and run boot.scr),
+the boot files beside them and manifest.json with sizes.
 The root slot (OUTDIR/root.slot) is the squashfs followed by its dm-verity hash tree; its parameters go into
 manifest.json, from which `cairn-bundle seal` (run next by the Makefile) writes slot A's signed trailer and
 `cairn-bundle bundle` an update bundle (docs/updates.md). The image trusts the public keys in CAIRN_TRUSTED_KEYS
@@ -16,6 +18,7 @@ import gzip
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -263,6 +266,68 @@ def verity_slot(squashfs, slot):
     return params
 
 
+# U-Boot's own environment in the board's flash (QEMU virt: pflash unit 1, 256 KiB at its start).
+UBOOT_ENV_SIZE = 0x40000
+# Scratch RAM for the boot script and the boot-state copies, this far above the initrd's load address.
+SCRATCH_ABOVE_RAMDISK = 0x08000000
+
+
+def mkenvimage(entries, size, out):
+    """An environment image in U-Boot's format (CRC32 + name=value entries), made by U-Boot's own tool."""
+    text = out.with_suffix(".txt")
+    text.write_text("".join(f"{k}={v}\n" for k, v in entries.items()))
+    run("mkenvimage", "-s", hex(size), "-o", out, text)
+    text.unlink()
+
+
+def boot_files(board, cmdline, work, outdir):
+    """boot.scr (rootfs/boot/boot.cmd with the board's values), the two boot-state copies (slot A with all its
+    tries; copy 2 valid but older, so either alone boots) and U-Boot's flash environment (OUTDIR/u-boot-env.bin)."""
+    boot = board["boot"]
+    scratch = int(boot["ramdisk_addr"], 16) + SCRATCH_ABOVE_RAMDISK
+    script_addr, env1_addr, env2_addr, export_addr = (hex(scratch + n * 0x100000) for n in range(4))
+    values = {
+        "MEDIUM": boot["medium"],
+        "STATE_1": boot["state_files"][0],
+        "STATE_2": boot["state_files"][1],
+        "STATE_SIZE": hex(boot["state_size"]),
+        "TRIES": format(boot["tries"], "x"),
+        "KERNEL": board["kernel"]["boot_file"],
+        "KERNEL_ADDR": boot["kernel_addr"],
+        "RAMDISK_ADDR": boot["ramdisk_addr"],
+        "COMMAND": boot["command"],
+        "CMDLINE": cmdline,
+        "ENV1_ADDR": env1_addr,
+        "ENV2_ADDR": env2_addr,
+        "EXPORT_ADDR": export_addr,
+    }
+    text = (ROOT / "rootfs" / "boot" / "boot.cmd").read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        sys.exit(f"mkimage: rootfs/boot/boot.cmd names values the board file does not give: {left}")
+    cmd = work / "boot.cmd"
+    cmd.write_text(text)
+    arch = {"arm64": "arm64", "armhf": "arm"}[board["debian_arch"]]
+    script = work / "boot.scr"
+    run("mkimage", "-A", arch, "-O", "linux", "-T", "script", "-C", "none", "-n", "cairn boot", "-d", cmd, script,
+        stdout=subprocess.DEVNULL)
+    states = []
+    for n, seq in [(1, 1), (2, 0)]:
+        state = work / f"cairn-env-{n}.bin"
+        mkenvimage({"BOOT_ORDER": "A", "BOOT_A_LEFT": format(boot["tries"], "x"), "BOOT_B_LEFT": "0",
+                    "BOOT_SEQ": format(seq, "x")}, boot["state_size"], state)
+        states.append(state)
+    medium = boot["medium"]
+    bootcmd = f"{boot['medium_scan']}; load {medium}:1 {script_addr} boot.scr && source {script_addr}"
+    # A valid environment replaces U-Boot's built-in one whole, so it carries what the boot needs: no delay (the
+    # default 2 s would count in every boot), the boot script, the device tree and initrd left where they are.
+    mkenvimage({"bootdelay": "0", "baudrate": "115200", "fdt_high": "0xffffffff", "initrd_high": "0xffffffff",
+                "bootcmd": bootcmd}, UBOOT_ENV_SIZE, outdir / "u-boot-env.bin")
+    return script, states
+
+
 def build(board_name, binary, outdir):
     with open(ROOT / "board" / board_name / "board.toml", "rb") as f:
         board = tomllib.load(f)
@@ -286,7 +351,7 @@ def build(board_name, binary, outdir):
 
     # Root slot: the system proper.
     root = work / "root"
-    for d in ["proc", "sys", "dev", "run", "tmp", "config", "data", "root", "etc", "usr/bin", "usr/sbin", "var"]:
+    for d in ["proc", "sys", "dev", "run", "tmp", "config", "boot", "data", "root", "etc", "usr/bin", "usr/sbin", "var"]:
         (root / d).mkdir(parents=True, exist_ok=True)
     install_busybox(pkgs, root)
     shutil.copy2(binary, root / "usr" / "bin" / "cairn")
@@ -346,8 +411,8 @@ def build(board_name, binary, outdir):
 
     kernel = outdir / board["kernel"]["boot_file"]
     shutil.copy2(vmlinuz, kernel)
+    # For direct kernel boots outside the product (the boot floor bench): what U-Boot passes for slot A.
     cmdline = board["kernel"]["cmdline"] + " cairn.slot=a"
-    (outdir / "cmdline.txt").write_text(cmdline + "\n")
 
     # Partitions.
     parts = board["partitions"]
@@ -355,10 +420,16 @@ def build(board_name, binary, outdir):
     boot_img = work / "boot.vfat"
     run("mkfs.vfat", "-n", "CAIRN-BOOT", "-C", boot_img, sizes["boot"] // 1024, stdout=subprocess.DEVNULL)
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-    run("mmd", "-i", boot_img, "::slot-a", "::slot-b", env=env)
+    boot_script, states = boot_files(board, board["kernel"]["cmdline"], work, outdir)
+    state_dirs = [f"::{Path(f).parent}" for f in board["boot"]["state_files"]]
+    run("mmd", "-i", boot_img, "::slot-a", "::slot-b", *state_dirs, env=env)
+    run("mcopy", "-i", boot_img, boot_script, "::boot.scr", env=env)
+    # Both copies at full size from the start: U-Boot's fatwrite then rewrites them in place.
+    for state, name in zip(states, board["boot"]["state_files"]):
+        run("mcopy", "-i", boot_img, state, f"::{name}", env=env)
     # The slot's boot files: in slot-a/ here, and the boot payloads of a bundle (cairn-bundle reads this list).
     slot_boot_files = [kernel, initrd]
-    for src in slot_boot_files + [outdir / "cmdline.txt"]:
+    for src in slot_boot_files:
         run("mcopy", "-i", boot_img, src, f"::slot-a/{src.name}", env=env)
     contents = {"boot": boot_img, "root-a": slot}
     for name, path in contents.items():
@@ -404,6 +475,7 @@ def build(board_name, binary, outdir):
         "slot": {"file": slot.name, "partition": "root-a", "offset": offsets["root-a"], "size": sizes["root-a"]},
         "boot_files": [f.name for f in slot_boot_files],
         "verity": verity,
+        "u_boot_env": "u-boot-env.bin",
         "sizes": {
             "cairn_binary": Path(binary).stat().st_size,
             "root_squashfs": root_img.stat().st_size,

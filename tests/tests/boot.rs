@@ -11,7 +11,11 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
     let started = Instant::now();
     let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
     let (took, health) = m.wait_healthy(started, boot_deadline).unwrap();
-    eprintln!("{board}: healthy {took:?} after QEMU start");
+    eprintln!(
+        "{board}: healthy {took:?} after QEMU start (U-Boot's share {:?})",
+        m.u_boot_time()
+    );
+    booted_through_u_boot(&mut m, 0);
     assert_eq!(health["board"], board);
     assert_eq!(health["version"], manifest.version);
     assert_eq!(health["setup_done"], false);
@@ -124,6 +128,7 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
     m.wait_console(&starting_line(&m), mark, boot_deadline)
         .unwrap();
     let (_, health) = m.wait_healthy(Instant::now(), boot_deadline).unwrap();
+    booted_through_u_boot(&mut m, mark);
     assert_eq!(
         health["setup_done"], true,
         "the administrator must survive a reboot"
@@ -157,6 +162,106 @@ fn first_boot_to_poweroff(board: &str, boot_deadline: Duration) {
     extract_config_partition(&m, &disk, &config);
     assert_ext4_clean(&config);
     let _ = std::fs::remove_file(&config);
+    let boot = std::env::temp_dir().join(format!("cairn-boot-{board}-{}.vfat", std::process::id()));
+    let size = m.board.partitions[0].size_mib;
+    assert_eq!(m.board.partitions[0].name, "boot");
+    disk.extract(1, u64::from(size), &boot).unwrap();
+    let fsck = std::process::Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&boot)
+        .output()
+        .expect("fsck.fat (dosfstools) is installed");
+    let report =
+        String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    let _ = std::fs::remove_file(&boot);
+    assert!(
+        fsck.status.success() && !report.contains("irty"),
+        "the boot partition must be clean after power-off: {report}"
+    );
+}
+
+/// The boot state as a copy on /boot holds it: `BOOT_*` variables, read in the guest.
+fn boot_state(m: &mut Machine, file: &str) -> std::collections::HashMap<String, String> {
+    let out = m
+        .serial(
+            &format!("wc -c < /boot/{file}; tr '\\000' '\\n' < /boot/{file} | grep -ao 'BOOT_[A-Z_]*=.*'"),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().map(str::trim),
+        Some(m.board.boot.state_size.to_string().as_str()),
+        "size of /boot/{file}: {out}"
+    );
+    lines
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The box came up through U-Boot and its boot script (console from byte `from`): slot A chosen with one
+/// of its tries spent and recorded in the older boot-state copy, the kernel told so, /boot mounted.
+fn booted_through_u_boot(m: &mut Machine, from: usize) {
+    let log = m.console_log();
+    let log = &log[from..];
+    let u_boot = log
+        .find("U-Boot 20")
+        .expect("the console shows U-Boot starting");
+    let script = log[u_boot..]
+        .find("cairn: booting slot A")
+        .map(|at| u_boot + at)
+        .expect("U-Boot's boot script chose slot A");
+    assert!(
+        log[script..].contains("Starting kernel"),
+        "U-Boot started the kernel after the script"
+    );
+    let cmdline = m
+        .serial("cat /proc/cmdline", Duration::from_secs(10))
+        .unwrap();
+    assert!(cmdline.contains(&m.board.kernel.cmdline), "{cmdline}");
+    assert!(
+        cmdline.split_whitespace().any(|a| a == "cairn.slot=a"),
+        "{cmdline}"
+    );
+    assert!(!cmdline.contains("cairn.trial"), "not on trial: {cmdline}");
+    let mounts = m
+        .serial("grep ' /boot ' /proc/mounts", Duration::from_secs(10))
+        .unwrap();
+    assert!(mounts.contains(" /boot vfat rw,"), "/boot: {mounts:?}");
+
+    // U-Boot wrote the copy that was older: the written one holds the newer BOOT_SEQ and one try less.
+    let files = m.board.boot.state_files.clone();
+    let copies = [boot_state(m, &files[0]), boot_state(m, &files[1])];
+    let seq = |c: &std::collections::HashMap<String, String>| {
+        u64::from_str_radix(&c["BOOT_SEQ"], 16).expect("BOOT_SEQ is hex")
+    };
+    let (newer, older) = if seq(&copies[0]) > seq(&copies[1]) {
+        (&copies[0], &copies[1])
+    } else {
+        (&copies[1], &copies[0])
+    };
+    assert!(seq(newer) > seq(older), "{copies:?}");
+    let written = log
+        .lines()
+        .find(|l| l.starts_with("cairn: boot state ") && l.contains(" written to "))
+        .expect("the boot script reports the state it wrote");
+    let written_seq = written.split_whitespace().nth(3).unwrap();
+    let tries = m.board.boot.tries;
+    // A later write by Cairn (its commit) may have followed U-Boot's; U-Boot's own is the one it reported.
+    let by_u_boot = copies
+        .iter()
+        .find(|c| c["BOOT_SEQ"] == written_seq)
+        .unwrap_or_else(|| {
+            panic!("no copy holds the state U-Boot reported ({written}): {copies:?}")
+        });
+    let left = u8::from_str_radix(&by_u_boot["BOOT_A_LEFT"], 16).unwrap();
+    assert!(left < tries, "U-Boot spent a try of slot A: {by_u_boot:?}");
+    assert_eq!(by_u_boot["BOOT_ORDER"], "A", "{by_u_boot:?}");
+    assert!(
+        written.contains(&format!("A left {left:x}")),
+        "{written} vs {by_u_boot:?}"
+    );
 }
 
 fn tempfile_path(board: &str) -> std::path::PathBuf {

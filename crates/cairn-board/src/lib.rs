@@ -42,6 +42,11 @@ pub struct Boot {
     /// U-Boot's binary for this machine: under QEMU the host's copy from Debian's u-boot-qemu (a real board has
     /// its own in flash).
     pub u_boot: String,
+    /// U-Boot's name for the boot medium, `<interface> <device>` (`virtio 0`, `mmc 1`): the boot partition is its
+    /// partition 1. U-Boot's own environment loads the boot script from there, never from a data disk.
+    pub medium: String,
+    /// The U-Boot command that makes the medium visible before the first load (`virtio scan`, `mmc rescan`).
+    pub medium_scan: String,
     /// U-Boot's command for this kernel format: `booti` (arm64 Image) or `bootz` (zImage).
     pub command: String,
     /// Load addresses of the kernel and initrd in the board's RAM.

@@ -26,8 +26,8 @@ pub const DEADLINE: Duration = Duration::from_secs(180);
 pub const DEADLINE_ARG: &str = "cairn.commit_deadline=";
 /// How often the checks run while the slot is not healthy yet.
 pub const POLL: Duration = Duration::from_secs(2);
-/// Where the boot partition is mounted, with the boot state's two copies.
-pub const BOOT_MOUNT: &str = "/boot";
+/// Where the boot partition is mounted, with the boot state's two copies (init mounts it: [`crate::boot_partition`]).
+pub use crate::boot_partition::BOOT_MOUNT;
 /// How long a slot that is not on trial and not healthy waits before its checks run again.
 pub const RECHECK: Duration = Duration::from_secs(30);
 /// Where the install and init keep what the dashboard and the next install need to know about updates.

@@ -1,5 +1,6 @@
 //! The PID 1 main loop: bring-up, supervision, watchdog and shutdown. Only runs as PID 1 in the image.
 
+use crate::boot_partition;
 use crate::commit::{self, probes::Feed};
 use crate::config_partition;
 use crate::logring::LogRing;
@@ -158,6 +159,7 @@ pub fn run() -> ! {
         }
     }
     mount_config(&log, board.as_ref());
+    mount_boot(&log, board.as_ref());
 
     let sigfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(fd) => fd,
@@ -503,6 +505,22 @@ fn mount_config(log: &LogRing, board: Option<&Board>) {
     }
 }
 
+/// Mounts the boot partition at /boot for the boot state and updates; without it the box still serves.
+fn mount_boot(log: &LogRing, board: Option<&Board>) {
+    let is_boot = |path: &str| board.map(|b| b.is_boot_device(path)).unwrap_or(true);
+    let at = Path::new(boot_partition::BOOT_MOUNT);
+    match boot_partition::mount_boot(Path::new("/sys/class/block"), &is_boot, at) {
+        Ok(device) => log.line(
+            "init",
+            &format!("boot partition {} mounted at {}", device.display(), at.display()),
+        ),
+        Err(e) => log.line(
+            "init",
+            &format!("ERROR boot partition: {e}; carrying on without it (the boot state and updates are unavailable)"),
+        ),
+    }
+}
+
 /// Where the `system` volume's shares live: the image mounted here caps them below the config partition.
 const SYSTEM_VOLUME_ROOT: &str = "/config/shares";
 
@@ -576,6 +594,9 @@ fn shutdown(
         if e != nix::errno::Errno::EINVAL {
             log.line("init", &format!("ERROR unmount {SYSTEM_VOLUME_ROOT}: {e}"));
         }
+    }
+    if let Some(line) = boot_partition::unmount_boot(Path::new(boot_partition::BOOT_MOUNT)) {
+        log.line("init", &line);
     }
     match umount2(CONFIG_MOUNT, MntFlags::empty()) {
         Ok(()) => log.line("init", "config partition unmounted cleanly"),

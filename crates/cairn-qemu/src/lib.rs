@@ -1,6 +1,8 @@
 //! The QEMU harness: boots a board image the way an owner's box would start, and talks to it.
 //!
-//! Owns starting QEMU from the board's data (`board.toml` and the image's `manifest.json`), a copy-on-write
+//! Owns starting QEMU from the board's data (`board.toml` and the image's `manifest.json`): through real U-Boot
+//! (the board's `[boot] u_boot` as QEMU's firmware, its environment in a per-box flash beside the disk), which
+//! runs the image's boot script and picks the A/B slot as on a board; a copy-on-write
 //! overlay so the built image stays pristine and a "box" keeps its disk across reboots, waiting for
 //! readiness with deadlines (never a fixed sleep), HTTP through QEMU's port forwarding, commands on the
 //! serial console, QMP, and the console log, which is printed when a test fails. Host-only; used by
@@ -85,6 +87,8 @@ pub struct Manifest {
     pub kernel: String,
     pub initrd: String,
     pub cmdline: String,
+    /// U-Boot's own environment for the board's flash (no boot delay, load and run the boot script).
+    pub u_boot_env: String,
     pub sizes: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -167,7 +171,8 @@ pub struct BootOptions {
     /// Extra guest TCP ports to forward from loopback (guest port → host port chosen by the harness).
     pub forward: Vec<u16>,
     pub memory_mib: Option<u32>,
-    /// Boot with a different initrd (benchmark floors), else the image's.
+    /// Boot the image's kernel directly (QEMU `-kernel`, no U-Boot) with this initrd: only for benchmark
+    /// floors, which are not the product. Without it the box boots through U-Boot like a board.
     pub initrd_override: Option<PathBuf>,
     /// Data-disk bays, in order.
     pub data_disks: Vec<DataDisk>,
@@ -211,6 +216,8 @@ pub struct Machine {
     /// Other forwarded guest ports: (guest, host).
     pub forwarded: Vec<(u16, u16)>,
     pub started: Instant,
+    /// When the console showed U-Boot's "Starting kernel": the end of the boot loader's share of the boot.
+    kernel_started: Arc<std::sync::OnceLock<Instant>>,
     marker: u32,
     /// QEMU device ids of disks plugged while running, by bay (boot-time disks are `disk<bay>`).
     disk_ids: Mutex<std::collections::HashMap<usize, String>>,
@@ -234,7 +241,34 @@ pub struct DataDisk {
     pub serial: String,
 }
 
+/// Size of the QEMU virt machine's second flash bank (pflash unit 1), where U-Boot keeps its environment.
+const FLASH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// U-Boot's flash for the box whose disk is `disk`: kept beside it (a box keeps its flash across boots, as
+/// a board does), made on first use from the image's `u-boot-env.bin` at offset 0 of the 64 MiB bank.
+pub fn box_flash(disk: &Path) -> PathBuf {
+    disk.with_file_name("u-boot-flash.img")
+}
+
+fn ensure_flash(flash: &Path, env: &Path) -> Result<()> {
+    if flash.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(env).map_err(|e| {
+        HarnessError::Setup(format!(
+            "U-Boot environment {}: {e}; run `make image`",
+            env.display()
+        ))
+    })?;
+    let mut f = std::fs::File::create(flash)?;
+    f.write_all(&bytes)?;
+    f.set_len(FLASH_BYTES)?;
+    Ok(())
+}
+
 /// The QEMU command line for a board, from its board file and built manifest; the caller adds console options.
+/// The box boots through U-Boot (its flash is [`box_flash`] of `disk`), unless a benchmark floor asks for
+/// a direct kernel boot with [`BootOptions::initrd_override`].
 pub fn qemu_command(
     board: &str,
     disk: &Path,
@@ -263,10 +297,6 @@ pub fn qemu_command(
     } else {
         "raw"
     };
-    let initrd = options
-        .initrd_override
-        .clone()
-        .unwrap_or_else(|| dir.join(&manifest.initrd));
     let mut cmd = Command::new(&qemu.system);
     cmd.args(["-machine", &qemu.machine, "-cpu", &qemu.cpu])
         .args([
@@ -274,13 +304,28 @@ pub fn qemu_command(
             &options.memory_mib.unwrap_or(qemu.memory_mib).to_string(),
         ])
         .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-        .arg("-kernel")
-        .arg(dir.join(&manifest.kernel))
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", &manifest.cmdline])
-        .arg("-drive")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    match &options.initrd_override {
+        Some(initrd) => {
+            cmd.arg("-kernel")
+                .arg(dir.join(&manifest.kernel))
+                .arg("-initrd")
+                .arg(initrd)
+                .args(["-append", &manifest.cmdline]);
+        }
+        None => {
+            let flash = box_flash(disk);
+            ensure_flash(&flash, &dir.join(&manifest.u_boot_env))?;
+            cmd.arg("-bios")
+                .arg(&board.boot.u_boot)
+                .arg("-drive")
+                .arg(format!(
+                    "if=pflash,unit=1,format=raw,file={}",
+                    flash.display()
+                ));
+        }
+    }
+    cmd.arg("-drive")
         .arg(format!(
             "if=none,id=boot,file={},format={format}",
             disk.display()
@@ -371,6 +416,9 @@ fn kill_with_parent(cmd: &mut Command) {
     }
 }
 
+/// What U-Boot prints as it hands over to the kernel.
+const STARTING_KERNEL: &[u8] = b"Starting kernel ...";
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -395,10 +443,12 @@ impl Machine {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| {
             HarnessError::Setup(format!("cannot start QEMU: {e} (run scripts/bootstrap)"))
         })?;
         let console = Arc::new(Mutex::new(Vec::new()));
+        let kernel_started = Arc::new(std::sync::OnceLock::new());
         for pipe in [
             child
                 .stdout
@@ -413,6 +463,7 @@ impl Machine {
         .flatten()
         {
             let console = console.clone();
+            let kernel_started = kernel_started.clone();
             std::thread::spawn(move || {
                 let mut pipe = pipe;
                 let mut buf = [0u8; 4096];
@@ -420,7 +471,16 @@ impl Machine {
                     if n == 0 {
                         break;
                     }
-                    console.lock().unwrap().extend_from_slice(&buf[..n]);
+                    let mut log = console.lock().unwrap();
+                    let from = log.len().saturating_sub(STARTING_KERNEL.len());
+                    log.extend_from_slice(&buf[..n]);
+                    if kernel_started.get().is_none()
+                        && log[from..]
+                            .windows(STARTING_KERNEL.len())
+                            .any(|w| w == STARTING_KERNEL)
+                    {
+                        let _ = kernel_started.set(Instant::now());
+                    }
                 }
             });
         }
@@ -434,12 +494,22 @@ impl Machine {
             qmp_path,
             http_port,
             forwarded,
-            started: Instant::now(),
+            started,
+            kernel_started,
             marker: 0,
             disk_ids: Mutex::new(Default::default()),
             plugged: Default::default(),
             _runtime_dir: runtime_dir,
         })
+    }
+
+    /// U-Boot's share of the boot: QEMU start to U-Boot's "Starting kernel" (its script, reading and writing
+    /// the boot state, loading the slot's kernel and initrd). `None` until the kernel starts, and on direct
+    /// kernel boots.
+    pub fn u_boot_time(&self) -> Option<Duration> {
+        self.kernel_started
+            .get()
+            .map(|at| at.saturating_duration_since(self.started))
     }
 
     /// A handle to the console log that outlives borrows of the machine.

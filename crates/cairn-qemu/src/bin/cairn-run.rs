@@ -1,9 +1,10 @@
 //! `make run`: boots a board's image under QEMU with the serial console on this terminal, the dashboard on
 //! http://127.0.0.1:$HTTP_PORT and https://127.0.0.1:$HTTPS_PORT, and SMB on 127.0.0.1:$SMB_PORT. The box's disk (an overlay of the built image)
-//! and its data disks live under `out/<board>/box/` and survive between runs until `make clean-box`.
+//! and its data disks live under `out/<board>/box/` and survive between runs until `make clean-box`, with U-Boot's
+//! flash (its environment) beside the disk: the box boots through U-Boot and its A/B boot script, as a board does.
 
 use cairn_qemu::{
-    blank_data_disks, board_out_dir, qemu_command, BootOptions, Manifest, Network, Ports,
+    blank_data_disks, board_out_dir, box_flash, qemu_command, BootOptions, Manifest, Network, Ports,
 };
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
@@ -38,8 +39,9 @@ fn run() -> Result<(), String> {
         .and_then(|d| Ok(d.modified()? < std::fs::metadata(&base)?.modified()?))
         .unwrap_or(true);
     if stale {
-        // A new image was built: the box is re-flashed (its data disks are kept).
+        // A new image was built: the box is re-flashed, U-Boot's environment with it (its data disks are kept).
         let _ = std::fs::remove_file(&disk);
+        let _ = std::fs::remove_file(box_flash(&disk));
         let status = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
             .arg(base.canonicalize().map_err(|e| e.to_string())?)

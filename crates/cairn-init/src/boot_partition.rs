@@ -1,0 +1,112 @@
+//! The boot partition (FAT, GPT name `boot`) mounted read-write at `/boot`: U-Boot's boot script, the two
+//! boot-state copies (`/boot/env-1/cairn.env`, `/boot/env-2/cairn.env`) and the slots' kernels and initrds
+//! (`/boot/slot-a/`, `/boot/slot-b/`), which the boot state and the update install read and write.
+//!
+//! Mounted after the config partition, unmounted at shutdown so the FAT's dirty bit is cleared. A box whose
+//! boot partition cannot be mounted still serves its owner: init logs why and carries on (updates and the
+//! boot commit then report the partition missing).
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::path::{Path, PathBuf};
+
+/// Where the boot partition is mounted.
+pub const BOOT_MOUNT: &str = "/boot";
+/// Its GPT partition name on the boot medium.
+pub const PARTNAME: &str = "boot";
+
+/// Why the boot partition is not mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum BootPartitionError {
+    #[error("no partition named {PARTNAME:?} on the boot medium")]
+    NoPartition,
+    #[error("cannot mount {device} at {BOOT_MOUNT}: {source}")]
+    Mount {
+        device: PathBuf,
+        source: nix::errno::Errno,
+    },
+}
+
+/// Mount options: `flush` writes a file's data out as soon as it is closed, so boot state written by Cairn
+/// reaches the medium without waiting for writeback; a FAT error stops writes instead of spreading damage.
+const OPTIONS: &str = "flush,errors=remount-ro";
+
+/// Finds the boot partition on the boot medium (whose resolved sysfs path `is_boot` accepts) under
+/// `sys_class_block` and mounts it read-write at `at`; returns the device.
+pub fn mount_boot(
+    sys_class_block: &Path,
+    is_boot: &dyn Fn(&str) -> bool,
+    at: &Path,
+) -> Result<PathBuf, BootPartitionError> {
+    let device = crate::config_partition::find_by_partname(sys_class_block, is_boot, PARTNAME)
+        .ok_or(BootPartitionError::NoPartition)?;
+    let _ = std::fs::create_dir_all(at);
+    mount(
+        Some(&device),
+        at,
+        Some("vfat"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
+        Some(OPTIONS),
+    )
+    .map_err(|source| BootPartitionError::Mount {
+        device: device.clone(),
+        source,
+    })?;
+    Ok(device)
+}
+
+/// Unmounts `at` cleanly (the FAT is marked clean); if something still holds it, remounts it read-only so
+/// nothing more is written. Returns the line for the log; `None` when nothing was mounted there.
+pub fn unmount_boot(at: &Path) -> Option<String> {
+    match umount2(at, MntFlags::empty()) {
+        Ok(()) => Some("boot partition unmounted cleanly".into()),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => None,
+        Err(e) => {
+            let _ = mount(
+                None::<&str>,
+                at,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            );
+            Some(format!(
+                "ERROR unmount {}: {e}; remounted read-only",
+                at.display()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake /sys/class/block with the boot partition on a data disk only: never taken for ours.
+    #[test]
+    fn boot_partition_on_a_data_disk_is_not_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("devices/pci/vdb");
+        let part = disk.join("vdb1");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(
+            part.join("uevent"),
+            "MAJOR=254\nMINOR=17\nDEVNAME=vdb1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=boot\n",
+        )
+        .unwrap();
+        let class = dir.path().join("class");
+        std::fs::create_dir_all(&class).unwrap();
+        std::os::unix::fs::symlink(&part, class.join("vdb1")).unwrap();
+        let target = dir.path().join("boot");
+        let err = mount_boot(&class, &|p: &str| p.contains("mmio"), &target).unwrap_err();
+        assert!(matches!(err, BootPartitionError::NoPartition), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "no partition named \"boot\" on the boot medium"
+        );
+    }
+
+    #[test]
+    fn unmounting_where_nothing_is_mounted_says_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unmount_boot(dir.path()), None);
+    }
+}
