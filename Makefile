@@ -30,7 +30,7 @@ export SMB_PORT ?= 1445
 export DISKS ?= 0
 export NET ?= user
 
-.PHONY: all bootstrap build bundle-tool bundle image images run test test-host test-e2e dev bench lint mutants clean clean-box lock-refresh
+.PHONY: all bootstrap build bundle-tool bundle image images run test test-host test-artifacts test-e2e dev bench lint mutants clean clean-box lock-refresh
 
 all: images
 
@@ -68,7 +68,15 @@ run: image
 	BOARD=$(BOARD) cargo run --quiet --release --locked -p cairn-qemu --bin cairn-run
 
 ## Every test: host unit and integration tests, then both images booted under QEMU.
-test: bootstrap test-host images test-e2e
+test: bootstrap test-host images test-artifacts test-e2e
+
+## What the update tests install, built once before them (they build what is missing when run alone): each
+## board's update bundle at UPDATE_VERSION, and the aarch64 build at settings schema 2 that the update
+## from "version 1" starts from.
+UPDATE_VERSION = 0.2.0
+test-artifacts:
+	@for b in $(BOARDS); do $(MAKE) --no-print-directory bundle BOARD=$$b VERSION=$(UPDATE_VERSION) || exit 1; done
+	@$(MAKE) --no-print-directory image BOARD=qemu-aarch64-virt FEATURES=schema-2-only
 
 test-host:
 	cargo test --locked --workspace --exclude cairn-e2e

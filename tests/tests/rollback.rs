@@ -204,3 +204,106 @@ fn failed_update_rolls_back() {
     );
     assert_eq!(firmware(&admin)["slots"][1]["state"], "bad");
 }
+
+/// `out/<board>/cairn-<board>-<version>.cfw`, made by `make bundle` once when absent (as update.rs does).
+fn good_bundle() -> Vec<u8> {
+    let path = board_out_dir(BOARD).join(format!("cairn-{BOARD}-{GOOD_VERSION}.cfw"));
+    if !path.exists() {
+        let ok = Command::new("make")
+            .args([
+                "bundle",
+                &format!("BOARD={BOARD}"),
+                &format!("VERSION={GOOD_VERSION}"),
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("make runs")
+            .success();
+        assert!(ok, "make bundle VERSION={GOOD_VERSION} failed");
+    }
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const GOOD_VERSION: &str = "0.2.0";
+
+/// A good bundle installed into slot B, then bytes of slot B changed on the disk before the reboot (as a
+/// failing medium or an attacker with the disk would): the initramfs's dm-verity read-through refuses B on
+/// each of its tries, U-Boot falls back to A, and A says the update was rolled back with B bad; its settings
+/// are as before.
+#[test]
+fn tampered_slot_is_not_booted() {
+    let good = good_bundle();
+    let (manifest, dir) = Manifest::load(BOARD).unwrap_or_else(|e| panic!("{e}"));
+    let disk = BootDisk::flash(&manifest, &dir).unwrap();
+    let mut m = Machine::boot(BOARD, &disk, &BootOptions::default()).unwrap();
+    let _console = ConsoleOnFailure(m.console_handle(), "tampered slot");
+    m.wait_healthy(Instant::now(), Duration::from_secs(180))
+        .unwrap();
+    let admin = m.http();
+    setup_through_form(&admin);
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/users",
+            json!({"name": USER, "password": USER_PASSWORD, "email": USER_EMAIL}),
+        ),
+        201,
+    );
+    let before = settings(&admin);
+    let token = csrf(&admin);
+    let r = upload(&admin, &token, "/api/v1/firmware", good);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let (done, _) = wait_job(&admin, &r.json().unwrap()["job"], Duration::from_secs(300));
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(firmware(&admin)["pending"]["slot"], "b");
+
+    // One byte of B's squashfs, 1 MiB in (well inside what verity covers), changed on the medium.
+    let out = m
+        .serial(
+            "for d in /sys/class/block/*; do grep -qx PARTNAME=root-b $d/uevent && p=/dev/${d##*/}; done; \
+             printf Z | dd of=$p bs=1 seek=1048593 conv=notrunc 2>/dev/null && sync && echo tampered $p",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(out.contains("tampered /dev/"), "{out}");
+
+    let mark = m.mark();
+    let started = Instant::now();
+    let r = send(&admin, "POST", "/api/v1/system/reboot", json!({}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    m.wait_console("cairn.slot=b", mark, Duration::from_secs(300))
+        .unwrap();
+    m.wait_console("verity refuses the slot", mark, Duration::from_secs(600))
+        .unwrap();
+    let (_, health) = m
+        .wait_healthy(Instant::now(), Duration::from_secs(1200))
+        .unwrap();
+    assert_eq!(health["slot"], "a", "{health}");
+    println!(
+        "tampered slot: reboot to slot A serving again after B's refused tries: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // B's own init never ran: no daemon of B ever started.
+    let log = m.console_log();
+    let since = log.get(mark..).unwrap_or(&log);
+    assert!(
+        !since.contains(&format!("Cairn {GOOD_VERSION} starting")),
+        "slot B's system ran despite its changed bytes"
+    );
+    let admin = m.http();
+    login_api(&admin, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(settings(&admin), before, "settings changed across the refused update");
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let f = firmware(&admin);
+        if f["last_update"]["outcome"] == "rolled_back" {
+            assert_eq!(f["last_update"]["version"], GOOD_VERSION, "{f}");
+            assert_eq!(f["slots"][0]["state"], "booted", "{f}");
+            assert_eq!(f["slots"][1]["state"], "bad", "{f}");
+            break;
+        }
+        assert!(Instant::now() < until, "the fallback was never recorded: {f}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}

@@ -1,15 +1,17 @@
-//! Firmware update on one boot of the aarch64 box: the refusals over HTTP (a bundle for another board, cut
-//! short, with a payload byte changed, with its manifest changed after signing, signed with a key the box does
-//! not trust), each with its code and slot B left not bootable; then a bundle made by `make bundle VERSION=...`
-//! is installed over `POST /api/v1/firmware` (202, the job done, slot B holding the new version), the box
-//! reboots into slot B (`cairn.slot=b`, health says so) and, once the commit lands, slot B is the good one.
+//! Firmware update on one boot of the aarch64 box, from version 1 (this tree built at settings schema 2) with
+//! users and a share on a RAID volume: the refusals over HTTP (a bundle for another board, below the floor,
+//! signed with a key the box does not trust, its manifest changed after signing, no room for the settings
+//! snapshot, cut short, a payload byte changed), each with its code and slot B left not bootable; then the
+//! schema-3 bundle made by `make bundle VERSION=...` is installed over `POST /api/v1/firmware` (202, the job
+//! done, slot B holding the new version, the migration dry-run shown), the box reboots into slot B
+//! (`cairn.slot=b`, health says so) and, once the commit lands, every user logs in as before.
 //! The armv7 box does the same install and reboot on a boot of its own.
 // This test builds bundles with `make` when they are missing.
 #![allow(clippy::disallowed_methods)]
 
 use cairn_e2e::*;
 use cairn_qemu::{board_out_dir, workspace_root, BootDisk, BootOptions, Machine, Manifest};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const BOARD: &str = "qemu-aarch64-virt";
@@ -116,9 +118,78 @@ fn assert_refused(
     assert_eq!(f["pending"], Value::Null, "{f}");
 }
 
+/// `out/<board>-schema-2-only/`: this tree built as it was at settings schema 2 (`make image
+/// FEATURES=schema-2-only`, docs/updates.md), the "version 1" an update starts from; built once when absent.
+fn old_build(board: &str) -> std::path::PathBuf {
+    let dir = workspace_root()
+        .join("out")
+        .join(format!("{board}-schema-2-only"));
+    if !dir.join("manifest.json").exists() {
+        let status = std::process::Command::new("make")
+            .args([
+                "image",
+                &format!("BOARD={board}"),
+                "FEATURES=schema-2-only",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("make runs");
+        assert!(status.success(), "make image FEATURES=schema-2-only failed");
+    }
+    dir
+}
+
+/// The owners' accounts the update must keep: name, password, e-mail, access to the share on the volume.
+const PEOPLE: [(&str, &str, &str, &str); 3] = [
+    ("alice", "alice's long password", "alice@example.org", "write"),
+    ("bob", "bob's other password", "bob@example.net", "read"),
+    ("carol", "carol keeps this one", "carol@example.com", "write"),
+];
+const SHARE: &str = "family";
+const VOLUME: &str = "vault";
+
+/// Every person logs in to the dashboard with their password and sees their e-mail; SMB logins read the
+/// file on the volume's share (its SHA-256 as written).
+fn everyone_logs_in(m: &Machine, file_sha: &str, dir: &std::path::Path) {
+    let port = m.host_port(445).unwrap();
+    for (name, password, email, _) in PEOPLE {
+        let c = m.http();
+        login_api(&c, name, password);
+        let me = expect(&c.get("/api/v1/me").unwrap(), 200);
+        assert_eq!(me["email"], email, "{name}: {me}");
+        let back = dir.join(format!("back-{name}.bin"));
+        let _ = std::fs::remove_file(&back);
+        let until = Instant::now() + Duration::from_secs(60);
+        let (ok, out) = loop {
+            let (ok, out) = smbclient(
+                port,
+                SHARE,
+                Some((name, password)),
+                &format!("get photos.bin {}", back.display()),
+            );
+            if ok || Instant::now() > until {
+                break (ok, out);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert!(ok, "{name} over SMB: {out}");
+        assert_eq!(sha256_file(&back), file_sha, "{name} read the file back");
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> String {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    cairn_firmware::Sha256::of_reader(f).unwrap().0.to_string()
+}
+
+/// Version 1 (the schema-2 build) with users (e-mails, passwords) and a share on a RAID 1 volume; the
+/// refusals; then the schema-3 bundle installed over HTTP, its migration dry-run shown with the pending
+/// update; after the reboot every user logs in (dashboard and SMB) with the same password, e-mails, the
+/// share and the file's checksum intact, slot B booted and committed, and the settings at schema 3.
 #[test]
-fn a_bundle_installed_over_http_boots_from_slot_b_and_refusals_leave_it_unbootable() {
+fn update_keeps_every_user_and_credential() {
     let good = bundle(BOARD);
+    let old = old_build(BOARD);
     // For another board, signed with the key `make bundle` signs with (the image trusts it).
     let signing_key = std::env::var_os("CAIRN_SIGNING_KEY")
         .map(std::path::PathBuf::from)
@@ -127,22 +198,95 @@ fn a_bundle_installed_over_http_boots_from_slot_b_and_refusals_leave_it_unbootab
     let other_board = resigned(&good, &dev_key, |m| {
         m.board = cairn_firmware::Name::new("qemu-armv7-virt").unwrap()
     });
+    let below_floor = resigned(&good, &dev_key, |m| {
+        m.version = cairn_firmware::Version::parse("0.0.9").unwrap()
+    });
     let stranger_key = cairn_firmware::SigningKey::from_pkcs8(
         &cairn_firmware::SigningKey::generate_pkcs8().unwrap(),
     )
     .unwrap();
     let stranger = resigned(&good, &stranger_key, |_| {});
-    let (manifest, dir) = Manifest::load(BOARD).unwrap_or_else(|e| panic!("{e}"));
+
+    let work = workspace_root()
+        .join("target/e2e-disks")
+        .join("update-keeps-users");
+    let _ = std::fs::remove_dir_all(&work);
+    let bays = cairn_qemu::blank_data_disks(&work, 2, 256).unwrap();
+    let (manifest, dir) = Manifest::load_from(BOARD, old.clone()).unwrap_or_else(|e| panic!("{e}"));
     let disk = BootDisk::flash(&manifest, &dir).unwrap();
-    let mut m = Machine::boot(BOARD, &disk, &BootOptions::default()).unwrap();
+    let options = BootOptions {
+        data_disks: bays,
+        forward: vec![445],
+        build: Some(old),
+        ..BootOptions::default()
+    };
+    let mut m = Machine::boot(BOARD, &disk, &options).unwrap();
     let _console = ConsoleOnFailure(m.console_handle(), "update");
     let (_, health) = m
         .wait_healthy(Instant::now(), Duration::from_secs(180))
         .unwrap();
     assert_eq!(health["slot"], "a", "{health}");
+    assert_eq!(health["settings"]["schema"], 2, "version 1 is the schema-2 build: {health}");
     let admin = m.http();
     setup_through_form(&admin);
     let token = csrf(&admin);
+
+    // Version 1's settings: a RAID 1 volume, a share on it, three people with e-mails and passwords.
+    let r = expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/volumes",
+            json!({"name": VOLUME, "level": "raid1", "disks": ["CAIRN-BAY1", "CAIRN-BAY2"]}),
+        ),
+        202,
+    );
+    let (job, _) = wait_job(&admin, &r["job"], Duration::from_secs(600));
+    assert_eq!(job["state"], "done", "{job}");
+    let mut access = serde_json::Map::new();
+    for (name, password, email, grant) in PEOPLE {
+        expect(
+            &send(
+                &admin,
+                "POST",
+                "/api/v1/users",
+                json!({"name": name, "password": password, "email": email}),
+            ),
+            201,
+        );
+        access.insert(name.into(), json!(grant));
+    }
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/shares",
+            json!({"name": SHARE, "volume": VOLUME, "access": {"users": access}}),
+        ),
+        201,
+    );
+    let file = work.join("photos.bin");
+    let mut rng = fastrand::Rng::with_seed(11);
+    std::fs::write(&file, (0..3 << 20).map(|_| rng.u8(..)).collect::<Vec<u8>>()).unwrap();
+    let file_sha = sha256_file(&file);
+    let port = m.host_port(445).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let (ok, out) = loop {
+        let (ok, out) = smbclient(
+            port,
+            SHARE,
+            Some((PEOPLE[0].0, PEOPLE[0].1)),
+            &format!("put {} photos.bin", file.display()),
+        );
+        if ok || Instant::now() > until {
+            break (ok, out);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(ok, "alice writes the file: {out}");
+    everyone_logs_in(&m, &file_sha, &work);
+    let users_before = expect(&admin.get("/api/v1/users").unwrap(), 200);
+    let shares_before = expect(&admin.get(&format!("/api/v1/shares/{SHARE}")).unwrap(), 200);
     let before = firmware(&admin);
     assert_eq!(before["slots"][0]["state"], "booted", "{before}");
     // The daemon's peak memory before any upload, to compare with after the refusals and the install.
@@ -154,6 +298,7 @@ fn a_bundle_installed_over_http_boots_from_slot_b_and_refusals_leave_it_unbootab
         assert_refused(&upload(&admin, &token, body), status, code, &admin)
     };
     refused(head(&other_board), 422, "firmware.wrong_board");
+    refused(head(&below_floor), 422, "firmware.below_floor");
     refused(head(&stranger), 422, "firmware.unknown_key");
     let mut forged = good.clone();
     let quoted = format!("\"{VERSION}\"");
@@ -164,6 +309,16 @@ fn a_bundle_installed_over_http_boots_from_slot_b_and_refusals_leave_it_unbootab
             .unwrap();
     forged[version_at + 1] = b'9';
     refused(head(&forged), 422, "firmware.bad_signature");
+    // No room on the settings partition for the settings' snapshot: refused before anything is written.
+    let fill = m
+        .serial(
+            "dd if=/dev/zero of=/config/filler bs=1M 2>/dev/null; sync; df -k /config | tail -n1",
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    refused(head(&good), 507, "firmware.no_space");
+    m.serial("rm -f /config/filler; sync", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e} after {fill}"));
     // Refusals found while streaming: slot B was being written, and is left out of the boot order.
     refused(good[..good.len() / 2].to_vec(), 400, "firmware.truncated");
     let mut tampered = good.clone();
@@ -171,22 +326,48 @@ fn a_bundle_installed_over_http_boots_from_slot_b_and_refusals_leave_it_unbootab
     refused(tampered, 422, "firmware.digest_mismatch");
 
     let started = Instant::now();
-    install(&admin, &token, good.clone());
+    let pending = install(&admin, &token, good.clone());
     println!(
-        "install of a {} MiB bundle: {:.1} s (upload, write, read-back, activation)",
+        "install of a {} MiB bundle: {:.1} s (upload, write, read-back, migration dry run, activation)",
         good.len() >> 20,
         started.elapsed().as_secs_f64()
     );
+    // The new firmware's migrations, dry-run on a copy of the settings before the reboot: 2 -> 3, by the
+    // accounts domain, nothing dropped.
+    let report = &pending["migration"];
+    assert_eq!(report["ok"], true, "{pending}");
+    assert_eq!((report["from"].as_u64(), report["to"].as_u64()), (Some(2), Some(3)), "{pending}");
+    assert_eq!(report["dropped"], 0, "{pending}");
+    assert_eq!(report["steps"][0]["owner"], "cairn-accounts", "{pending}");
+    let page = admin.get("/system").unwrap().text();
+    assert!(page.contains("Schema 2 → 3"), "the System page shows the migration: {page}");
     let peak_after = daemon_peak_kib(&mut m);
     println!(
-        "daemon peak memory (VmHWM): {peak_before} KiB before any upload, {peak_after} KiB after five refusals and the install ({} KiB added; goal <= 8192)",
+        "daemon peak memory (VmHWM): {peak_before} KiB before any upload, {peak_after} KiB after six refusals and the install ({} KiB added; goal <= 8192)",
         peak_after.saturating_sub(peak_before)
     );
     reboot_into_b_and_commit(&mut m, &admin);
+
+    // After the update: schema 3, every account and its credential, the share and its file.
+    let (_, health) = m
+        .wait_healthy(Instant::now(), Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(health["settings"]["schema"], 3, "{health}");
+    let admin = m.http();
+    login_api(&admin, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(expect(&admin.get("/api/v1/users").unwrap(), 200), users_before);
+    assert_eq!(
+        expect(&admin.get(&format!("/api/v1/shares/{SHARE}")).unwrap(), 200)["volume"],
+        shares_before["volume"]
+    );
+    let v = expect(&admin.get(&format!("/api/v1/volumes/{VOLUME}")).unwrap(), 200);
+    assert_eq!((v["state"].as_str(), v["mounted"].as_bool()), (Some("clean"), Some(true)), "{v}");
+    everyone_logs_in(&m, &file_sha, &work);
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// Installs `bundle` over HTTP: 202, the job done, slot B holding the new version, waiting for its reboot.
-fn install(admin: &cairn_qemu::HttpClient, token: &str, bundle: Vec<u8>) {
+fn install(admin: &cairn_qemu::HttpClient, token: &str, bundle: Vec<u8>) -> Value {
     let r = upload(admin, token, bundle);
     assert_eq!(r.status, 202, "{}", r.text());
     let job = r.json().unwrap()["job"].clone();
@@ -197,6 +378,7 @@ fn install(admin: &cairn_qemu::HttpClient, token: &str, bundle: Vec<u8>) {
     assert_eq!(after["slots"][1]["version"], VERSION, "{after}");
     assert_eq!(after["slots"][1]["state"], "good", "{after}");
     assert_eq!(after["pending"]["slot"], "b", "{after}");
+    after["pending"].clone()
 }
 
 /// Reboots; the box comes up on slot B and init's commit keeps it.
@@ -253,7 +435,8 @@ fn an_armv7_box_installs_a_bundle_and_boots_from_slot_b() {
     setup_through_form(&admin);
     let token = csrf(&admin);
     let started = Instant::now();
-    install(&admin, &token, good.clone());
+    let pending = install(&admin, &token, good.clone());
+    assert_eq!(pending["migration"]["ok"], true, "{pending}");
     println!(
         "armv7: install of a {} MiB bundle: {:.1} s",
         good.len() >> 20,

@@ -94,7 +94,11 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(board: &str) -> Result<(Manifest, PathBuf)> {
-        let dir = board_out_dir(board);
+        Manifest::load_from(board, board_out_dir(board))
+    }
+
+    /// The manifest of the build in `dir` (`out/<board>` or a FEATURES build's folder).
+    pub fn load_from(board: &str, dir: PathBuf) -> Result<(Manifest, PathBuf)> {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| {
             HarnessError::Setup(format!(
@@ -178,6 +182,9 @@ pub struct BootOptions {
     pub data_disks: Vec<DataDisk>,
     /// Empty hot-plug bays after the filled ones, for disks added while the box runs.
     pub empty_bays: usize,
+    /// The build the box was flashed from, when not `out/<board>` (an older version's build, such as
+    /// `out/<board>-schema-2-only`): its U-Boot environment and manifest.
+    pub build: Option<PathBuf>,
 }
 
 impl Default for BootOptions {
@@ -189,6 +196,7 @@ impl Default for BootOptions {
             initrd_override: None,
             data_disks: vec![],
             empty_bays: 0,
+            build: None,
         }
     }
 }
@@ -276,7 +284,10 @@ pub fn qemu_command(
     ports: &Ports,
     qmp: &Path,
 ) -> Result<(Board, Manifest, Command)> {
-    let (manifest, dir) = Manifest::load(board)?;
+    let (manifest, dir) = match &options.build {
+        Some(dir) => Manifest::load_from(board, dir.clone())?,
+        None => Manifest::load(board)?,
+    };
     let board_file = workspace_root()
         .join("board")
         .join(board)

@@ -23,11 +23,7 @@ fn serve(tb: &TestBox, dir: &std::path::Path) -> std::path::PathBuf {
     let mut app = cairn_api::App::new(identity, store, system).unwrap();
     app.firmware = Some(Arc::new(cairn_api::Firmware {
         layout: tb.layout.clone(),
-        settings: Arc::new(DirSettings {
-            free: 10 << 20,
-            size: 1 << 20,
-            snapshots: Mutex::new(vec![]),
-        }),
+        settings: Arc::new(DirSettings::new(1 << 20, 10 << 20)),
     }));
     let app = Arc::new(app);
     let socket = dir.join("ctl.sock");

@@ -212,6 +212,10 @@ fn run_engine(
                 j.message = "Keeping a snapshot of the settings".into();
             }
             Step::SettingsKept => {
+                j.percent = 98.0;
+                j.message = "Trying the new firmware's settings migrations on a copy".into();
+            }
+            Step::MigrationsPreviewed => {
                 j.percent = 99.0;
                 j.message = "Making the new slot bootable".into();
             }

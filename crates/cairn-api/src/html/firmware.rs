@@ -73,6 +73,33 @@ fn check_result(checked: &Checked) -> String {
     }
 }
 
+/// What the pending update's settings migrations will do, as its dry run reported (a list of steps; a
+/// dropped field is always named).
+fn migration_summary(report: &serde_json::Value) -> String {
+    let steps = report["steps"].as_array().map_or(&[][..], Vec::as_slice);
+    if steps.is_empty() {
+        return " Its settings need no migration.".into();
+    }
+    let items: String = steps
+        .iter()
+        .map(|s| {
+            let dropped = s["dropped"]
+                .as_object()
+                .map(|d| d.keys().map(|k| esc(k)).collect::<Vec<_>>().join(", "))
+                .filter(|d| !d.is_empty())
+                .map_or(String::new(), |d| format!(" <strong>Dropped: {d}</strong>"));
+            format!(
+                "<li>Schema {} → {} ({}): {}.{dropped}</li>",
+                s["from"],
+                s["to"],
+                esc(s["owner"].as_str().unwrap_or("")),
+                esc(s["describe"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    format!(" Its settings migrations, tried on a copy of the settings:<ul class=\"migration\">{items}</ul>")
+}
+
 /// The section, from the status read off the async threads.
 pub(crate) async fn section(ctx: &Ctx, c: &Caller, checked: &Checked) -> String {
     let view = match ctl::status(&ctx.app).await {
@@ -83,9 +110,10 @@ pub(crate) async fn section(ctx: &Ctx, c: &Caller, checked: &Checked) -> String 
     };
     let pending = view.pending.as_ref().map_or(String::new(), |p| {
         format!(
-            r#"<div class="notice" role="status">Version {} is installed in slot {} and runs after a reboot.</div>"#,
+            r#"<div class="notice" role="status">Version {} is installed in slot {} and runs after a reboot.{}</div>"#,
             esc(p.version.as_deref().unwrap_or("")),
-            p.slot.to_uppercase()
+            p.slot.to_uppercase(),
+            p.migration.as_ref().map_or(String::new(), migration_summary)
         )
     });
     let source = ctl::update_source(&ctx.app);

@@ -194,11 +194,10 @@ pub struct RealBox {
 pub fn firmware_on(tb: &cairn_firmware::install::testing::TestBox) -> Arc<cairn_api::Firmware> {
     Arc::new(cairn_api::Firmware {
         layout: tb.layout.clone(),
-        settings: Arc::new(cairn_firmware::install::testing::DirSettings {
-            free: tb.settings.free,
-            size: tb.settings.size,
-            snapshots: std::sync::Mutex::new(vec![]),
-        }),
+        settings: Arc::new(cairn_firmware::install::testing::DirSettings::new(
+            tb.settings.size,
+            tb.settings.free,
+        )),
     })
 }
 

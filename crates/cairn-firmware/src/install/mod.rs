@@ -9,7 +9,9 @@
 //! 4. stream the root payload into the inactive root partition and the boot payloads to temporary names in
 //!    `slot-<x>/`, through one fixed buffer, hashing;
 //! 5. flush, read everything back and compare digests, rename the boot files into place;
-//! 6. write the trailer; 7. snapshot the settings and record the assembled volumes;
+//! 6. write the trailer; 7. snapshot the settings and record the assembled volumes, then dry-run the
+//!    migrations between the settings and the new slot's schema on a copy (a step that would fail or drop
+//!    something unlisted refuses the install; the report is kept for the owner to read with the pending update);
 //! 8. activate (new slot first in the boot order, on trial).
 //!
 //! Everything that touches the machine is behind [`Layout`] (paths, the boot state's copies) and [`Settings`]
@@ -97,6 +99,11 @@ impl Layout {
         self.firmware_dir.join("last-update")
     }
 
+    /// The migration report of the installed update waiting for its reboot (JSON, `cairn migrate`'s).
+    pub fn pending_migration_file(&self) -> PathBuf {
+        self.firmware_dir.join("pending-migration")
+    }
+
     /// The slot that runs now, from the kernel command line.
     pub fn booted(&self) -> Result<Slot, InstallError> {
         let cmdline =
@@ -113,6 +120,15 @@ pub trait Settings {
     fn free_space(&self) -> std::io::Result<u64>;
     /// Keeps a snapshot of the settings for `slot` (flushed first, written whole or not at all).
     fn snapshot(&self, slot: Slot) -> std::io::Result<()>;
+    /// Dry-runs, on a copy of the snapshot just kept for `running`, the migrations from the settings' schema
+    /// to `schema`, the schema of the firmware written (and read back) into `new_root`; the report is
+    /// `cairn migrate --dry-run`'s JSON, whose `ok` says every step ran and nothing was dropped.
+    fn preview_migrations(
+        &self,
+        running: Slot,
+        new_root: &Path,
+        schema: u32,
+    ) -> std::io::Result<serde_json::Value>;
 }
 
 /// The owner's choices.
@@ -145,6 +161,8 @@ pub enum Step {
     TrailerWritten,
     /// The settings snapshot and the expected volumes are kept.
     SettingsKept,
+    /// The new slot's migrations ran on a copy of the settings and may run for real.
+    MigrationsPreviewed,
     /// The new slot is in the boot order, on trial.
     Activated,
 }
@@ -182,6 +200,8 @@ pub enum InstallError {
     TargetInUse(PathBuf),
     #[error("the slot read back differs from what was written ({0})")]
     ReadBack(String),
+    #[error("the new firmware's settings migrations would not run on these settings: {0}")]
+    Migration(String),
     #[error("the boot state could not be changed: {0}")]
     BootState(String),
     #[error("could not {action} {path}: {source}")]
@@ -352,6 +372,17 @@ pub fn install(
         volumes.join("\n").as_bytes(),
     )?;
     go(Step::SettingsKept)?;
+    let report = settings
+        .preview_migrations(booted, &part, manifest.schema_version)
+        .map_err(|e| io("dry-run the settings migrations of", &part, e))?;
+    write_durably(
+        &layout.pending_migration_file(),
+        &serde_json::to_vec_pretty(&report).unwrap_or_default(),
+    )?;
+    if report["ok"] != serde_json::Value::Bool(true) {
+        return Err(InstallError::Migration(migration_failure(&report)));
+    }
+    go(Step::MigrationsPreviewed)?;
 
     // 8. The one step that makes the new slot bootable.
     layout
@@ -364,6 +395,17 @@ pub fn install(
         version: manifest.version.to_string(),
         bytes: total,
     })
+}
+
+/// The owner's sentence for a dry run that did not pass: its error, or the fields it would drop.
+fn migration_failure(report: &serde_json::Value) -> String {
+    if let Some(message) = report["error"]["message"].as_str() {
+        return message.to_string();
+    }
+    match report["dropped"].as_u64() {
+        Some(n) if n > 0 => format!("{n} setting(s) would be dropped"),
+        _ => "the dry run did not report success".to_string(),
+    }
 }
 
 /// Refuses a target that is the running slot's partition, or held by anything (device mapper, md, a

@@ -23,6 +23,9 @@ pub struct Pending {
     /// `a` or `b`.
     pub slot: &'static str,
     pub version: Option<String>,
+    /// What the new firmware's settings migrations will do, dry-run before the slot was made bootable
+    /// (`cairn migrate --dry-run`'s report).
+    pub migration: Option<serde_json::Value>,
 }
 
 /// `GET /api/v1/firmware`.
@@ -72,6 +75,9 @@ pub fn status(layout: &Layout) -> FirmwareView {
                 .iter()
                 .find(|v| v.name == first.lower())
                 .and_then(|v| v.version.clone()),
+            migration: std::fs::read(layout.pending_migration_file())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
         })
     });
     let last_update = std::fs::read(layout.last_update_file())

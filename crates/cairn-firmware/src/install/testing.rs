@@ -17,6 +17,23 @@ pub struct DirSettings {
     pub free: u64,
     pub size: u64,
     pub snapshots: Mutex<Vec<Slot>>,
+    /// What the dry run of the new slot's migrations answers (`{"ok": true, ...}` by default).
+    pub preview: Mutex<serde_json::Value>,
+    /// The schemas dry runs were asked for.
+    pub previews: Mutex<Vec<u32>>,
+}
+
+impl DirSettings {
+    /// Settings of `size` bytes with `free` bytes free, whose migrations preview cleanly.
+    pub fn new(size: u64, free: u64) -> DirSettings {
+        DirSettings {
+            free,
+            size,
+            snapshots: Mutex::new(Vec::new()),
+            preview: Mutex::new(serde_json::json!({"dry_run": true, "ok": true, "dropped": 0, "steps": []})),
+            previews: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl Settings for DirSettings {
@@ -29,6 +46,15 @@ impl Settings for DirSettings {
     fn snapshot(&self, slot: Slot) -> std::io::Result<()> {
         self.snapshots.lock().unwrap().push(slot);
         Ok(())
+    }
+    fn preview_migrations(
+        &self,
+        _running: Slot,
+        _new_root: &std::path::Path,
+        schema: u32,
+    ) -> std::io::Result<serde_json::Value> {
+        self.previews.lock().unwrap().push(schema);
+        Ok(self.preview.lock().unwrap().clone())
     }
 }
 
@@ -154,11 +180,7 @@ pub fn new_box_with_slots(slot_bytes: u64) -> TestBox {
         dir,
         layout,
         key,
-        settings: DirSettings {
-            free: 10 << 20,
-            size: 1 << 20,
-            snapshots: Mutex::new(vec![]),
-        },
+        settings: DirSettings::new(1 << 20, 10 << 20),
     }
 }
 

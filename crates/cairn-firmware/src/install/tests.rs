@@ -199,6 +199,7 @@ fn a_stop_after_any_step_never_leaves_the_slot_bootable_half_written() {
         "Verified",
         "TrailerWritten",
         "SettingsKept",
+        "MigrationsPreviewed",
         "Activated",
     ];
     for stop_at in names {
@@ -236,4 +237,64 @@ fn a_stop_after_any_step_never_leaves_the_slot_bootable_half_written() {
             assert!(!bootable, "{stop_at}: {v:?}");
         }
     }
+}
+
+#[test]
+fn a_migration_dry_run_that_fails_or_drops_leaves_the_slot_unbootable_and_says_why() {
+    for (report, says) in [
+        (
+            serde_json::json!({"ok": false, "dropped": 0, "error": {"code": "migration.would_drop", "message": "step 2 -> 3 would drop accounts u/bob: email"}}),
+            "would drop accounts u/bob",
+        ),
+        (
+            serde_json::json!({"ok": false, "dropped": 2, "error": null}),
+            "2 setting(s) would be dropped",
+        ),
+    ] {
+        let b = new_box();
+        *b.settings.preview.lock().unwrap() = report.clone();
+        let bundle = bundle_for(&b, "0.2.0", "qemu-aarch64-virt");
+        let r = install(
+            &b.layout,
+            &b.settings,
+            &[],
+            &mut &bundle[..],
+            Options::default(),
+            &mut |_| true,
+        );
+        match r {
+            Err(InstallError::Migration(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let v = b.boot_state();
+        assert!(!(v.order.contains(&Slot::B) && v.left_of(Slot::B) > 0), "{v:?}");
+        assert!(status::status(&b.layout).pending.is_none());
+        // The report stays for the owner (and the log) to read.
+        let kept: serde_json::Value =
+            serde_json::from_slice(&fs::read(b.layout.pending_migration_file()).unwrap()).unwrap();
+        assert_eq!(kept, report);
+    }
+}
+
+#[test]
+fn the_pending_update_shows_its_migration_report_for_the_schema_of_the_bundle() {
+    let b = new_box();
+    let report = serde_json::json!({"dry_run": true, "ok": true, "from": 2, "to": 3, "dropped": 0, "steps": [{"from": 2, "to": 3}]});
+    *b.settings.preview.lock().unwrap() = report.clone();
+    let bundle = bundle_for(&b, "0.2.0", "qemu-aarch64-virt");
+    install(
+        &b.layout,
+        &b.settings,
+        &[],
+        &mut &bundle[..],
+        Options::default(),
+        &mut |_| true,
+    )
+    .unwrap();
+    let signed = crate::SignedManifest::read_from(&mut &bundle[..], crate::Magic::Bundle).unwrap();
+    let schema = crate::Manifest::parse(signed.manifest_bytes()).unwrap().schema_version;
+    assert_eq!(*b.settings.previews.lock().unwrap(), vec![schema]);
+    let pending = status::status(&b.layout).pending.unwrap();
+    assert_eq!(pending.slot, "b");
+    assert_eq!(pending.migration, Some(report));
 }
