@@ -90,7 +90,7 @@ dev:
 	cargo run --locked -p cairn -- daemon --listen 127.0.0.1:$(HTTP_PORT) --listen-tls 127.0.0.1:$(HTTPS_PORT) --state $$state --ctl $$state/ctl.sock --board board/$(BOARD)/board.toml --power none
 
 ## Prints the figures the issues ask for (boot time against a floor, sizes, memory).
-bench: bootstrap images
+bench: bootstrap images test-artifacts
 	cargo build --release --locked -p cairn
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench-api
 	cargo run --release --locked -p cairn-e2e --bin cairn-bench

@@ -3,6 +3,8 @@
 //! - boot to a healthy dashboard on both boards, against a floor measured in the same run (the same kernel
 //!   with a busybox-only init that starts busybox httpd, booted directly by QEMU); Cairn boots through U-Boot
 //!   as a board does, and U-Boot's share (QEMU start to its "Starting kernel") is printed on its own;
+//! - power-on to healthy after an update (the first boot of the new slot, on trial: the initramfs reads the
+//!   whole slot through dm-verity before it mounts it) against the normal boot above;
 //! - sizes: stripped `cairn`, root squashfs without kernel modules, whole image;
 //! - resident memory (Rss and Pss) of all Cairn processes after boot, once they are idle (their CPU use per
 //!   process, read in the guest, at most 1 % of a core over 2 s).
@@ -107,6 +109,62 @@ fn boot_cairn(
     (first, normal, u_boot)
 }
 
+/// The update the after-update boot installs (`make bench` builds it with the test artifacts).
+const UPDATE_VERSION: &str = "0.2.0";
+const AFTER_UPDATE: &str = "boot after an update";
+
+/// A box set up, the update bundle installed over HTTP, powered off; then power-on to healthy on the new
+/// slot, which is on trial (its whole root read through dm-verity first).
+fn boot_after_update(board: &str, manifest: &Manifest, deadline: Duration) -> Duration {
+    let path = board_out_dir(board).join(format!("cairn-{board}-{UPDATE_VERSION}.cfw"));
+    let bundle = std::fs::read(&path).unwrap_or_else(|e| {
+        unmeasured(
+            AFTER_UPDATE,
+            format!("{}: {e}; run `make test-artifacts`", path.display()),
+        )
+    });
+    let disk = BootDisk::flash(manifest, &board_out_dir(board)).unwrap();
+    let started = Instant::now();
+    let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
+    healthy(&mut m, manifest, started, deadline);
+    let admin = m.http().with_timeout(Duration::from_secs(600));
+    cairn_e2e::setup_through_form(&admin);
+    let token = cairn_e2e::csrf(&admin);
+    let r = admin
+        .request(
+            "POST",
+            "/api/v1/firmware",
+            &[
+                ("content-type", "application/octet-stream"),
+                ("x-csrf-token", &token),
+            ],
+            bundle,
+        )
+        .unwrap();
+    if r.status != 202 {
+        unmeasured(AFTER_UPDATE, format!("the install answered {}: {}", r.status, r.text()));
+    }
+    let (job, _) = cairn_e2e::wait_job(&admin, &r.json().unwrap()["job"], Duration::from_secs(600));
+    if job["state"] != "done" {
+        unmeasured(AFTER_UPDATE, format!("the install job ended {job}"));
+    }
+    m.serial("poweroff", Duration::from_secs(5)).ok();
+    m.wait_exit(Duration::from_secs(60)).unwrap();
+    drop(m);
+    let started = Instant::now();
+    let mut m = Machine::boot(board, &disk, &BootOptions::default()).unwrap();
+    let (took, health) = m
+        .wait_healthy(started, deadline * 2)
+        .unwrap_or_else(|e| panic!("{e}\n{}", m.console_log()));
+    if health["version"] != UPDATE_VERSION || health["slot"] != "b" {
+        unmeasured(
+            AFTER_UPDATE,
+            format!("the box came back as {health}, not version {UPDATE_VERSION} on slot b"),
+        );
+    }
+    took
+}
+
 fn main() {
     let boards = [
         ("qemu-aarch64-virt", Duration::from_secs(90)),
@@ -148,6 +206,7 @@ fn main() {
         let cairn: Vec<(Duration, Duration, Duration)> = (0..RUNS)
             .map(|_| boot_cairn(board, &manifest, deadline, &mut memory))
             .collect();
+        let after_update = boot_after_update(board, &manifest, deadline);
         let floor = median(floors);
         let first = median(cairn.iter().map(|c| c.0).collect());
         let normal = median(cairn.iter().map(|c| c.1).collect());
@@ -165,6 +224,11 @@ fn main() {
         println!(
             "boot, Cairn first boot (formats the config partition):  {}",
             secs(first)
+        );
+        println!(
+            "boot, Cairn after an update (slot B on trial, verity read-through): {} ({:+.2} s over a normal boot)",
+            secs(after_update),
+            after_update.as_secs_f64() - normal.as_secs_f64()
         );
         println!(
             "U-Boot's share of a normal boot (QEMU start to \"Starting kernel\": script, boot state, kernel+initrd load): {}",
