@@ -293,7 +293,11 @@ fn tampered_slot_is_not_booted() {
     );
     let admin = m.http();
     login_api(&admin, ADMIN, ADMIN_PASSWORD);
-    assert_eq!(settings(&admin), before, "settings changed across the refused update");
+    assert_eq!(
+        settings(&admin),
+        before,
+        "settings changed across the refused update"
+    );
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let f = firmware(&admin);
@@ -303,7 +307,10 @@ fn tampered_slot_is_not_booted() {
             assert_eq!(f["slots"][1]["state"], "bad", "{f}");
             break;
         }
-        assert!(Instant::now() < until, "the fallback was never recorded: {f}");
+        assert!(
+            Instant::now() < until,
+            "the fallback was never recorded: {f}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
 }

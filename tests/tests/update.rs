@@ -126,11 +126,7 @@ fn old_build(board: &str) -> std::path::PathBuf {
         .join(format!("{board}-schema-2-only"));
     if !dir.join("manifest.json").exists() {
         let status = std::process::Command::new("make")
-            .args([
-                "image",
-                &format!("BOARD={board}"),
-                "FEATURES=schema-2-only",
-            ])
+            .args(["image", &format!("BOARD={board}"), "FEATURES=schema-2-only"])
             .current_dir(workspace_root())
             .status()
             .expect("make runs");
@@ -141,9 +137,19 @@ fn old_build(board: &str) -> std::path::PathBuf {
 
 /// The owners' accounts the update must keep: name, password, e-mail, access to the share on the volume.
 const PEOPLE: [(&str, &str, &str, &str); 3] = [
-    ("alice", "alice's long password", "alice@example.org", "write"),
+    (
+        "alice",
+        "alice's long password",
+        "alice@example.org",
+        "write",
+    ),
     ("bob", "bob's other password", "bob@example.net", "read"),
-    ("carol", "carol keeps this one", "carol@example.com", "write"),
+    (
+        "carol",
+        "carol keeps this one",
+        "carol@example.com",
+        "write",
+    ),
 ];
 const SHARE: &str = "family";
 const VOLUME: &str = "vault";
@@ -199,7 +205,7 @@ fn update_keeps_every_user_and_credential() {
         m.board = cairn_firmware::Name::new("qemu-armv7-virt").unwrap()
     });
     let below_floor = resigned(&good, &dev_key, |m| {
-        m.version = cairn_firmware::Version::parse("0.0.9").unwrap()
+        m.version = "0.0.9".parse::<cairn_firmware::Version>().unwrap()
     });
     let stranger_key = cairn_firmware::SigningKey::from_pkcs8(
         &cairn_firmware::SigningKey::generate_pkcs8().unwrap(),
@@ -226,7 +232,10 @@ fn update_keeps_every_user_and_credential() {
         .wait_healthy(Instant::now(), Duration::from_secs(180))
         .unwrap();
     assert_eq!(health["slot"], "a", "{health}");
-    assert_eq!(health["settings"]["schema"], 2, "version 1 is the schema-2 build: {health}");
+    assert_eq!(
+        health["settings"]["schema"], 2,
+        "version 1 is the schema-2 build: {health}"
+    );
     let admin = m.http();
     setup_through_form(&admin);
     let token = csrf(&admin);
@@ -336,11 +345,18 @@ fn update_keeps_every_user_and_credential() {
     // accounts domain, nothing dropped.
     let report = &pending["migration"];
     assert_eq!(report["ok"], true, "{pending}");
-    assert_eq!((report["from"].as_u64(), report["to"].as_u64()), (Some(2), Some(3)), "{pending}");
+    assert_eq!(
+        (report["from"].as_u64(), report["to"].as_u64()),
+        (Some(2), Some(3)),
+        "{pending}"
+    );
     assert_eq!(report["dropped"], 0, "{pending}");
     assert_eq!(report["steps"][0]["owner"], "cairn-accounts", "{pending}");
     let page = admin.get("/system").unwrap().text();
-    assert!(page.contains("Schema 2 → 3"), "the System page shows the migration: {page}");
+    assert!(
+        page.contains("Schema 2 → 3"),
+        "the System page shows the migration: {page}"
+    );
     let peak_after = daemon_peak_kib(&mut m);
     println!(
         "daemon peak memory (VmHWM): {peak_before} KiB before any upload, {peak_after} KiB after six refusals and the install ({} KiB added; goal <= 8192)",
@@ -355,13 +371,23 @@ fn update_keeps_every_user_and_credential() {
     assert_eq!(health["settings"]["schema"], 3, "{health}");
     let admin = m.http();
     login_api(&admin, ADMIN, ADMIN_PASSWORD);
-    assert_eq!(expect(&admin.get("/api/v1/users").unwrap(), 200), users_before);
+    assert_eq!(
+        expect(&admin.get("/api/v1/users").unwrap(), 200),
+        users_before
+    );
     assert_eq!(
         expect(&admin.get(&format!("/api/v1/shares/{SHARE}")).unwrap(), 200)["volume"],
         shares_before["volume"]
     );
-    let v = expect(&admin.get(&format!("/api/v1/volumes/{VOLUME}")).unwrap(), 200);
-    assert_eq!((v["state"].as_str(), v["mounted"].as_bool()), (Some("clean"), Some(true)), "{v}");
+    let v = expect(
+        &admin.get(&format!("/api/v1/volumes/{VOLUME}")).unwrap(),
+        200,
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["mounted"].as_bool()),
+        (Some("clean"), Some(true)),
+        "{v}"
+    );
     everyone_logs_in(&m, &file_sha, &work);
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -126,7 +126,9 @@ fn migrate_dry_run(binary: &Path, state: &Path, to: u32) -> io::Result<serde_jso
         Err(e) => return Err(io::Error::other(e)),
     };
     serde_json::from_str(&stdout).map_err(|e| {
-        io::Error::other(format!("{binary} migrate printed no report ({e}): {stdout:.200}"))
+        io::Error::other(format!(
+            "{binary} migrate printed no report ({e}): {stdout:.200}"
+        ))
     })
 }
 

@@ -5,7 +5,7 @@
 
 use cairn_firmware::install::testing::{bundle_for, new_box, DirSettings, TestBox};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Serves an app whose firmware installs into `tb` on a control socket in `dir`.
 fn serve(tb: &TestBox, dir: &std::path::Path) -> std::path::PathBuf {

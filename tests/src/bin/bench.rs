@@ -142,7 +142,10 @@ fn boot_after_update(board: &str, manifest: &Manifest, deadline: Duration) -> Du
         )
         .unwrap();
     if r.status != 202 {
-        unmeasured(AFTER_UPDATE, format!("the install answered {}: {}", r.status, r.text()));
+        unmeasured(
+            AFTER_UPDATE,
+            format!("the install answered {}: {}", r.status, r.text()),
+        );
     }
     let (job, _) = cairn_e2e::wait_job(&admin, &r.json().unwrap()["job"], Duration::from_secs(600));
     if job["state"] != "done" {

@@ -8,7 +8,7 @@ use cairn_firmware::install::{install, Options};
 use cairn_firmware::{write_bundle, Target};
 use std::io::{Read, Write};
 use std::process::Command;
-use std::sync::Mutex;
+
 use std::time::Instant;
 
 /// Pseudo-random bytes (xorshift), so nothing compresses or deduplicates them.
@@ -100,11 +100,7 @@ fn figures(payload_mib: u64) {
         .arg(format!("of={}", baseline_slot.display()))
         .args(["bs=1M", "conv=fsync,notrunc", "status=none"]));
 
-    let settings = DirSettings {
-        free: 1 << 30,
-        size: 1 << 20,
-        snapshots: Mutex::new(vec![]),
-    };
+    let settings = DirSettings::new(1 << 20, 1 << 30);
     reset_peak();
     let idle = peak_kib();
     let started = Instant::now();

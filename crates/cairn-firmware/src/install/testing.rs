@@ -30,7 +30,9 @@ impl DirSettings {
             free,
             size,
             snapshots: Mutex::new(Vec::new()),
-            preview: Mutex::new(serde_json::json!({"dry_run": true, "ok": true, "dropped": 0, "steps": []})),
+            preview: Mutex::new(
+                serde_json::json!({"dry_run": true, "ok": true, "dropped": 0, "steps": []}),
+            ),
             previews: Mutex::new(Vec::new()),
         }
     }

@@ -267,7 +267,10 @@ fn a_migration_dry_run_that_fails_or_drops_leaves_the_slot_unbootable_and_says_w
             other => panic!("{other:?}"),
         }
         let v = b.boot_state();
-        assert!(!(v.order.contains(&Slot::B) && v.left_of(Slot::B) > 0), "{v:?}");
+        assert!(
+            !(v.order.contains(&Slot::B) && v.left_of(Slot::B) > 0),
+            "{v:?}"
+        );
         assert!(status::status(&b.layout).pending.is_none());
         // The report stays for the owner (and the log) to read.
         let kept: serde_json::Value =
@@ -292,7 +295,9 @@ fn the_pending_update_shows_its_migration_report_for_the_schema_of_the_bundle() 
     )
     .unwrap();
     let signed = crate::SignedManifest::read_from(&mut &bundle[..], crate::Magic::Bundle).unwrap();
-    let schema = crate::Manifest::parse(signed.manifest_bytes()).unwrap().schema_version;
+    let schema = crate::Manifest::parse(signed.manifest_bytes())
+        .unwrap()
+        .schema_version;
     assert_eq!(*b.settings.previews.lock().unwrap(), vec![schema]);
     let pending = status::status(&b.layout).pending.unwrap();
     assert_eq!(pending.slot, "b");
