@@ -157,7 +157,7 @@ fn failed_update_rolls_back() {
     let r = send(&admin, "POST", "/api/v1/system/reboot", json!({}));
     assert_eq!(r.status, 202, "{}", r.text());
     // B boots on trial and, never healthy, is rebooted by init at its deadline until U-Boot gives up on it.
-    m.wait_console("cairn.slot=b", mark, Duration::from_secs(300))
+    m.wait_console("cairn: booting slot B", mark, Duration::from_secs(300))
         .unwrap();
     // Back on A: the daemon's start line on a boot with cairn.slot=a after B's tries.
     let (_, health) = m
@@ -176,6 +176,12 @@ fn failed_update_rolls_back() {
     assert_eq!(after, before, "settings changed across the failed update");
     let user = m.http();
     login_api(&user, USER, USER_PASSWORD);
+    // The owner's front page says what happened.
+    let home = admin.get("/").unwrap().text();
+    assert!(
+        home.contains("update-rolled-back") && home.contains(FAILING_VERSION),
+        "the front page does not tell the owner about the failed update: {home}"
+    );
 
     // The box says what happened, and does not install that version again by itself.
     let f = firmware(&admin);
@@ -272,7 +278,7 @@ fn tampered_slot_is_not_booted() {
     let started = Instant::now();
     let r = send(&admin, "POST", "/api/v1/system/reboot", json!({}));
     assert_eq!(r.status, 202, "{}", r.text());
-    m.wait_console("cairn.slot=b", mark, Duration::from_secs(300))
+    m.wait_console("cairn: booting slot B", mark, Duration::from_secs(300))
         .unwrap();
     m.wait_console("verity refuses the slot", mark, Duration::from_secs(600))
         .unwrap();

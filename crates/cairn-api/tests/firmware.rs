@@ -375,3 +375,29 @@ fn the_update_check_reads_a_signed_index_and_says_plainly_when_it_cannot() {
     assert_eq!(c.get("/api/v1/firmware").unwrap().json().unwrap(), before);
     assert_error(&put("ftp://example.org/x"), 400, "request.invalid_body");
 }
+
+#[test]
+fn a_rolled_back_update_is_told_on_the_front_page_and_a_committed_one_is_not() {
+    let fb = serve_box(cairn_api::ConnPolicy::LAN);
+    let (c, _) = set_up(&fb.server);
+    let home = c.get("/").unwrap().text();
+    assert!(!home.contains("update-rolled-back"), "{home}");
+    let last = fb.tb.layout.last_update_file();
+    std::fs::create_dir_all(last.parent().unwrap()).unwrap();
+    std::fs::write(
+        &last,
+        r#"{"slot":"B","version":"0.9.1","outcome":"rolled_back","at":"2026-12-01T01:00:00Z"}"#,
+    )
+    .unwrap();
+    let home = c.get("/").unwrap().text();
+    assert!(
+        home.contains("update-rolled-back") && home.contains("0.9.1"),
+        "{home}"
+    );
+    std::fs::write(
+        &last,
+        r#"{"slot":"B","version":"0.9.2","outcome":"committed","at":"2026-12-01T02:00:00Z"}"#,
+    )
+    .unwrap();
+    assert!(!c.get("/").unwrap().text().contains("update-rolled-back"));
+}

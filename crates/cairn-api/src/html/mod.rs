@@ -201,7 +201,22 @@ fn duration(seconds: u64) -> String {
 }
 
 /// The dashboard's front page.
-pub(crate) fn home(user: &User, session: &Session, health: &serde_json::Value) -> String {
+pub(crate) fn home(
+    user: &User,
+    session: &Session,
+    health: &serde_json::Value,
+    last_update: Option<&serde_json::Value>,
+) -> String {
+    let rolled_back = last_update
+        .filter(|l| l["outcome"] == "rolled_back")
+        .map_or(String::new(), |l| {
+            format!(
+                r#"<div class="problem" role="alert" id="update-rolled-back"><strong>The update to version {} did not start properly</strong> (it failed its health check in slot {}, {}), so the box went back to the version it ran before, with its settings as they were. It will not install that version again by itself. <a href="/system#firmware">Firmware</a></div>"#,
+                esc(l["version"].as_str().unwrap_or("?")),
+                esc(&l["slot"].as_str().unwrap_or("?").to_uppercase()),
+                esc(l["at"].as_str().unwrap_or("")),
+            )
+        });
     let admin_tools = if user.role == Role::Admin {
         format!(
             r#"<section class="card">
@@ -218,7 +233,7 @@ pub(crate) fn home(user: &User, session: &Session, health: &serde_json::Value) -
         String::new()
     };
     let body = format!(
-        r#"<section class="card">
+        r#"{rolled_back}<section class="card">
 <h1>Hello, {name}</h1>
 <dl class="facts">
 <dt>Board</dt><dd>{board}</dd>

@@ -96,9 +96,14 @@ pub(crate) async fn home(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
         return Ok(http::redirect("/me", None));
     }
     let health = controller::system::health(&ctx.app);
+    // A failed update is told at the front page until the next update (none on a server without slots).
+    let last_update = controller::firmware::status(&ctx.app)
+        .await
+        .ok()
+        .and_then(|v| v.last_update);
     Ok(http::html(
         StatusCode::OK,
-        super::home(&c.user, &c.session, &health),
+        super::home(&c.user, &c.session, &health, last_update.as_ref()),
     ))
 }
 
