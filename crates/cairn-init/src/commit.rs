@@ -66,6 +66,9 @@ pub struct Commit {
     pub deadline: Duration,
     /// Time between rounds of checks.
     pub poll: Duration,
+    /// Why this system can never pass its checks, known before they run (its services start no management
+    /// daemon): a trial then reboots at once instead of waiting out the deadline.
+    pub never_healthy: Option<String>,
 }
 
 /// How one run of the commit ended.
@@ -89,6 +92,7 @@ pub enum Outcome {
 pub fn start(
     board: &cairn_board::Board,
     feed: std::sync::Arc<probes::Feed>,
+    never_healthy: Option<String>,
     log: impl Fn(String) + Send + 'static,
 ) {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -99,6 +103,7 @@ pub fn start(
         firmware_dir: FIRMWARE_DIR.into(),
         deadline: deadline_from_cmdline(&cmdline),
         poll: POLL,
+        never_healthy,
     };
     let board = board.clone();
     std::thread::spawn(move || {
@@ -151,6 +156,11 @@ impl Commit {
         }
         let trial = booted.trial || current.state.trial == Some(slot);
         let started = Instant::now();
+        if let (true, Some(why)) = (trial, &self.never_healthy) {
+            log(format!("commit: slot {slot} on trial can never become healthy ({why}): rebooting now; U-Boot falls back when its tries are used up"));
+            probes.reboot();
+            return Outcome::Rebooting { slot };
+        }
         loop {
             let problems = health_problems(probes, trial.then(|| self.expected_volumes()));
             if problems.is_empty() {

@@ -149,6 +149,12 @@ pub fn run() -> ! {
             }
         })
         .collect();
+    // The commit's health checks need the management daemon (it serves the dashboard): a system whose
+    // services do not start it can never pass them.
+    let never_healthy = (!running
+        .iter()
+        .any(|r| r.spec.argv.get(1).map(String::as_str) == Some("daemon")))
+    .then(|| format!("{SERVICES_FILE} starts no management daemon (cairn daemon)"));
     // Early services (DHCP) need nothing from the config partition: they run while it is checked and mounted.
     for r in running.iter_mut().filter(|r| r.spec.early) {
         r.restart_at = None;
@@ -190,7 +196,9 @@ pub fn run() -> ! {
     let mut last_pet = Instant::now() - Duration::from_secs(3600);
     if let Some(b) = &board {
         let log = log.clone();
-        commit::start(b, feed.clone(), move |line| log.line("init", &line));
+        commit::start(b, feed.clone(), never_healthy.clone(), move |line| {
+            log.line("init", &line)
+        });
     }
 
     let stop = loop {

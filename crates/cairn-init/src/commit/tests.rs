@@ -104,6 +104,7 @@ impl TestBox {
             firmware_dir: dir.path().join("config/cairn/firmware"),
             deadline: Duration::from_millis(200),
             poll: Duration::from_millis(10),
+            never_healthy: None,
         };
         TestBox { _dir: dir, commit }
     }
@@ -230,6 +231,38 @@ fn unhealthy_trial_reboots_at_the_deadline_and_leaves_the_counters_to_uboot() {
             .any(|l| l.contains("not healthy") && l.contains("dashboard does not answer")),
         "{log:?}"
     );
+}
+
+#[test]
+fn a_trial_that_can_never_be_healthy_reboots_at_once_and_a_committed_slot_is_left_running() {
+    let mut b = TestBox::with(installed_b());
+    b.commit.deadline = Duration::from_secs(3600);
+    b.commit.never_healthy = Some("its services start no management daemon".into());
+    b.power_on();
+    let before = b.state();
+    let mut probes = Fake::never_healthy();
+    let (outcome, log) = b.run(Slot::B, &mut probes);
+    assert_eq!(outcome, Outcome::Rebooting { slot: Slot::B });
+    assert_eq!(probes.reboots, 1);
+    assert_eq!(
+        b.state(),
+        before,
+        "nothing written: U-Boot's counters decide"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("can never become healthy")),
+        "{log:?}"
+    );
+
+    // A committed slot is never rebooted, whatever it lacks: it is what the box falls back to.
+    let mut b = TestBox::with(BootState::factory(TRIES));
+    b.commit.deadline = Duration::from_millis(50);
+    b.commit.never_healthy = Some("its services start no management daemon".into());
+    b.power_on();
+    let mut probes = Fake::never_healthy();
+    let (outcome, _) = b.run(Slot::A, &mut probes);
+    assert!(matches!(outcome, Outcome::NotHealthy { .. }), "{outcome:?}");
+    assert_eq!(probes.reboots, 0);
 }
 
 #[test]
