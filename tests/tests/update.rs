@@ -204,8 +204,10 @@ fn update_keeps_every_user_and_credential() {
     let other_board = resigned(&good, &dev_key, |m| {
         m.board = cairn_firmware::Name::new("qemu-armv7-virt").unwrap()
     });
+    // Older than the running firmware's floor (0.1.0); a manifest's own floor is never above its version.
     let below_floor = resigned(&good, &dev_key, |m| {
-        m.version = "0.0.9".parse::<cairn_firmware::Version>().unwrap()
+        m.version = "0.0.9".parse::<cairn_firmware::Version>().unwrap();
+        m.floor = m.version.clone();
     });
     let stranger_key = cairn_firmware::SigningKey::from_pkcs8(
         &cairn_firmware::SigningKey::generate_pkcs8().unwrap(),
