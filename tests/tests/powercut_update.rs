@@ -271,12 +271,15 @@ fn check_firmware(slot: &str, target: &str, f: &Value, lost: &mut Vec<String>) {
 struct Upload {
     accepted: Arc<Mutex<Option<Duration>>>,
     done: Arc<Mutex<Option<Duration>>>,
+    /// Why the install ended without being done (a refusal, a failed job), when it did.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 fn start_upload(admin: &HttpClient, bundle: Arc<Vec<u8>>, started: Instant) -> Upload {
     let accepted = Arc::new(Mutex::new(None));
     let done = Arc::new(Mutex::new(None));
-    let (a, d) = (accepted.clone(), done.clone());
+    let failed = Arc::new(Mutex::new(None));
+    let (a, d, f) = (accepted.clone(), done.clone(), failed.clone());
     let admin = admin.clone().with_timeout(Duration::from_secs(600));
     let token = csrf(&admin);
     std::thread::spawn(move || {
@@ -293,6 +296,7 @@ fn start_upload(admin: &HttpClient, bundle: Arc<Vec<u8>>, started: Instant) -> U
         };
         if r.status != 202 {
             eprintln!("install refused: {} {}", r.status, r.text());
+            *f.lock().unwrap() = Some(format!("refused: {} {}", r.status, r.text()));
             return;
         }
         *a.lock().unwrap() = Some(started.elapsed());
@@ -314,12 +318,17 @@ fn start_upload(admin: &HttpClient, bundle: Arc<Vec<u8>>, started: Instant) -> U
             }
             if j["state"] != "running" {
                 eprintln!("install job ended: {j}");
+                *f.lock().unwrap() = Some(format!("the job ended: {j}"));
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    Upload { accepted, done }
+    Upload {
+        accepted,
+        done,
+        failed,
+    }
 }
 
 /// A whole, uncut install on `m`; returns how long it took to the job's end.
@@ -329,6 +338,9 @@ fn install(admin: &HttpClient, bundle: &Arc<Vec<u8>>) -> Duration {
     loop {
         if let Some(t) = *up.done.lock().unwrap() {
             return t;
+        }
+        if let Some(why) = up.failed.lock().unwrap().as_ref() {
+            panic!("a whole, uncut install failed: {why}");
         }
         assert!(started.elapsed() < BOOT_DEADLINE, "the install did not end");
         std::thread::sleep(Duration::from_millis(200));

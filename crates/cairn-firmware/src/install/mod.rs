@@ -304,9 +304,11 @@ pub fn install(
     device.sync_all().map_err(|e| io("flush", &part, e))?;
     go(Step::TrailerZeroed)?;
 
-    // 4. Stream every payload.
+    // 4. Stream every payload. The slot's old boot files (and what a cut install left) go first: the slot is
+    // out of the boot order, and the boot partition holds two slots' files, not three.
     let boot_dir = layout.slot_boot_dir(target);
     std::fs::create_dir_all(&boot_dir).map_err(|e| io("create", &boot_dir, e))?;
+    empty_dir(&boot_dir)?;
     let mut buf = vec![0u8; slot::CHUNK];
     let mut done = 0u64;
     let mut written: Vec<(PayloadEntry, PathBuf)> = Vec::new();
@@ -436,6 +438,18 @@ fn assert_writable(layout: &Layout, target: &Path, booted: Slot) -> Result<(), I
         }
     }
     Ok(())
+}
+
+/// Removes the files in `dir` (a slot's boot files; it holds no folders) and makes that durable.
+fn empty_dir(dir: &Path) -> Result<(), InstallError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io("list", dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io("list", dir, e))?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
+        }
+    }
+    sync_dir(dir)
 }
 
 /// Makes renames and new files in `dir` durable.

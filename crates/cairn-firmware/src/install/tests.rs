@@ -303,3 +303,44 @@ fn the_pending_update_shows_its_migration_report_for_the_schema_of_the_bundle() 
     assert_eq!(pending.slot, "b");
     assert_eq!(pending.migration, Some(report));
 }
+
+#[test]
+fn the_target_slots_old_boot_files_and_a_cut_installs_leftovers_are_removed_first() {
+    let b = new_box();
+    let dir = b.layout.slot_boot_dir(Slot::B);
+    fs::create_dir_all(&dir).unwrap();
+    // An earlier version's files and what an install cut mid-write left behind.
+    fs::write(dir.join("Image"), b"old kernel").unwrap();
+    fs::write(dir.join("old-initrd.img"), b"old initrd").unwrap();
+    fs::write(dir.join(".Image.new"), vec![7u8; 4096]).unwrap();
+    let running = b.layout.slot_boot_dir(Slot::A);
+    fs::create_dir_all(&running).unwrap();
+    fs::write(running.join("Image"), b"running kernel").unwrap();
+    let bundle = bundle_for(&b, "0.2.0", "qemu-aarch64-virt");
+    install(
+        &b.layout,
+        &b.settings,
+        &[],
+        &mut &bundle[..],
+        Options::default(),
+        &mut |_| true,
+    )
+    .unwrap();
+    let mut left: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let signed = crate::SignedManifest::read_from(&mut &bundle[..], crate::Magic::Bundle).unwrap();
+    let mut want: Vec<String> = crate::Manifest::parse(signed.manifest_bytes())
+        .unwrap()
+        .payloads
+        .iter()
+        .filter(|p| p.target == Target::Boot)
+        .map(|p| p.name.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(left, want, "only the new boot files stay");
+    // The running slot's files are never touched.
+    assert_eq!(fs::read(running.join("Image")).unwrap(), b"running kernel");
+}
