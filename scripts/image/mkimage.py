@@ -368,7 +368,7 @@ def build(board_name, binary, outdir):
     (root / "etc" / "ksmbd").symlink_to("/run/ksmbd")
     for name, target in [("run", "/run"), ("tmp", "/tmp"), ("log", "/run/log")]:
         (root / "var" / name).symlink_to(target)
-    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck"), ("ksmbd-tools", "usr/libexec/ksmbd.tools"), ("mdadm", "sbin/mdadm")])
+    install_dynamic(pkgs, arch, root, [("e2fsprogs", "sbin/mke2fs"), ("e2fsprogs", "sbin/e2fsck"), ("ksmbd-tools", "usr/libexec/ksmbd.tools"), ("mdadm", "sbin/mdadm"), ("dosfstools", "sbin/fsck.fat")])
     for tool in ["ksmbd.mountd", "ksmbd.control", "ksmbd.adduser", "ksmbd.addshare"]:
         (root / "usr" / "sbin" / tool).symlink_to("../libexec/ksmbd.tools")
     root_no_modules = work / "root-no-modules.squashfs"

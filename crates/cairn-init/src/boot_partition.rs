@@ -30,15 +30,50 @@ pub enum BootPartitionError {
 /// reaches the medium without waiting for writeback; a FAT error stops writes instead of spreading damage.
 const OPTIONS: &str = "flush,errors=remount-ro";
 
+/// The FAT checker in the image (dosfstools).
+const FSCK_FAT: &str = "/sbin/fsck.fat";
+/// A 128 MiB FAT is checked in seconds; bounded so a failing medium cannot hold the boot.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Checks and repairs the FAT on `device` before it is mounted: FAT has no journal, so a power cut in the
+/// middle of a write (an update's boot files, the boot state) leaves clusters allocated that no file owns, and
+/// after a few such cuts the partition is full. Returns the line for the log.
+pub fn repair(device: &Path) -> String {
+    let dev = device.to_string_lossy();
+    // -a: repair without asking; -w: write changes at once.
+    match cairn_exec::run(FSCK_FAT, &["-a", "-w", &dev], CHECK_TIMEOUT) {
+        Ok(_) => format!("boot partition {dev} checked: clean"),
+        Err(cairn_exec::ExecError::Failed {
+            code: Some(1),
+            stdout,
+            ..
+        }) => format!(
+            "boot partition {dev} checked: repaired ({})",
+            stdout
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(4)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Err(e) => {
+            format!("ERROR boot partition {dev} could not be checked: {e}; mounting it as it is")
+        }
+    }
+}
+
 /// Finds the boot partition on the boot medium (whose resolved sysfs path `is_boot` accepts) under
-/// `sys_class_block` and mounts it read-write at `at`; returns the device.
+/// `sys_class_block`, lets `check` look at it (see [`repair`]) and mounts it read-write at `at`; returns the
+/// device.
 pub fn mount_boot(
     sys_class_block: &Path,
     is_boot: &dyn Fn(&str) -> bool,
+    check: &mut dyn FnMut(&Path),
     at: &Path,
 ) -> Result<PathBuf, BootPartitionError> {
     let device = crate::config_partition::find_by_partname(sys_class_block, is_boot, PARTNAME)
         .ok_or(BootPartitionError::NoPartition)?;
+    check(&device);
     let _ = std::fs::create_dir_all(at);
     mount(
         Some(&device),
@@ -96,7 +131,8 @@ mod tests {
         std::fs::create_dir_all(&class).unwrap();
         std::os::unix::fs::symlink(&part, class.join("vdb1")).unwrap();
         let target = dir.path().join("boot");
-        let err = mount_boot(&class, &|p: &str| p.contains("mmio"), &target).unwrap_err();
+        let err =
+            mount_boot(&class, &|p: &str| p.contains("mmio"), &mut |_| {}, &target).unwrap_err();
         assert!(matches!(err, BootPartitionError::NoPartition), "{err}");
         assert_eq!(
             err.to_string(),

@@ -517,7 +517,8 @@ fn mount_config(log: &LogRing, board: Option<&Board>) {
 fn mount_boot(log: &LogRing, board: Option<&Board>) {
     let is_boot = |path: &str| board.map(|b| b.is_boot_device(path)).unwrap_or(true);
     let at = Path::new(boot_partition::BOOT_MOUNT);
-    match boot_partition::mount_boot(Path::new("/sys/class/block"), &is_boot, at) {
+    let mut check = |device: &Path| log.line("init", &boot_partition::repair(device));
+    match boot_partition::mount_boot(Path::new("/sys/class/block"), &is_boot, &mut check, at) {
         Ok(device) => log.line(
             "init",
             &format!("boot partition {} mounted at {}", device.display(), at.display()),
