@@ -294,3 +294,28 @@ pub fn wait_disk(
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// The version of the update bundle the tests install (`make test-artifacts` builds it for each board).
+pub const UPDATE_VERSION: &str = "0.2.0";
+
+/// `out/<board>/cairn-<board>-<UPDATE_VERSION>.cfw`, made with `make bundle` when absent (a test run alone).
+pub fn update_bundle(board: &str) -> std::path::PathBuf {
+    let path = cairn_qemu::board_out_dir(board).join(format!("cairn-{board}-{UPDATE_VERSION}.cfw"));
+    if !path.exists() {
+        let ok = Command::new("make")
+            .args([
+                "bundle",
+                &format!("BOARD={board}"),
+                &format!("VERSION={UPDATE_VERSION}"),
+            ])
+            .current_dir(cairn_qemu::workspace_root())
+            .status()
+            .expect("make runs")
+            .success();
+        assert!(
+            ok,
+            "make bundle BOARD={board} VERSION={UPDATE_VERSION} failed"
+        );
+    }
+    path
+}

@@ -1,4 +1,5 @@
-//! A person in a browser: setup, login, a user and a share, logout, the user's own page. Headless Chromium
+//! A person in a browser: setup, login, a user and a share, a mirror, a firmware update from the System page,
+//! logout, the user's own page. Headless Chromium
 //! drives the real image under QEMU; screenshots land in target/screenshots/ for a human to look at.
 
 use cairn_e2e::webdriver::Browser;
@@ -78,6 +79,38 @@ fn owner_sets_up_adds_a_user_and_a_share_and_the_user_sees_it() {
         std::thread::sleep(Duration::from_millis(500));
     }
     b.screenshot(&shots.join("6-storage.png"));
+
+    // A firmware update from the System page: the bundle uploaded with its progress, the new firmware's
+    // migrations listed, Reboot; the box comes back on slot B with the new version and keeps it.
+    let bundle = cairn_e2e::update_bundle(board);
+    b.open(&format!("{base}/system"));
+    b.fill("input[name=bundle]", bundle.to_str().unwrap());
+    b.click("form[data-firmware-upload] button[type=submit]");
+    b.wait_text("Reboot now");
+    b.open(&format!("{base}/system"));
+    b.wait_text("runs after a reboot");
+    b.screenshot(&shots.join("7-firmware-installed.png"));
+    let mark = m.mark();
+    b.click("form[data-firmware-reboot] button");
+    m.wait_console("cairn: booting slot B", mark, Duration::from_secs(300))
+        .unwrap();
+    m.wait_healthy(Instant::now(), Duration::from_secs(300))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        b.open(&format!("{base}/system"));
+        let text = b.text();
+        if text.contains("installed, healthy and kept") {
+            assert!(text.contains(cairn_e2e::UPDATE_VERSION), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the update was never committed: {text}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    b.screenshot(&shots.join("8-firmware-committed.png"));
 
     b.click("nav button");
     b.wait_url("/login");

@@ -426,6 +426,10 @@ fn reboot_into_b_and_commit(m: &mut Machine, admin: &cairn_qemu::HttpClient) {
         .wait_healthy(Instant::now(), Duration::from_secs(300))
         .unwrap();
     assert_eq!(health["slot"], "b", "{health}");
+    assert_eq!(
+        health["version"], VERSION,
+        "health names the signed version of the booted slot: {health}"
+    );
     let cmdline = m
         .serial("cat /proc/cmdline", Duration::from_secs(30))
         .unwrap();

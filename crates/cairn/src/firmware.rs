@@ -30,6 +30,16 @@ pub fn layout(board: &cairn_board::Board) -> Option<Layout> {
     }
 }
 
+/// The firmware version this box runs: the booted slot's signed trailer says it (an update bundle's version is
+/// set when it is made, not compiled in); `None` off a box booted from a slot.
+pub fn running_version(board: &cairn_board::Board) -> Option<String> {
+    let layout = layout(board)?;
+    let booted = layout.booted().ok()?;
+    let keys = cairn_firmware::TrustedKeys::load_dir(&layout.keys_dir).ok()?;
+    cairn_firmware::install::slot::manifest_of(layout.partition(booted), &keys)
+        .map(|m| m.version.to_string())
+}
+
 /// The settings' snapshot for the running slot, kept by the store (`Store::snapshot_for_slot`): a consistent
 /// export of every tree at `<config>/cairn/snapshots/<slot>/settings.export`, which the slot's firmware restores
 /// when it finds settings newer than it knows after a fallback (docs/updates.md, "Settings across versions").

@@ -201,11 +201,15 @@ fn daemon(args: &[String]) -> ExitCode {
     let unavailable = opened.unavailable;
     // Without settings nothing runs that acts on them: no disks, no SMB files, no stored network.
     let usable = unavailable.is_none();
+    let on_box = options.power == Power::Init;
     let identity = cairn_api::Identity {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: board_data
+            .as_ref()
+            .filter(|_| on_box)
+            .and_then(firmware::running_version)
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
         board,
     };
-    let on_box = options.power == Power::Init;
     let host: Arc<dyn cairn_system::Host> = if on_box {
         Arc::new(cairn_system::host::Machine)
     } else {
