@@ -20,9 +20,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use cairn_e2e::*;
-use cairn_qemu::{
-    board_out_dir, workspace_root, BootDisk, BootOptions, HttpClient, Machine, Manifest,
-};
+use cairn_qemu::{BootDisk, BootOptions, HttpClient, Machine, Manifest};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -46,19 +44,8 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(420);
 
 /// `out/<board>/cairn-<board>-<version>.cfw`, made by `make bundle` once when absent.
 fn bundle() -> Vec<u8> {
-    let path = board_out_dir(BOARD).join(format!("cairn-{BOARD}-{VERSION}.cfw"));
-    if !path.exists() {
-        let status = std::process::Command::new("make")
-            .args([
-                "bundle",
-                &format!("BOARD={BOARD}"),
-                &format!("VERSION={VERSION}"),
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("make runs");
-        assert!(status.success(), "make bundle VERSION={VERSION} failed");
-    }
+    assert_eq!(VERSION, UPDATE_VERSION);
+    let path = update_bundle(BOARD);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -213,20 +213,8 @@ fn failed_update_rolls_back() {
 
 /// `out/<board>/cairn-<board>-<version>.cfw`, made by `make bundle` once when absent (as update.rs does).
 fn good_bundle() -> Vec<u8> {
-    let path = board_out_dir(BOARD).join(format!("cairn-{BOARD}-{GOOD_VERSION}.cfw"));
-    if !path.exists() {
-        let ok = Command::new("make")
-            .args([
-                "bundle",
-                &format!("BOARD={BOARD}"),
-                &format!("VERSION={GOOD_VERSION}"),
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("make runs")
-            .success();
-        assert!(ok, "make bundle VERSION={GOOD_VERSION} failed");
-    }
+    assert_eq!(GOOD_VERSION, UPDATE_VERSION);
+    let path = update_bundle(BOARD);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

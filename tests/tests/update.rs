@@ -10,7 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use cairn_e2e::*;
-use cairn_qemu::{board_out_dir, workspace_root, BootDisk, BootOptions, Machine, Manifest};
+use cairn_qemu::{workspace_root, BootDisk, BootOptions, Machine, Manifest};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -19,22 +19,8 @@ const VERSION: &str = "0.2.0";
 
 /// `out/<board>/cairn-<board>-<version>.cfw`, made by `make bundle` once per run when absent.
 fn bundle(board: &str) -> Vec<u8> {
-    let path = board_out_dir(board).join(format!("cairn-{board}-{VERSION}.cfw"));
-    if !path.exists() {
-        let status = std::process::Command::new("make")
-            .args([
-                "bundle",
-                &format!("BOARD={board}"),
-                &format!("VERSION={VERSION}"),
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("make runs");
-        assert!(
-            status.success(),
-            "make bundle BOARD={board} VERSION={VERSION} failed"
-        );
-    }
+    assert_eq!(VERSION, UPDATE_VERSION);
+    let path = update_bundle(board);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
