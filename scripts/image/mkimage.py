@@ -431,6 +431,12 @@ def build(board_name, binary, outdir):
     slot_boot_files = [kernel, initrd]
     for src in slot_boot_files:
         run("mcopy", "-i", boot_img, src, f"::slot-a/{src.name}", env=env)
+    # Two slots' boot files, and as much again for what an update cut by a power failure leaves until the FAT is
+    # checked at the next start.
+    per_slot = sum(src.stat().st_size for src in slot_boot_files)
+    if 3 * per_slot + 4 * MIB > sizes["boot"]:
+        sys.exit(f"mkimage: the boot partition ({sizes['boot'] // MIB} MiB) must hold three slots' boot files "
+                 f"({per_slot // MIB} MiB each): raise its size_mib in board/{board_name}/board.toml")
     contents = {"boot": boot_img, "root-a": slot}
     for name, path in contents.items():
         if path.stat().st_size > sizes[name]:

@@ -89,6 +89,30 @@ pub fn mount_boot(
     Ok(device)
 }
 
+/// Removes what an install cut by a power failure left in the slots' folders under the mounted boot partition
+/// (`slot-*/.*.new`: a file being written when the power went); returns how many. Such a file can hold clusters
+/// its directory entry does not account for, which only a check after its removal gives back, so the caller
+/// checks the partition again when this found any.
+pub fn remove_leftovers(at: &Path) -> usize {
+    let mut removed = 0;
+    for slot in ["slot-a", "slot-b"] {
+        let Ok(entries) = std::fs::read_dir(at.join(slot)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.')
+                && name.ends_with(".new")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// Unmounts `at` cleanly (the FAT is marked clean); if something still holds it, remounts it read-only so
 /// nothing more is written. Returns the line for the log; `None` when nothing was mounted there.
 pub fn unmount_boot(at: &Path) -> Option<String> {
@@ -113,6 +137,30 @@ pub fn unmount_boot(at: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cut_installs_leftovers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for (slot, files) in [
+            ("slot-a", &["Image", "initrd.img"][..]),
+            ("slot-b", &["Image", ".Image.new", ".initrd.img.new"][..]),
+        ] {
+            std::fs::create_dir_all(dir.path().join(slot)).unwrap();
+            for f in files {
+                std::fs::write(dir.path().join(slot).join(f), b"x").unwrap();
+            }
+        }
+        std::fs::write(dir.path().join(".boot.new"), b"x").unwrap();
+        assert_eq!(super::remove_leftovers(dir.path()), 2);
+        assert!(dir.path().join("slot-a/Image").exists());
+        assert!(dir.path().join("slot-b/Image").exists());
+        assert!(!dir.path().join("slot-b/.Image.new").exists());
+        assert!(
+            dir.path().join(".boot.new").exists(),
+            "only the slots' folders"
+        );
+        assert_eq!(super::remove_leftovers(dir.path()), 0);
+    }
+
     use super::*;
 
     /// A fake /sys/class/block with the boot partition on a data disk only: never taken for ours.

@@ -519,10 +519,26 @@ fn mount_boot(log: &LogRing, board: Option<&Board>) {
     let at = Path::new(boot_partition::BOOT_MOUNT);
     let mut check = |device: &Path| log.line("init", &boot_partition::repair(device));
     match boot_partition::mount_boot(Path::new("/sys/class/block"), &is_boot, &mut check, at) {
-        Ok(device) => log.line(
-            "init",
-            &format!("boot partition {} mounted at {}", device.display(), at.display()),
-        ),
+        Ok(device) => {
+            log.line(
+                "init",
+                &format!("boot partition {} mounted at {}", device.display(), at.display()),
+            );
+            // An install cut mid-write: its files go, and a second check gives back what they held.
+            let removed = boot_partition::remove_leftovers(at);
+            if removed > 0 {
+                log.line(
+                    "init",
+                    &format!("boot partition: {removed} file(s) of a cut install removed; checking it again"),
+                );
+                if let Some(line) = boot_partition::unmount_boot(at) {
+                    log.line("init", &line);
+                }
+                if let Err(e) = boot_partition::mount_boot(Path::new("/sys/class/block"), &is_boot, &mut check, at) {
+                    log.line("init", &format!("ERROR boot partition: {e}; carrying on without it"));
+                }
+            }
+        }
         Err(e) => log.line(
             "init",
             &format!("ERROR boot partition: {e}; carrying on without it (the boot state and updates are unavailable)"),

@@ -190,6 +190,8 @@ pub enum InstallError {
         "the settings snapshot needs {needed} bytes and the settings partition has {free} free"
     )]
     NoSpace { needed: u64, free: u64 },
+    #[error("the boot partition has {free} bytes free and the new boot files need {needed}")]
+    BootFull { needed: u64, free: u64 },
     #[error("the bundle's root payload ({needed} bytes) does not fit the slot ({room} bytes)")]
     TooLarge { needed: u64, room: u64 },
     #[error("the bundle's manifest is not usable: {0}")]
@@ -309,6 +311,19 @@ pub fn install(
     let boot_dir = layout.slot_boot_dir(target);
     std::fs::create_dir_all(&boot_dir).map_err(|e| io("create", &boot_dir, e))?;
     empty_dir(&boot_dir)?;
+    let boot_bytes: u64 = manifest
+        .payloads
+        .iter()
+        .filter(|p| p.target == Target::Boot)
+        .map(|p| p.size)
+        .sum();
+    let boot_free = free_bytes(&boot_dir).map_err(|e| io("measure", &boot_dir, e))?;
+    if boot_free < boot_bytes + BOOT_MARGIN {
+        return Err(InstallError::BootFull {
+            needed: boot_bytes + BOOT_MARGIN,
+            free: boot_free,
+        });
+    }
     let mut buf = vec![0u8; slot::CHUNK];
     let mut done = 0u64;
     let mut written: Vec<(PayloadEntry, PathBuf)> = Vec::new();
@@ -438,6 +453,16 @@ fn assert_writable(layout: &Layout, target: &Path, booted: Slot) -> Result<(), I
         }
     }
     Ok(())
+}
+
+/// Room kept free on the boot partition beyond the new boot files (directory entries, the boot state).
+const BOOT_MARGIN: u64 = 1 << 20;
+
+/// Bytes free on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
+    Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
 /// Removes the files in `dir` (a slot's boot files; it holds no folders) and makes that durable.
