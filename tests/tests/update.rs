@@ -193,7 +193,7 @@ fn update_keeps_every_user_and_credential() {
     // Older than the running firmware's floor (0.1.0); a manifest's own floor is never above its version.
     let below_floor = resigned(&good, &dev_key, |m| {
         m.version = "0.0.9".parse::<cairn_firmware::Version>().unwrap();
-        m.floor = m.version.clone();
+        m.floor = m.version;
     });
     let stranger_key = cairn_firmware::SigningKey::from_pkcs8(
         &cairn_firmware::SigningKey::generate_pkcs8().unwrap(),
