@@ -32,8 +32,7 @@ pub fn layout(board: &cairn_board::Board) -> Option<Layout> {
 
 /// The firmware version this box runs: the booted slot's signed trailer says it (an update bundle's version is
 /// set when it is made, not compiled in); `None` off a box booted from a slot.
-pub fn running_version(board: &cairn_board::Board) -> Option<String> {
-    let layout = layout(board)?;
+pub fn running_version(layout: &Layout) -> Option<String> {
     let booted = layout.booted().ok()?;
     let keys = cairn_firmware::TrustedKeys::load_dir(&layout.keys_dir).ok()?;
     cairn_firmware::install::slot::manifest_of(layout.partition(booted), &keys)

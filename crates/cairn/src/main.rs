@@ -202,10 +202,14 @@ fn daemon(args: &[String]) -> ExitCode {
     // Without settings nothing runs that acts on them: no disks, no SMB files, no stored network.
     let usable = unavailable.is_none();
     let on_box = options.power == Power::Init;
+    // The root slots, found once: they name the running version and take installs.
+    let slots = board_data
+        .as_ref()
+        .filter(|_| on_box)
+        .and_then(firmware::layout);
     let identity = cairn_api::Identity {
-        version: board_data
+        version: slots
             .as_ref()
-            .filter(|_| on_box)
             .and_then(firmware::running_version)
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
         board,
@@ -266,19 +270,15 @@ fn daemon(args: &[String]) -> ExitCode {
         state_file: state_file.to_path_buf(),
     };
     // Installs into the other root slot, on a box booted from one (U-Boot's cairn.slot=).
-    let firmware = board_data
-        .as_ref()
-        .filter(|_| on_box && usable)
-        .and_then(firmware::layout)
-        .map(|layout| {
-            Arc::new(cairn_api::Firmware {
-                layout,
-                settings: Arc::new(firmware::StoreSettings {
-                    store: store.clone(),
-                    snapshots: options.state.join("snapshots"),
-                }),
-            })
-        });
+    let firmware = slots.filter(|_| usable).map(|layout| {
+        Arc::new(cairn_api::Firmware {
+            layout,
+            settings: Arc::new(firmware::StoreSettings {
+                store: store.clone(),
+                snapshots: options.state.join("snapshots"),
+            }),
+        })
+    });
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
