@@ -319,3 +319,38 @@ pub fn update_bundle(board: &str) -> std::path::PathBuf {
     }
     path
 }
+
+/// A firmware bundle's header length (magic, lengths, manifest, signature block): what the box reads before it
+/// decides to refuse or go on.
+pub fn bundle_header_len(bundle: &[u8]) -> usize {
+    let m = u32::from_le_bytes(bundle[8..12].try_into().unwrap()) as usize;
+    let s = u32::from_le_bytes(bundle[12..16].try_into().unwrap()) as usize;
+    16 + m + s
+}
+
+/// POSTs `body` as a bundle to `path` (`/api/v1/firmware`, with `?insist=1` or not), with the CSRF token.
+pub fn upload_bundle(
+    admin: &HttpClient,
+    csrf: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> cairn_qemu::HttpResponse {
+    admin
+        .clone()
+        .with_timeout(std::time::Duration::from_secs(300))
+        .request(
+            "POST",
+            path,
+            &[
+                ("content-type", "application/octet-stream"),
+                ("x-csrf-token", csrf),
+            ],
+            body,
+        )
+        .unwrap()
+}
+
+/// `GET /api/v1/firmware`: both slots, the pending update, the last update's outcome.
+pub fn firmware_status(admin: &HttpClient) -> serde_json::Value {
+    expect(&admin.get("/api/v1/firmware").unwrap(), 200)
+}

@@ -76,31 +76,6 @@ fn failing_bundle() -> Vec<u8> {
     std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
 }
 
-fn upload(
-    admin: &cairn_qemu::HttpClient,
-    csrf: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> cairn_qemu::HttpResponse {
-    admin
-        .clone()
-        .with_timeout(Duration::from_secs(300))
-        .request(
-            "POST",
-            path,
-            &[
-                ("content-type", "application/octet-stream"),
-                ("x-csrf-token", csrf),
-            ],
-            body,
-        )
-        .unwrap()
-}
-
-fn firmware(admin: &cairn_qemu::HttpClient) -> Value {
-    expect(&admin.get("/api/v1/firmware").unwrap(), 200)
-}
-
 /// The settings the owner made on slot A, as the API shows them (to compare after the fallback).
 fn settings(admin: &cairn_qemu::HttpClient) -> (Value, Value) {
     let users = expect(&admin.get("/api/v1/users").unwrap(), 200);
@@ -143,12 +118,12 @@ fn failed_update_rolls_back() {
     assert!(before.0.to_string().contains(USER_EMAIL), "{}", before.0);
 
     let token = csrf(&admin);
-    let r = upload(&admin, &token, "/api/v1/firmware", bad.clone());
+    let r = upload_bundle(&admin, &token, "/api/v1/firmware", bad.clone());
     assert_eq!(r.status, 202, "{}", r.text());
     let job = r.json().unwrap()["job"].clone();
     let (done, _) = wait_job(&admin, &job, Duration::from_secs(300));
     assert_eq!(done["state"], "done", "{done}");
-    let f = firmware(&admin);
+    let f = firmware_status(&admin);
     assert_eq!(f["slots"][1]["version"], FAILING_VERSION, "{f}");
     assert_eq!(f["pending"]["slot"], "b", "{f}");
 
@@ -184,18 +159,14 @@ fn failed_update_rolls_back() {
     );
 
     // The box says what happened, and does not install that version again by itself.
-    let f = firmware(&admin);
+    let f = firmware_status(&admin);
     assert_eq!(f["last_update"]["outcome"], "rolled_back", "{f}");
     assert_eq!(f["last_update"]["version"], FAILING_VERSION, "{f}");
     assert_eq!(f["slots"][0]["state"], "booted", "{f}");
     assert_eq!(f["slots"][1]["state"], "bad", "{f}");
     let token = csrf(&admin);
-    let head_len = {
-        let m = u32::from_le_bytes(bad[8..12].try_into().unwrap()) as usize;
-        let s = u32::from_le_bytes(bad[12..16].try_into().unwrap()) as usize;
-        16 + m + s
-    };
-    let r = upload(
+    let head_len = bundle_header_len(&bad);
+    let r = upload_bundle(
         &admin,
         &token,
         "/api/v1/firmware",
@@ -208,7 +179,7 @@ fn failed_update_rolls_back() {
         "{}",
         r.text()
     );
-    assert_eq!(firmware(&admin)["slots"][1]["state"], "bad");
+    assert_eq!(firmware_status(&admin)["slots"][1]["state"], "bad");
 }
 
 /// `out/<board>/cairn-<board>-<version>.cfw`, made by `make bundle` once when absent (as update.rs does).
@@ -246,11 +217,11 @@ fn tampered_slot_is_not_booted() {
     );
     let before = settings(&admin);
     let token = csrf(&admin);
-    let r = upload(&admin, &token, "/api/v1/firmware", good);
+    let r = upload_bundle(&admin, &token, "/api/v1/firmware", good);
     assert_eq!(r.status, 202, "{}", r.text());
     let (done, _) = wait_job(&admin, &r.json().unwrap()["job"], Duration::from_secs(300));
     assert_eq!(done["state"], "done", "{done}");
-    assert_eq!(firmware(&admin)["pending"]["slot"], "b");
+    assert_eq!(firmware_status(&admin)["pending"]["slot"], "b");
 
     // One byte of B's squashfs, 1 MiB in (well inside what verity covers), changed on the medium.
     let out = m
@@ -294,7 +265,7 @@ fn tampered_slot_is_not_booted() {
     );
     let until = Instant::now() + Duration::from_secs(120);
     loop {
-        let f = firmware(&admin);
+        let f = firmware_status(&admin);
         if f["last_update"]["outcome"] == "rolled_back" {
             assert_eq!(f["last_update"]["version"], GOOD_VERSION, "{f}");
             assert_eq!(f["slots"][0]["state"], "booted", "{f}");

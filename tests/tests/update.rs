@@ -24,13 +24,6 @@ fn bundle(board: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The bundle's header length (magic, lengths, manifest, signature block).
-fn header_len(bundle: &[u8]) -> usize {
-    let m = u32::from_le_bytes(bundle[8..12].try_into().unwrap()) as usize;
-    let s = u32::from_le_bytes(bundle[12..16].try_into().unwrap()) as usize;
-    16 + m + s
-}
-
 /// The same bundle with its manifest changed by `change` and signed again with `key`.
 fn resigned(
     bundle: &[u8],
@@ -45,24 +38,8 @@ fn resigned(
     let mut out = cairn_firmware::SignedManifest::sign(&manifest, key)
         .unwrap()
         .encode(cairn_firmware::Magic::Bundle);
-    out.extend_from_slice(&bundle[header_len(bundle)..]);
+    out.extend_from_slice(&bundle[bundle_header_len(bundle)..]);
     out
-}
-
-fn upload(admin: &cairn_qemu::HttpClient, csrf: &str, body: Vec<u8>) -> cairn_qemu::HttpResponse {
-    admin
-        .clone()
-        .with_timeout(Duration::from_secs(300))
-        .request(
-            "POST",
-            "/api/v1/firmware",
-            &[
-                ("content-type", "application/octet-stream"),
-                ("x-csrf-token", csrf),
-            ],
-            body,
-        )
-        .unwrap()
 }
 
 /// The daemon's peak resident memory (VmHWM) in KiB, read on the serial console.
@@ -79,10 +56,6 @@ fn daemon_peak_kib(m: &mut Machine) -> u64 {
         .unwrap_or_else(|| panic!("no daemon VmHWM in {out:?}"))
 }
 
-fn firmware(admin: &cairn_qemu::HttpClient) -> Value {
-    expect(&admin.get("/api/v1/firmware").unwrap(), 200)
-}
-
 fn assert_refused(
     r: &cairn_qemu::HttpResponse,
     status: u16,
@@ -96,7 +69,7 @@ fn assert_refused(
         body["error"]["hint"].as_str().is_some_and(|h| h.len() > 10),
         "{body}"
     );
-    let f = firmware(admin);
+    let f = firmware_status(admin);
     assert_ne!(
         f["slots"][1]["state"], "good",
         "slot B must not be bootable after {code}: {f}"
@@ -284,15 +257,20 @@ fn update_keeps_every_user_and_credential() {
     everyone_logs_in(&m, &file_sha, &work);
     let users_before = expect(&admin.get("/api/v1/users").unwrap(), 200);
     let shares_before = expect(&admin.get(&format!("/api/v1/shares/{SHARE}")).unwrap(), 200);
-    let before = firmware(&admin);
+    let before = firmware_status(&admin);
     assert_eq!(before["slots"][0]["state"], "booted", "{before}");
     // The daemon's peak memory before any upload, to compare with after the refusals and the install.
     let peak_before = daemon_peak_kib(&mut m);
 
     // Refusals decided on the header are sent the header and a little more: nothing after it is read.
-    let head = |b: &[u8]| b[..header_len(b) + 4096].to_vec();
+    let head = |b: &[u8]| b[..bundle_header_len(b) + 4096].to_vec();
     let refused = |body: Vec<u8>, status: u16, code: &str| {
-        assert_refused(&upload(&admin, &token, body), status, code, &admin)
+        assert_refused(
+            &upload_bundle(&admin, &token, "/api/v1/firmware", body),
+            status,
+            code,
+            &admin,
+        )
     };
     refused(head(&other_board), 422, "firmware.wrong_board");
     refused(head(&below_floor), 422, "firmware.below_floor");
@@ -319,7 +297,7 @@ fn update_keeps_every_user_and_credential() {
     // Refusals found while streaming: slot B was being written, and is left out of the boot order.
     refused(good[..good.len() / 2].to_vec(), 400, "firmware.truncated");
     let mut tampered = good.clone();
-    tampered[header_len(&good) + 4096 * 3 + 17] ^= 0x40;
+    tampered[bundle_header_len(&good) + 4096 * 3 + 17] ^= 0x40;
     refused(tampered, 422, "firmware.digest_mismatch");
 
     let started = Instant::now();
@@ -382,13 +360,13 @@ fn update_keeps_every_user_and_credential() {
 
 /// Installs `bundle` over HTTP: 202, the job done, slot B holding the new version, waiting for its reboot.
 fn install(admin: &cairn_qemu::HttpClient, token: &str, bundle: Vec<u8>) -> Value {
-    let r = upload(admin, token, bundle);
+    let r = upload_bundle(admin, token, "/api/v1/firmware", bundle);
     assert_eq!(r.status, 202, "{}", r.text());
     let job = r.json().unwrap()["job"].clone();
     let (done, percents) = wait_job(admin, &job, Duration::from_secs(300));
     assert_eq!(done["state"], "done", "{done}");
     println!("job percents seen {percents:?}");
-    let after = firmware(admin);
+    let after = firmware_status(admin);
     assert_eq!(after["slots"][1]["version"], VERSION, "{after}");
     assert_eq!(after["slots"][1]["state"], "good", "{after}");
     assert_eq!(after["pending"]["slot"], "b", "{after}");
@@ -426,7 +404,7 @@ fn reboot_into_b_and_commit(m: &mut Machine, admin: &cairn_qemu::HttpClient) {
     login_api(&admin, ADMIN, ADMIN_PASSWORD);
     let until = Instant::now() + Duration::from_secs(300);
     loop {
-        let f = firmware(&admin);
+        let f = firmware_status(&admin);
         if f["slots"][1]["state"] == "booted" && f["last_update"]["outcome"] == "committed" {
             assert_eq!(f["slots"][1]["version"], VERSION, "{f}");
             assert_eq!(f["slots"][0]["state"], "good", "{f}");
