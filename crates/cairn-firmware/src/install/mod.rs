@@ -484,15 +484,21 @@ fn sync_dir(dir: &Path) -> Result<(), InstallError> {
         .map_err(|e| io("flush", dir, e))
 }
 
-/// Replaces `path` whole: a temporary file, flushed, renamed over it, the directory flushed.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+/// Replaces `path` whole, so a power cut leaves the old file or the new one: a temporary file, flushed,
+/// renamed over it, the directory flushed. The install's files and init's update records (`commit::record`)
+/// are all written this way.
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("new");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename into", path, e))?;
-    sync_dir(dir)
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// [`replace_durably`], its failure as an install error naming the file.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    replace_durably(path, bytes).map_err(|e| io("write", path, e))
 }

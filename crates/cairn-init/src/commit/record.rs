@@ -10,8 +10,7 @@
 
 use cairn_bootenv::Slot;
 use serde_json::json;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 pub const FAILED: &str = "failed";
@@ -53,14 +52,5 @@ fn last_update(dir: &Path, slot: Slot, version: Option<&str>, outcome: &str) -> 
     write_durably(&dir.join(LAST_UPDATE), format!("{body}\n").as_bytes())
 }
 
-/// Replaces `path` whole: a power cut leaves the old file or the new one, never a mix.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("new");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
+/// Replaces `path` whole: a power cut leaves the old file or the new one, never a mix (the install's own way).
+pub use cairn_firmware::install::replace_durably as write_durably;
