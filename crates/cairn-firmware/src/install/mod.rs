@@ -317,7 +317,8 @@ pub fn install(
         .filter(|p| p.target == Target::Boot)
         .map(|p| p.size)
         .sum();
-    let boot_free = free_bytes(&boot_dir).map_err(|e| io("measure", &boot_dir, e))?;
+    let boot_free =
+        cairn_store::statvfs_free(&boot_dir).map_err(|e| io("measure", &boot_dir, e))?;
     if boot_free < boot_bytes + BOOT_MARGIN {
         return Err(InstallError::BootFull {
             needed: boot_bytes + BOOT_MARGIN,
@@ -457,13 +458,6 @@ fn assert_writable(layout: &Layout, target: &Path, booted: Slot) -> Result<(), I
 
 /// Room kept free on the boot partition beyond the new boot files (directory entries, the boot state).
 const BOOT_MARGIN: u64 = 1 << 20;
-
-/// Bytes free on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-    #[allow(clippy::unnecessary_cast)] // the field widths differ between targets
-    Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
-}
 
 /// Removes the files in `dir` (a slot's boot files; it holds no folders) and makes that durable.
 fn empty_dir(dir: &Path) -> Result<(), InstallError> {
