@@ -14,12 +14,14 @@ mod migrations;
 mod names;
 mod password;
 mod records;
+mod reset;
 mod sessions;
 mod shares;
 
 pub use migrations::MIGRATIONS;
 pub use names::{validate_user_name, NameError};
 pub use password::{nt_hash_hex, PasswordHash, PasswordPolicy};
+pub use reset::clear_admin_passwords;
 pub use sessions::{Session, SessionPolicy};
 pub use shares::{validate_share_path, Access, Level, NewShare, Share, SharePatch, SYSTEM_VOLUME};
 
@@ -155,6 +157,8 @@ pub enum AccountError {
     InvalidFullName(&'static str),
     #[error("setup is already done: an administrator exists")]
     SetupDone,
+    #[error("{0:?} is an account without administrator rights; after a reset, setup sets an administrator's password")]
+    SetupNotAdmin(String),
     #[error("user name or password is wrong")]
     BadCredentials,
     #[error("the current password is wrong")]
@@ -300,12 +304,24 @@ impl Accounts {
         Ok(FIRST_UID + u32::try_from(n % 1_000_000).unwrap_or(0))
     }
 
-    /// True once the first administrator exists; until then only setup is offered.
+    /// True once an administrator can log in: the first one exists and no reset pin cleared their passwords.
+    /// Until then only setup is offered.
     pub fn setup_done(&self) -> bool {
-        !self.records.is_empty(Kind::User)
+        !self.records.is_empty(Kind::User) && !self.admin_password_reset()
     }
 
-    /// Creates the first administrator. Refused once any account exists, so setup can never take over a box.
+    /// True after the reset pin's network tier cleared the administrators' passwords, until setup sets one.
+    pub fn admin_password_reset(&self) -> bool {
+        matches!(
+            self.records
+                .get::<serde_json::Value>(Kind::Meta, reset::ADMIN_RESET),
+            Ok(Some(_))
+        )
+    }
+
+    /// Creates the first administrator. Refused once any account exists, so setup can never take over a box;
+    /// after the reset pin cleared the administrators' passwords it sets the password of the administrator
+    /// named (or makes a new one) and closes setup again.
     pub fn setup(&self, name: &str, password: &str, email: &str) -> Result<User, AccountError> {
         validate_user_name(name)?;
         self.check_password(password)?;
@@ -314,7 +330,7 @@ impl Accounts {
             return Err(AccountError::SetupDone);
         }
         let credential = self.credential(password)?;
-        let user = User {
+        let new_admin = User {
             name: name.to_string(),
             full_name: String::new(),
             email: email.to_string(),
@@ -326,15 +342,34 @@ impl Accounts {
         };
         // Two setup requests racing: the lock key lets exactly one create the first account.
         self.tx(|tx| {
+            if tx.exists(Kind::Meta, reset::ADMIN_RESET)? {
+                tx.remove(Kind::Meta, reset::ADMIN_RESET);
+                let user = match tx.get::<User>(Kind::User, name)? {
+                    Some(existing) if existing.role != Role::Admin => {
+                        return Err(AccountError::SetupNotAdmin(name.to_string()))
+                    }
+                    Some(mut existing) => {
+                        existing.credential = new_admin.credential.clone();
+                        existing.enabled = true;
+                        if !email.is_empty() {
+                            existing.email = email.to_string();
+                        }
+                        existing
+                    }
+                    None => new_admin,
+                };
+                tx.put(Kind::User, &user.name, &user)?;
+                return Ok(user);
+            }
             if tx.exists(Kind::Meta, SETUP_DONE)?
                 || !tx.list::<serde_json::Value>(Kind::User)?.is_empty()
             {
                 return Err(AccountError::SetupDone);
             }
             tx.put(Kind::Meta, SETUP_DONE, &now_s())?;
-            tx.put(Kind::User, &user.name, &user)
-        })?;
-        Ok(user)
+            tx.put(Kind::User, &new_admin.name, &new_admin)?;
+            Ok(new_admin)
+        })
     }
 
     /// Looks up one account.

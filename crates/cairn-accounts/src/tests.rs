@@ -941,3 +941,63 @@ fn a_share_patch_changes_what_it_names_and_refuses_hostile_descriptions() {
     );
     assert_eq!(a.require_share("docs").unwrap().description, "Papers");
 }
+
+#[test]
+fn a_network_reset_clears_only_the_administrators_and_setup_sets_a_new_password() {
+    let (_d, a) = accounts();
+    a.setup("owner", "correct horse", "owner@example.org")
+        .unwrap();
+    a.create_user(new_user("bob", Role::User)).unwrap();
+    a.create_user(new_user("carol", Role::Admin)).unwrap();
+    let (_, bob_token, _) = a.login("bob", "password one", "lan").unwrap();
+    let (_, owner_token, _) = a.login("owner", "correct horse", "lan").unwrap();
+    let mut export = a.store.export().unwrap();
+    let admins = clear_admin_passwords(&mut export, 7).unwrap();
+    assert_eq!(admins, vec!["carol".to_string(), "owner".to_string()]);
+    a.store.import(&export).unwrap();
+
+    assert!(!a.setup_done(), "setup is offered again");
+    assert!(a.admin_password_reset());
+    for (name, password) in [("owner", "correct horse"), ("carol", "password one")] {
+        assert!(matches!(
+            a.login(name, password, "lan"),
+            Err(AccountError::BadCredentials)
+        ));
+        assert!(a
+            .user(name)
+            .unwrap()
+            .unwrap()
+            .credential
+            .nt_hash_hex
+            .is_empty());
+    }
+    assert!(
+        a.session(&owner_token).is_err(),
+        "an administrator's session ends"
+    );
+    assert_eq!(
+        a.session(&bob_token).unwrap().1.name,
+        "bob",
+        "a user's session stays"
+    );
+    a.login("bob", "password one", "lan").unwrap();
+
+    // Setup cannot hand a user's account administrator rights, and changes nothing when it refuses.
+    assert!(matches!(
+        a.setup("bob", "new password", ""),
+        Err(AccountError::SetupNotAdmin(_))
+    ));
+    assert!(a.admin_password_reset());
+    let owner = a.setup("owner", "new owner password", "").unwrap();
+    assert_eq!(
+        owner.email, "owner@example.org",
+        "the administrator keeps the rest of the record"
+    );
+    assert!(a.setup_done());
+    a.login("owner", "new owner password", "lan").unwrap();
+    assert!(matches!(
+        a.setup("intruder", "another one", ""),
+        Err(AccountError::SetupDone)
+    ));
+    assert_eq!(a.users().unwrap().len(), 3);
+}

@@ -258,6 +258,7 @@ error_table! {
     Account(A::PasswordTooLong { .. }) => (BAD_REQUEST, "user.password_too_long", "Choose a shorter password."),
     Account(A::InvalidEmail(_)) => (BAD_REQUEST, "user.email_invalid", "Enter an address like name@example.org, or leave it empty."),
     Account(A::InvalidFullName(_)) => (BAD_REQUEST, "user.full_name_invalid", "Use at most 128 characters on one line."),
+    Account(A::SetupNotAdmin(_)) => (CONFLICT, "setup.not_admin", "Name an administrator, or a new account, to set the administrator password."),
     Account(A::SetupDone) => (CONFLICT, "setup.already_done", "Log in with an existing account.", "This box already has an administrator."),
     Account(A::BadCredentials) => (UNAUTHORIZED, "session.bad_credentials", "Check both and try again; an administrator can set a new password for you.", "The user name or password is wrong."),
     Account(A::WrongCurrentPassword) => (FORBIDDEN, "user.current_password_wrong", "Type your current password to confirm the change."),

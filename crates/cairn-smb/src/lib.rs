@@ -247,11 +247,15 @@ pub fn render<'a>(
     group.push_str(&format!("{FILES_USER}:x:{FILES_UID}:\n"));
     // Every user name was checked above, building `enabled`; `granted` holds only enabled accounts.
     for user in users {
-        if granted.contains(user.name.as_str()) {
-            let hash = unhex(&user.credential.nt_hash_hex).ok_or(SmbError::Unsafe {
-                what: "NT hash of",
-                value: user.name.clone(),
-            })?;
+        // A cleared credential (the reset pin's network tier) has no NT hash: no SMB login at all, never an
+        // empty password.
+        if granted.contains(user.name.as_str()) && !user.credential.nt_hash_hex.is_empty() {
+            let hash = unhex(&user.credential.nt_hash_hex)
+                .filter(|h| h.len() == 16)
+                .ok_or(SmbError::Unsafe {
+                    what: "NT hash of",
+                    value: user.name.clone(),
+                })?;
             pwddb.push_str(&format!("{}:{}\n", user.name, base64(&hash)));
         }
         passwd.push_str(&format!(

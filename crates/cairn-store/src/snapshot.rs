@@ -81,6 +81,7 @@ struct Line {
 }
 
 /// The settings as an export holds them: (tree, key, value), trees in name order, keys in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
     pub schema: u32,
     pub records: Vec<(String, Vec<u8>, Vec<u8>)>,
@@ -173,15 +174,34 @@ impl Export {
             path: path.to_path_buf(),
             why,
         };
-        let file = std::fs::File::open(path).map_err(|source| match source.kind() {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => damaged("missing".into()),
             _ => SnapshotError::Io {
                 path: path.to_path_buf(),
                 source,
             },
         })?;
-        let mut lines = std::io::BufReader::new(file).lines();
-        let mut next = || -> Result<String, SnapshotError> {
+        Export::from_bytes(&bytes).map_err(damaged)
+    }
+
+    /// An export with no records but the schema version: what a factory reset leaves.
+    pub fn empty(schema: u32) -> Export {
+        Export {
+            schema,
+            records: vec![(
+                META_TREE.to_string(),
+                SCHEMA_KEY.as_bytes().to_vec(),
+                schema.to_string().into_bytes(),
+            )],
+        }
+    }
+
+    /// Parses an export's bytes (a file, or a backup once decrypted), refusing a cut or damaged one with the
+    /// reason.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Export, String> {
+        let damaged = |why: String| why;
+        let mut lines = bytes.lines();
+        let mut next = || -> Result<String, String> {
             lines
                 .next()
                 .ok_or_else(|| damaged("cut short".into()))?
@@ -225,6 +245,53 @@ impl Export {
             schema: header.schema,
             records,
         })
+    }
+
+    /// This export brought to this firmware's schema with `schema`'s migrations (run on a temporary store, so
+    /// nothing on the box changes): how a backup from an older firmware is restored. Newer exports are refused.
+    pub fn migrated(&self, schema: &crate::Schema) -> Result<Export, StoreError> {
+        if self.schema > SCHEMA_VERSION {
+            return Err(SnapshotError::TooNew {
+                found: self.schema,
+                supported: SCHEMA_VERSION,
+            }
+            .into());
+        }
+        if self.schema == SCHEMA_VERSION {
+            return Ok(self.clone());
+        }
+        let scratch = Store::open_temporary()?;
+        scratch.import(self)?;
+        scratch.migrate_to(schema, SCHEMA_VERSION)?;
+        scratch.export()
+    }
+
+    /// The value of one record, if the export holds it.
+    pub fn get(&self, tree: &str, key: &[u8]) -> Option<&[u8]> {
+        self.records
+            .iter()
+            .find(|(t, k, _)| t == tree && k == key)
+            .map(|(_, _, v)| v.as_slice())
+    }
+
+    /// Sets one record (kept in tree and key order).
+    pub fn put(&mut self, tree: &str, key: &[u8], value: Vec<u8>) {
+        match self
+            .records
+            .iter_mut()
+            .find(|(t, k, _)| t == tree && k == key)
+        {
+            Some(record) => record.2 = value,
+            None => {
+                self.records.push((tree.to_string(), key.to_vec(), value));
+                self.records.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            }
+        }
+    }
+
+    /// Keeps only the records `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8], &[u8]) -> bool) {
+        self.records.retain(|(t, k, v)| keep(t, k, v));
     }
 
     /// Replaces everything in `db` with this export, in one transaction over every tree either holds.

@@ -2,7 +2,7 @@
 
 use crate::{System, SystemError};
 
-const HOSTNAME_KEY: &str = "hostname";
+pub(crate) const HOSTNAME_KEY: &str = "hostname";
 
 /// RFC 1123 label: what DHCP, mDNS and SMB all accept.
 pub fn validate_hostname(name: &str) -> Result<(), SystemError> {

@@ -6,7 +6,7 @@
 //! the box's implementation ([`host::Machine`]: `nix` for the host name and signals to init, `ip` and the DHCP
 //! client through `cairn-exec`), one for a development server that changes nothing ([`host::Workstation`]), and
 //! a recording fake for tests ([`host::Recorder`]). Knows no HTTP: the API maps [`SystemError`] to codes.
-//! Later, the reset and update flows live here too.
+//! What the reset pin clears of these records is [`factory`].
 //!
 //! Tested on the host with the recording fake (trial, rollback, restart during a trial, power cut during a
 //! trial); the QEMU scenarios cover the real machine.
@@ -15,6 +15,7 @@
 
 pub mod clock;
 mod error;
+pub mod factory;
 pub mod host;
 mod hostname;
 pub mod network;
