@@ -58,6 +58,13 @@ pub struct App {
     pub firmware: Option<std::sync::Arc<crate::firmware::Firmware>>,
     /// Install jobs, one install at a time.
     pub(crate) firmware_jobs: crate::firmware::FirmwareJobs,
+    /// Resets of the settings (the dashboard's, and undo or dismissal of the pin's); absent while the
+    /// settings are unavailable.
+    pub resets: Option<std::sync::Arc<cairn_reset::Resets>>,
+    /// This firmware's settings migrations, for putting back settings kept by an older firmware.
+    pub settings_schema: Option<std::sync::Arc<cairn_store::Schema>>,
+    /// The file init keeps while the reset pin is held ([`cairn_reset::held`]).
+    pub reset_pin_file: std::path::PathBuf,
 }
 
 impl App {
@@ -89,6 +96,9 @@ impl App {
             restart: tokio::sync::Notify::new(),
             firmware: None,
             firmware_jobs: Default::default(),
+            resets: None,
+            settings_schema: None,
+            reset_pin_file: std::path::PathBuf::from(cairn_reset::held::FILE),
         })
     }
 

@@ -8,6 +8,7 @@
 use cairn_accounts::{AccountError, NameError};
 use cairn_firmware::install::InstallError;
 use cairn_firmware::FirmwareError;
+use cairn_reset::ResetError;
 use cairn_storage::StorageError;
 use cairn_store::unavailable::{RecoveryError, Unavailable};
 use cairn_store::StoreError;
@@ -33,6 +34,8 @@ pub enum Error {
     Certificate(#[from] CertError),
     #[error(transparent)]
     Firmware(#[from] InstallError),
+    #[error(transparent)]
+    Reset(#[from] ResetError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -91,6 +94,12 @@ pub enum RequestError {
     UpdateCheck(String),
     #[error("no update source is configured")]
     NoUpdateSource,
+    #[error("resets are unavailable while the settings are")]
+    ResetUnavailable,
+    #[error("the tier must be \"network\" or \"settings\"")]
+    ResetTier,
+    #[error("type the box's name, {0:?}, to confirm the reset")]
+    ResetConfirm(String),
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -208,12 +217,13 @@ macro_rules! error_table {
 
 use AccountError as A;
 use CertError as T;
-use Error::{Account, Certificate, Firmware, Recovery, Request, Storage, System};
+use Error::{Account, Certificate, Firmware, Recovery, Request, Reset, Storage, System};
 use FirmwareError as F;
 use InstallError as I;
 use NetworkRule as N;
 use RecoveryError as C;
 use RequestError as R;
+use ResetError as E;
 use StorageError as S;
 use StoreError as D;
 use SystemError as Y;
@@ -251,6 +261,15 @@ error_table! {
     Request(R::UpdateCheck(_)) => (BAD_GATEWAY, "firmware.check_failed", "Nothing was changed. Check the box's network and the update source's address on the System page, then try again."),
     Request(R::NoUpdateSource) => (CONFLICT, "firmware.no_update_source", "Set the address of a signed update index on the System page (update_url), or install a bundle file by hand."),
     Request(R::Internal(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
+    Request(R::ResetUnavailable) => (SERVICE_UNAVAILABLE, "reset.unavailable", REPAIR_HINT),
+    Request(R::ResetTier) => (BAD_REQUEST, "reset.tier_invalid", "Choose network (network settings, host name and administrator passwords) or settings (every setting; data volumes are kept)."),
+    Request(R::ResetConfirm(_)) => (CONFLICT, "reset.confirm_required", "Nothing was changed. Type the box's name exactly as the System page shows it."),
+
+    Reset(E::NotAReset(_)) => (BAD_REQUEST, "reset.tier_invalid", "Choose network or settings."),
+    Reset(E::NothingToUndo) => (CONFLICT, "reset.nothing_to_undo", "The settings from before the last reset were dismissed or never kept; restore a settings backup instead."),
+    Reset(E::Snapshot(cairn_store::snapshot::SnapshotError::NoRoom { .. }) | E::Store(D::Full { .. })) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
+    Reset(E::Snapshot(cairn_store::snapshot::SnapshotError::Damaged { .. })) => (UNPROCESSABLE_ENTITY, "reset.kept_settings_damaged", "The settings kept from before the reset are damaged and were not used; nothing was changed. Restore a settings backup instead."),
+    Reset(E::Store(_) | E::Snapshot(_) | E::Accounts(_) | E::Io { .. }) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Account(A::Name(NameError::Reserved(_))) => (UNPROCESSABLE_ENTITY, "name.reserved", "Choose another name; names the system uses, such as root or global, are reserved."),
     Account(A::Name(_)) => (BAD_REQUEST, "name.invalid", NAME_HINT),

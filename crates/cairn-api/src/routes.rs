@@ -74,6 +74,9 @@ routes! {
     "PATCH" "/api/v1/system" Admin => json::system::update;
     "POST" "/api/v1/system/reboot" Admin => json::system::reboot;
     "POST" "/api/v1/system/poweroff" Admin => json::system::poweroff;
+    "POST" "/api/v1/system/reset" Admin => json::system::reset;
+    "POST" "/api/v1/system/reset/undo" Admin => json::system::undo_reset;
+    "POST" "/api/v1/system/reset/dismiss" Admin => json::system::dismiss_reset;
     "GET" "/api/v1/system/certificate" User => json::system::certificate;
     "PUT" "/api/v1/system/certificate" Admin => json::system::install_certificate;
     "DELETE" "/api/v1/system/certificate" Admin => json::system::regenerate_certificate;
@@ -122,6 +125,8 @@ routes! {
     "POST" "/logout" User => html::session::logout;
     "POST" "/system/reboot" Admin => html::session::reboot;
     "POST" "/system/poweroff" Admin => html::session::poweroff;
+    "POST" "/system/reset/undo" Admin => html::session::undo_reset;
+    "POST" "/system/reset/dismiss" Admin => html::session::dismiss_reset;
     "GET" "/me" User => html::accounts::me;
     "POST" "/me" User => html::accounts::update_me;
     "POST" "/me/password" User => html::accounts::change_password;

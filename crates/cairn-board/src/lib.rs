@@ -138,10 +138,16 @@ pub struct GpioLine {
     pub active_low: bool,
 }
 
+/// The reset pin and the status LED. A board wires its reset button as a GPIO line read through the
+/// character device, or through the `gpio-keys` driver, which reports it as a key on an input event device
+/// (`reset_key`, a Linux key code); init watches both when both are given, whichever the kernel offers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gpio {
     pub reset_button: GpioLine,
+    /// The key code input event devices report for the reset button (116 is KEY_POWER).
+    #[serde(default)]
+    pub reset_key: Option<u16>,
     pub status_led: Option<GpioLine>,
 }
 

@@ -19,6 +19,7 @@ pub mod config_partition;
 pub mod logring;
 pub mod modules;
 pub mod procnet;
+pub mod reset_pin;
 pub mod services;
 mod system;
 pub mod system_volume;

@@ -5,9 +5,11 @@ use crate::commit::{self, probes::Feed};
 use crate::config_partition;
 use crate::logring::LogRing;
 use crate::modules;
+use crate::reset_pin::ResetPin;
 use crate::services::{Backoff, ServiceSpec, ServicesFile, SERVICES_FILE};
 use crate::system_volume;
 use cairn_board::{Board, IMAGE_BOARD_FILE};
+use cairn_reset::Tier;
 use cairn_store::unavailable::{ConfigState, Unavailable};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -15,7 +17,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,7 +47,16 @@ struct Running {
 enum Stop {
     Reboot,
     Poweroff,
+    /// The reset pin was released in a tier: apply it with every service stopped, then reboot.
+    Reset(Tier),
 }
+
+/// Where the management daemon keeps the settings (its `--state` in services.toml).
+const SETTINGS_DIR: &str = "/config/cairn";
+/// The longest a reset may take before the box reboots without it.
+const RESET_DEADLINE: Duration = Duration::from_secs(60);
+/// How often the loop wakes while the reset pin is held, to show each tier as it is reached.
+const PIN_TICK: Duration = Duration::from_millis(100);
 
 /// Runs PID 1. Never returns: it ends with a reboot or power-off.
 pub fn run() -> ! {
@@ -194,6 +205,8 @@ pub fn run() -> ! {
             }
         });
     let mut last_pet = Instant::now() - Duration::from_secs(3600);
+    // The reset pin is init's own: it works while the daemon is hung, crash-looping or stopped.
+    let mut pin = board.as_ref().map(|b| ResetPin::open(b, &log));
     if let Some(b) = &board {
         let log = log.clone();
         commit::start(b, feed.clone(), never_healthy.clone(), move |line| {
@@ -220,21 +233,41 @@ pub fn run() -> ! {
                 }
             }
         }
-        let mut fds = [nix::poll::PollFd::new(
+        let tick = if pin.as_ref().is_some_and(ResetPin::busy) {
+            PIN_TICK
+        } else {
+            TICK
+        };
+        let mut fds = vec![nix::poll::PollFd::new(
             sigfd.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
+        if let Some(p) = &pin {
+            fds.extend(
+                p.fds()
+                    .into_iter()
+                    .map(|fd| nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)),
+            );
+        }
         let _ = nix::poll::poll(
             &mut fds,
-            nix::poll::PollTimeout::try_from(TICK.as_millis() as i32)
+            nix::poll::PollTimeout::try_from(tick.as_millis() as i32)
                 .unwrap_or(nix::poll::PollTimeout::NONE),
         );
+        drop(fds);
         let mut requested = None;
+        if let Some(release) = pin.as_mut().and_then(|p| p.service(&log)) {
+            if release.tier.resets() {
+                requested = Some(Stop::Reset(release.tier));
+            }
+        }
         while let Ok(Some(info)) = sigfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => requested = Some(Stop::Reboot),
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                    requested = requested.or(Some(Stop::Reboot))
+                }
                 Ok(Signal::SIGUSR1) | Ok(Signal::SIGUSR2) | Ok(Signal::SIGPWR) => {
-                    requested = Some(Stop::Poweroff)
+                    requested = requested.or(Some(Stop::Poweroff))
                 }
                 _ => {}
             }
@@ -576,10 +609,10 @@ fn shutdown(
 ) -> ! {
     log.line(
         "init",
-        if stop == Stop::Reboot {
-            "reboot requested: stopping services"
-        } else {
-            "power-off requested: stopping services"
+        match stop {
+            Stop::Reboot => "reboot requested: stopping services",
+            Stop::Poweroff => "power-off requested: stopping services",
+            Stop::Reset(_) => "reset pin released in a reset tier: stopping services",
         },
     );
     for r in running.iter_mut().rev() {
@@ -614,6 +647,9 @@ fn shutdown(
         }
     }
     nix::unistd::sync();
+    if let Stop::Reset(tier) = stop {
+        apply_reset(log, tier);
+    }
     unmount_data_volumes(log);
     if let Err(e) = umount2(SYSTEM_VOLUME_ROOT, MntFlags::empty()) {
         if e != nix::errno::Errno::EINVAL {
@@ -642,13 +678,74 @@ fn shutdown(
     nix::unistd::sync();
     log.line(
         "init",
-        if stop == Stop::Reboot {
-            "restarting"
-        } else {
+        if stop == Stop::Poweroff {
             "powering off"
+        } else {
+            "restarting"
         },
     );
     final_reboot(stop, watchdog)
+}
+
+/// Applies a reset tier with every service stopped, through `cairn reset` (a child, so a failure there never
+/// takes PID 1 with it); the box reboots afterwards whatever happened, and the console says what did.
+fn apply_reset(log: &LogRing, tier: Tier) {
+    log.line(
+        "reset",
+        &format!("applying the {} reset to the settings", tier.name()),
+    );
+    #[allow(clippy::disallowed_methods)] // Init's supervisor runs the reset it decided, as a child.
+    let child = Command::new("/usr/bin/cairn")
+        .args(["reset", "--tier", tier.name(), "--state", SETTINGS_DIR])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            log.line("reset", &format!("ERROR cannot run the reset: {e}"));
+            return;
+        }
+    };
+    let deadline = Instant::now() + RESET_DEADLINE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut output = String::new();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut pipe = pipe;
+        let _ = pipe.read_to_string(&mut output);
+    }
+    for line in output.lines() {
+        log.line("reset", line);
+    }
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => log.line("reset", &format!("ERROR the reset failed ({s}); the settings are as they were")),
+        None => log.line("reset", "ERROR the reset did not finish in time; the settings are as they were or reset, never half of each"),
+    }
+    nix::unistd::sync();
 }
 
 fn reap_quietly(running: &mut [Running]) {
@@ -666,10 +763,10 @@ fn final_reboot(stop: Stop, watchdog: Option<std::fs::File>) -> ! {
         let _ = f.write_all(b"V");
     }
     nix::unistd::sync();
-    let mode = if stop == Stop::Reboot {
-        nix::sys::reboot::RebootMode::RB_AUTOBOOT
-    } else {
+    let mode = if stop == Stop::Poweroff {
         nix::sys::reboot::RebootMode::RB_POWER_OFF
+    } else {
+        nix::sys::reboot::RebootMode::RB_AUTOBOOT
     };
     let _ = nix::sys::reboot::reboot(mode);
     loop {

@@ -391,6 +391,14 @@ fn bay_port(bay: usize) -> String {
     format!("pcie-root-port,id=bay{bay},chassis={bay},slot={bay}")
 }
 
+/// The QMP arguments that press the power key (the reset pin under QEMU) for `hold`.
+pub fn press_power_key(hold: Duration) -> serde_json::Value {
+    serde_json::json!({
+        "keys": [{"type": "qcode", "data": "power"}],
+        "hold-time": hold.as_millis() as u64,
+    })
+}
+
 /// Creates a blank sparse disk file of `size_mib`, replacing none that exists.
 pub fn blank_disk(file: &Path, size_mib: u64) -> Result<()> {
     if !file.exists() {
@@ -725,6 +733,21 @@ impl Machine {
             }
         }
         self.disk_ids.lock().unwrap().insert(bay, id);
+        Ok(())
+    }
+
+    /// Presses the box's reset pin and holds it for `hold` (QMP `send-key` of the power key with a hold time:
+    /// the key event device Cairn reads the pin from, as gpio-keys reports a board's button). Returns at once.
+    pub fn hold_reset_pin(&self, hold: Duration) -> Result<()> {
+        self.qmp()?.execute("send-key", press_power_key(hold))?;
+        Ok(())
+    }
+
+    /// A short pulse on the reset pin's GPIO line (QMP `system_powerdown` pulses the virt machine's PL061
+    /// line 3 for about 100 ms).
+    pub fn pulse_reset_pin(&self) -> Result<()> {
+        self.qmp()?
+            .execute("system_powerdown", serde_json::json!({}))?;
         Ok(())
     }
 

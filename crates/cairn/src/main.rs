@@ -7,6 +7,7 @@ mod ctl;
 mod ctl_firmware;
 mod firmware;
 mod migrate;
+mod reset;
 mod settings;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ commands:
   ctl ...              manage the box from its console (root): `cairn ctl help`
   migrate [--dry-run] --state DIR [--to N]
                        run the settings' schema steps (on a copy with --dry-run), print the report as JSON
+  reset --tier network|settings --state DIR
+                       apply a reset tier to the settings (init runs it for the reset pin; docs/reset.md)
   version              print the firmware version";
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         "daemon" => daemon(rest),
         "ctl" => ctl::run(rest),
         "migrate" => migrate::run(rest),
+        "reset" => reset::run(rest),
         "version" | "--version" => {
             println!("{}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -279,6 +283,7 @@ fn daemon(args: &[String]) -> ExitCode {
             }),
         })
     });
+    let resets = usable.then(|| Arc::new(cairn_reset::Resets::new(store.clone(), &options.state)));
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
@@ -287,6 +292,8 @@ fn daemon(args: &[String]) -> ExitCode {
         a.config_recovery = Some(Box::new(recovery));
         a.certificates = certificates;
         a.firmware = firmware;
+        a.resets = resets;
+        a.settings_schema = settings::schema().ok().map(Arc::new);
         a
     }) {
         Ok(a) if smb => {

@@ -4,6 +4,7 @@
 use super::{blocking, change};
 use crate::app::App;
 use crate::error::{Error, RequestError};
+use cairn_reset::{LastReset, Resets, Tier, Trigger};
 use cairn_store::unavailable::{RecoveryError, FORMAT_CONFIRM};
 use cairn_system::{NetworkSettings, NetworkView, PowerAction, Trial};
 use serde_json::{json, Value};
@@ -30,6 +31,8 @@ pub(crate) fn health(app: &App) -> Value {
         "board": app.identity.board,
         "uptime_s": app.started.elapsed().as_secs(),
         "setup_done": app.settings_unavailable.is_none() && app.accounts.setup_done(),
+        // The reset pin cleared the administrator passwords: setup sets one again.
+        "admin_password_reset": app.settings_unavailable.is_none() && app.accounts.admin_password_reset(),
         "settings": settings,
         // The root slot U-Boot booted (cairn.slot=), absent on a box or server booted without one.
         "slot": app.firmware.as_ref().and_then(|f| f.layout.booted().ok()).map(|s| s.lower()),
@@ -93,7 +96,57 @@ pub(crate) fn describe(app: &App) -> Value {
     if let Ok(info) = super::certificate::current(app) {
         v["tls_fingerprint_sha256"] = info.fingerprint_sha256.into();
     }
+    v["reset_pin"] = json!(cairn_reset::held::read(&app.reset_pin_file));
+    v["last_reset"] = json!(last_reset(app));
     v
+}
+
+/// The last reset while it can be undone or has not been dismissed.
+pub(crate) fn last_reset(app: &App) -> Option<LastReset> {
+    app.resets.as_ref().and_then(|r| r.last())
+}
+
+fn resets(app: &App) -> Result<Arc<Resets>, Error> {
+    app.resets
+        .clone()
+        .ok_or_else(|| RequestError::ResetUnavailable.into())
+}
+
+/// The dashboard's reset: the same tiers as the pin, only with the box's name typed as confirmation; the
+/// settings from before are kept for undo and the box restarts into the reset settings.
+pub(crate) async fn reset(app: &Arc<App>, tier: &str, confirm: &str) -> Result<LastReset, Error> {
+    let tier = Tier::parse_reset(tier).ok_or(RequestError::ResetTier)?;
+    let hostname = app.system.hostname();
+    if confirm != hostname {
+        return Err(RequestError::ResetConfirm(hostname).into());
+    }
+    let resets = resets(app)?;
+    let last =
+        blocking(move || resets.apply(tier, Trigger::Dashboard, cairn_accounts::now_s())).await?;
+    if let Err(e) = power(app, PowerAction::Reboot).await {
+        log::warn!("reset applied; the box could not restart by itself ({e:?}): restart it to use the reset settings");
+    }
+    Ok(last)
+}
+
+/// Puts back the settings from before the last reset, then restarts so the network and name apply.
+pub(crate) async fn undo_reset(app: &Arc<App>) -> Result<LastReset, Error> {
+    let resets = resets(app)?;
+    let schema = app
+        .settings_schema
+        .clone()
+        .ok_or(RequestError::ResetUnavailable)?;
+    let last = change(app, move || resets.undo(&schema)).await?;
+    if let Err(e) = power(app, PowerAction::Reboot).await {
+        log::warn!("reset undone; the box could not restart by itself ({e:?})");
+    }
+    Ok(last)
+}
+
+/// Forgets the last reset and the settings kept from before it.
+pub(crate) async fn dismiss_reset(app: &Arc<App>) -> Result<(), Error> {
+    let resets = resets(app)?;
+    blocking(move || resets.dismiss()).await
 }
 
 pub(crate) fn hostname(app: &App) -> String {

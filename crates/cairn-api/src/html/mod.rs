@@ -151,11 +151,17 @@ pub(crate) fn problem(e: Option<&Error>) -> String {
 }
 
 /// First-boot setup: the only page before an administrator exists.
-pub(crate) fn setup(e: Option<&Error>, username: &str, email: &str) -> String {
+pub(crate) fn setup(e: Option<&Error>, username: &str, email: &str, admin_reset: bool) -> String {
+    let lead = if admin_reset {
+        r#"<h1>Set an administrator password</h1>
+<p class="lead" id="admin-password-reset">The reset pin cleared the administrator passwords; every other user, share and volume is as it was. Type an administrator's user name and a new password (or a new name to make another administrator).</p>"#
+    } else {
+        r#"<h1>Welcome to your Cairn box</h1>
+<p class="lead">Create the administrator account. There is no default password: this account is the only way in, so keep its password somewhere safe.</p>"#
+    };
     let body = format!(
         r#"<section class="card">
-<h1>Welcome to your Cairn box</h1>
-<p class="lead">Create the administrator account. There is no default password: this account is the only way in, so keep its password somewhere safe.</p>
+{lead}
 {problem}
 <form method="post" action="/setup" class="stack">
 <label>User name<input name="username" value="{username}" required maxlength="32" pattern="[a-z][a-z0-9_\-]{{0,31}}" autocomplete="username" autocapitalize="none" spellcheck="false"></label>
@@ -200,13 +206,43 @@ fn duration(seconds: u64) -> String {
     }
 }
 
+/// After a reset (the pin or the System page): what it did, and the offer to put the settings back.
+fn reset_notice(r: &cairn_reset::LastReset, csrf: &str) -> String {
+    let what = match r.tier {
+        cairn_reset::Tier::Network => "the network settings, the box's name and the administrator passwords were reset; users, groups, shares and volumes were kept",
+        _ => "every setting was reset; the data volumes were not touched (import them on the Storage page if they show as found)",
+    };
+    let by = match r.trigger {
+        cairn_reset::Trigger::Pin => "the reset pin",
+        cairn_reset::Trigger::Dashboard => "the System page",
+    };
+    let undo = if r.undo_available {
+        format!(
+            r#"<div class="row"><form method="post" action="/system/reset/undo"><input type="hidden" name="csrf_token" value="{t}"><button>Restore the settings from before the reset</button></form><form method="post" action="/system/reset/dismiss"><input type="hidden" name="csrf_token" value="{t}"><button class="secondary">Keep the reset</button></form></div>"#,
+            t = esc(csrf)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"<div class="problem" role="alert" id="settings-reset"><strong>The settings were reset</strong> by {by}: {what}. {more}{undo}</div>"#,
+        more = if r.undo_available {
+            "The settings from before are kept until you choose."
+        } else {
+            ""
+        },
+    )
+}
+
 /// The dashboard's front page.
 pub(crate) fn home(
     user: &User,
     session: &Session,
     health: &serde_json::Value,
     last_update: Option<&serde_json::Value>,
+    last_reset: Option<&cairn_reset::LastReset>,
 ) -> String {
+    let reset_notice = last_reset.map_or(String::new(), |r| reset_notice(r, &session.csrf_token));
     let rolled_back = last_update
         .filter(|l| l["outcome"] == "rolled_back")
         .map_or(String::new(), |l| {
@@ -233,7 +269,7 @@ pub(crate) fn home(
         String::new()
     };
     let body = format!(
-        r#"{rolled_back}<section class="card">
+        r#"{reset_notice}{rolled_back}<section class="card">
 <h1>Hello, {name}</h1>
 <dl class="facts">
 <dt>Board</dt><dd>{board}</dd>

@@ -32,7 +32,10 @@ pub(crate) async fn setup_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     if !is_local_network(ctx.peer) {
         return Err(RequestError::SetupNotLocal.into());
     }
-    Ok(http::html(StatusCode::OK, super::setup(None, "", "")))
+    Ok(http::html(
+        StatusCode::OK,
+        super::setup(None, "", "", ctx.app.accounts.admin_password_reset()),
+    ))
 }
 
 pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
@@ -43,7 +46,17 @@ pub(crate) async fn setup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     let username = form.trimmed("username");
     let email = form.trimmed("email");
     let password = form.get("password");
-    let again = |e: &Error| http::html(e.status(), super::setup(Some(e), &username, &email));
+    let again = |e: &Error| {
+        http::html(
+            e.status(),
+            super::setup(
+                Some(e),
+                &username,
+                &email,
+                ctx.app.accounts.admin_password_reset(),
+            ),
+        )
+    };
     if password != form.get("password_again") {
         return Ok(again(&RequestError::PasswordMismatch.into()));
     }
@@ -101,10 +114,36 @@ pub(crate) async fn home(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
         .await
         .ok()
         .and_then(|v| v.last_update);
+    let last_reset = controller::system::last_reset(&ctx.app);
     Ok(http::html(
         StatusCode::OK,
-        super::home(&c.user, &c.session, &health, last_update.as_ref()),
+        super::home(
+            &c.user,
+            &c.session,
+            &health,
+            last_update.as_ref(),
+            last_reset.as_ref(),
+        ),
     ))
+}
+
+/// Puts back the settings from before the last reset; the box restarts with them.
+pub(crate) async fn undo_reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    controller::system::undo_reset(&ctx.app).await?;
+    Ok(http::html(
+        StatusCode::ACCEPTED,
+        super::notice(
+            &ctx.caller()?.user,
+            "Settings restored",
+            "The settings from before the reset are back. The box is restarting so its network and name apply: reload this page in a minute (at the box's old address if it had a fixed one).",
+        ),
+    ))
+}
+
+/// Keeps the reset and forgets the settings from before it.
+pub(crate) async fn dismiss_reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    controller::system::dismiss_reset(&ctx.app).await?;
+    Ok(http::redirect("/", None))
 }
 
 /// Asks for a restart or power-off and says what happens next.

@@ -55,6 +55,39 @@ pub(crate) async fn poweroff(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     power(ctx, PowerAction::PowerOff, "poweroff").await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    tier: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /api/v1/system/reset`: `{"tier":"network|settings","confirm":"<host name>"}`; the box restarts.
+pub(crate) async fn reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let req: ResetRequest = body(ctx)?;
+    let last = ctl::reset(&ctx.app, &req.tier, &req.confirm).await?;
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"reset": last, "state": "restarting"}),
+    ))
+}
+
+/// `POST /api/v1/system/reset/undo`: the settings from before the last reset come back; the box restarts.
+pub(crate) async fn undo_reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let last = ctl::undo_reset(&ctx.app).await?;
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"undone": last, "state": "restarting"}),
+    ))
+}
+
+/// `POST /api/v1/system/reset/dismiss`: keeps the reset, forgets the settings from before it.
+pub(crate) async fn dismiss_reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    ctl::dismiss_reset(&ctx.app).await?;
+    ok(json!({"dismissed": true}))
+}
+
 pub(crate) async fn network(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     ok(network_json(ctl::network(&ctx.app))?)
 }
