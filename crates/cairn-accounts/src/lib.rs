@@ -23,7 +23,10 @@ pub use names::{validate_user_name, NameError};
 pub use password::{nt_hash_hex, PasswordHash, PasswordPolicy};
 pub use reset::clear_admin_passwords;
 pub use sessions::{Session, SessionPolicy};
-pub use shares::{validate_share_path, Access, Level, NewShare, Share, SharePatch, SYSTEM_VOLUME};
+pub use shares::{
+    validate_share_name, validate_share_path, Access, Level, NewShare, Share, SharePatch,
+    SYSTEM_VOLUME,
+};
 
 use cairn_store::{Store, StoreError};
 use records::{Change, Kind, Records};

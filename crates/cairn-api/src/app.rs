@@ -29,6 +29,8 @@ pub type ChangeHook = Box<dyn Fn(&App) + Send + Sync>;
 pub struct App {
     pub identity: Identity,
     pub accounts: Accounts,
+    /// The whole settings store, for backups and restores (each domain keeps its own handle on it too).
+    pub(crate) store: Store,
     /// Host name, network, power.
     pub system: System,
     pub started: Instant,
@@ -77,7 +79,8 @@ impl App {
     ) -> Result<App, cairn_accounts::AccountError> {
         Ok(App {
             identity,
-            accounts: Accounts::new(store)?,
+            accounts: Accounts::new(store.clone())?,
+            store,
             system,
             started: Instant::now(),
             board: None,

@@ -6,6 +6,7 @@
 //! Every code is dotted and lowercase, listed in `docs/errors.md`, and never reused for another meaning.
 
 use cairn_accounts::{AccountError, NameError};
+use cairn_backup::BackupError;
 use cairn_firmware::install::InstallError;
 use cairn_firmware::FirmwareError;
 use cairn_reset::ResetError;
@@ -36,6 +37,10 @@ pub enum Error {
     Firmware(#[from] InstallError),
     #[error(transparent)]
     Reset(#[from] ResetError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Settings(#[from] StoreError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -100,6 +105,10 @@ pub enum RequestError {
     ResetTier,
     #[error("type the box's name, {0:?}, to confirm the reset")]
     ResetConfirm(String),
+    #[error("{0}")]
+    RestoreParts(String),
+    #[error("the backup's passphrase is missing (the X-Cairn-Passphrase header)")]
+    PassphraseMissing,
     /// A failure inside the box; the detail goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -216,8 +225,11 @@ macro_rules! error_table {
 }
 
 use AccountError as A;
+use BackupError as B;
 use CertError as T;
-use Error::{Account, Certificate, Firmware, Recovery, Request, Reset, Storage, System};
+use Error::{
+    Account, Backup, Certificate, Firmware, Recovery, Request, Reset, Settings, Storage, System,
+};
 use FirmwareError as F;
 use InstallError as I;
 use NetworkRule as N;
@@ -264,6 +276,20 @@ error_table! {
     Request(R::ResetUnavailable) => (SERVICE_UNAVAILABLE, "reset.unavailable", REPAIR_HINT),
     Request(R::ResetTier) => (BAD_REQUEST, "reset.tier_invalid", "Choose network (network settings, host name and administrator passwords) or settings (every setting; data volumes are kept)."),
     Request(R::ResetConfirm(_)) => (CONFLICT, "reset.confirm_required", "Nothing was changed. Type the box's name exactly as the System page shows it."),
+
+    Request(R::RestoreParts(_)) => (BAD_REQUEST, "backup.parts_invalid", "Name the parts to restore as ?parts=network,users,shares (any of them), or leave it out for all."),
+    Request(R::PassphraseMissing) => (BAD_REQUEST, "backup.passphrase_missing", "Send the passphrase the backup was made with in the X-Cairn-Passphrase header."),
+    Backup(B::PassphraseTooShort(_)) => (BAD_REQUEST, "backup.passphrase_too_short", "Choose a passphrase of at least 8 characters; you need it to restore the file, so keep it with the file's copies."),
+    Backup(B::NotABackup(_)) => (UNPROCESSABLE_ENTITY, "backup.not_a_backup", "Nothing was changed. Choose a file made by Backup on a Cairn box's System page (.cairn-backup)."),
+    Backup(B::TooLarge(_)) => (PAYLOAD_TOO_LARGE, "backup.too_large", "Nothing was changed. This is not a settings backup: those are far smaller."),
+    Backup(B::Truncated) => (UNPROCESSABLE_ENTITY, "backup.truncated", "Nothing was changed. The file is cut short: copy the whole file again and restore it once more."),
+    Backup(B::Damaged(_)) => (UNPROCESSABLE_ENTITY, "backup.damaged", "Nothing was changed. The file is damaged; restore another copy of it."),
+    Backup(B::CannotOpen) => (UNPROCESSABLE_ENTITY, "backup.cannot_open", "Nothing was changed. Check the passphrase (the one typed when the backup was made); if it is right, the file was changed since: restore another copy."),
+    Backup(B::TooNew { .. }) => (UNPROCESSABLE_ENTITY, "backup.too_new", "Nothing was changed. Update this box to the firmware that made the backup (or newer), then restore it."),
+    Backup(B::Random) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
+    Settings(D::Full { .. }) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
+    Settings(D::Snapshot(cairn_store::snapshot::SnapshotError::TooNew { .. }) | D::TooNew { .. }) => (UNPROCESSABLE_ENTITY, "backup.too_new", "Nothing was changed. Update this box to the firmware that made the backup (or newer), then restore it."),
+    Settings(_) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Reset(E::NotAReset(_)) => (BAD_REQUEST, "reset.tier_invalid", "Choose network or settings."),
     Reset(E::NothingToUndo) => (CONFLICT, "reset.nothing_to_undo", "The settings from before the last reset were dismissed or never kept; restore a settings backup instead."),

@@ -40,11 +40,18 @@ pub(crate) struct OverTls;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "cairn_session";
 
-/// The request body, refused beyond [`BODY_LIMIT`] and when it has not all arrived within `deadline` (a
+/// Routes that take a larger whole body, from an administrator only (anyone else gets [`BODY_LIMIT`]): a
+/// settings backup to restore.
+pub(crate) const LARGE_BODY_ROUTES: &[(&str, &str, usize)] = &[(
+    "POST",
+    "/api/v1/system/restore",
+    cairn_backup::MAX_FILE_BYTES,
+)];
+
+/// The request body, refused beyond `limit` and when it has not all arrived within `deadline` (a
 /// trickled body would otherwise hold its connection, and the memory read so far, for ever).
-pub async fn read_body(body: Incoming, deadline: Duration) -> Result<Bytes, Error> {
-    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, BODY_LIMIT).collect()).await
-    else {
+pub async fn read_body(body: Incoming, deadline: Duration, limit: usize) -> Result<Bytes, Error> {
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
         return Err(RequestError::Timeout.into());
     };
     match read {
@@ -53,7 +60,7 @@ pub async fn read_body(body: Incoming, deadline: Duration) -> Result<Bytes, Erro
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(RequestError::TooLarge(BODY_LIMIT).into())
+            Err(RequestError::TooLarge(limit).into())
         }
         Err(e) => Err(RequestError::InvalidBody(format!(
             "The request body could not be read: {e}."
@@ -163,6 +170,17 @@ pub fn html(status: StatusCode, page: String) -> Resp {
         "content-security-policy",
         HeaderValue::from_static("default-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'"),
     );
+    resp
+}
+
+/// A file to save (a settings backup): never cached, offered under `name` (built from validated names).
+pub fn download(body: Vec<u8>, name: &str) -> Resp {
+    let mut resp = base(StatusCode::OK, "application/octet-stream", body);
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        resp.headers_mut().insert("content-disposition", v);
+    }
     resp
 }
 

@@ -77,6 +77,8 @@ routes! {
     "POST" "/api/v1/system/reset" Admin => json::system::reset;
     "POST" "/api/v1/system/reset/undo" Admin => json::system::undo_reset;
     "POST" "/api/v1/system/reset/dismiss" Admin => json::system::dismiss_reset;
+    "POST" "/api/v1/system/backup" Admin => json::backup::backup;
+    "POST" "/api/v1/system/restore" Admin => json::backup::restore;
     "GET" "/api/v1/system/certificate" User => json::system::certificate;
     "PUT" "/api/v1/system/certificate" Admin => json::system::install_certificate;
     "DELETE" "/api/v1/system/certificate" Admin => json::system::regenerate_certificate;
@@ -266,7 +268,15 @@ pub(crate) async fn handle(
         });
     } else if method != Method::GET && method != Method::HEAD {
         let deadline = watch.as_ref().map_or(http::BODY_TIMEOUT, |w| w.timeout);
-        let read = http::read_body(body, deadline).await;
+        let admin = ctx
+            .caller
+            .as_ref()
+            .is_some_and(|c| c.user.role == Role::Admin);
+        let limit = http::LARGE_BODY_ROUTES
+            .iter()
+            .find(|(m, p, _)| admin && method.as_str() == *m && path == *p)
+            .map_or(http::BODY_LIMIT, |(_, _, limit)| *limit);
+        let read = http::read_body(body, deadline, limit).await;
         if let Some(w) = &watch {
             (w.on_read)();
         }
@@ -301,7 +311,10 @@ async fn dispatch(ctx: &Ctx, method: &Method, path: &str, is_api: bool) -> Resul
         }
     }
     let open = matches!(&found, Found::Route(r, _) if r.access == Access::Open);
-    if !open && !ctx.console && !ctx.app.accounts.setup_done() {
+    // A new box answers only setup; after the reset pin cleared the administrator passwords, users keep
+    // logging in while setup waits for an administrator password.
+    let new_box = !ctx.app.accounts.setup_done() && !ctx.app.accounts.admin_password_reset();
+    if !open && !ctx.console && new_box {
         return if is_api {
             Err(RequestError::SetupRequired.into())
         } else {

@@ -62,7 +62,8 @@ impl Tier {
     /// What a release now would do, for the console, the LED's meaning and the dashboard.
     pub fn release_would(self) -> &'static str {
         match self {
-            Tier::Ignored | Tier::NoAction => "do nothing",
+            Tier::Ignored => "do nothing",
+            Tier::NoAction => "do nothing (from 4 s the network and administrator password reset)",
             Tier::Network => "reset the network and the administrator password",
             Tier::Settings => "reset every setting (data volumes are kept)",
         }

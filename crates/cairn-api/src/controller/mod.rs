@@ -4,6 +4,7 @@
 //! threads, each in one place. JSON and HTML handlers call them and only parse and render.
 
 pub(crate) mod accounts;
+pub(crate) mod backup;
 pub(crate) mod certificate;
 pub(crate) mod firmware;
 pub(crate) mod session;

@@ -179,11 +179,16 @@ pub(crate) fn setup(e: Option<&Error>, username: &str, email: &str, admin_reset:
     layout("Set up", None, None, &body)
 }
 
-pub(crate) fn login(e: Option<&Error>, username: &str) -> String {
+pub(crate) fn login(e: Option<&Error>, username: &str, admin_reset: bool) -> String {
+    let reset = if admin_reset {
+        r#"<p class="problem" id="admin-password-reset">The reset pin cleared the administrator passwords. <a href="/setup">Set an administrator password</a>; other users log in as before.</p>"#
+    } else {
+        ""
+    };
     let body = format!(
         r#"<section class="card narrow">
 <h1>Log in</h1>
-{problem}
+{reset}{problem}
 <form method="post" action="/login" class="stack">
 <label>User name<input name="username" value="{username}" required autocomplete="username" autocapitalize="none" spellcheck="false" autofocus></label>
 <label>Password<input name="password" type="password" required autocomplete="current-password"></label>

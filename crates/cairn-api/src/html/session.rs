@@ -73,7 +73,10 @@ pub(crate) async fn login_page(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
     if ctx.caller.is_some() {
         return Ok(http::redirect("/", None));
     }
-    Ok(http::html(StatusCode::OK, super::login(None, "")))
+    Ok(http::html(
+        StatusCode::OK,
+        super::login(None, "", ctx.app.accounts.admin_password_reset()),
+    ))
 }
 
 pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
@@ -91,7 +94,10 @@ pub(crate) async fn login(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
                 | RequestError::LoginBusy(_),
             )),
         ) => Ok(http::with_retry_after(
-            http::html(e.status(), super::login(Some(&e), &username)),
+            http::html(
+                e.status(),
+                super::login(Some(&e), &username, ctx.app.accounts.admin_password_reset()),
+            ),
             Some(&e),
         )),
         Err(e) => Err(e),

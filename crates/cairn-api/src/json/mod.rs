@@ -2,6 +2,7 @@
 //! the shapes of `shared/api-contract.md`. Access is the route table's; rules are the controllers'.
 
 pub(crate) mod accounts;
+pub(crate) mod backup;
 pub(crate) mod firmware;
 pub(crate) mod session;
 pub(crate) mod storage;
