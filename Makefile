@@ -81,8 +81,10 @@ test-artifacts:
 test-host:
 	cargo test --locked --workspace --exclude cairn-e2e
 
+## The QEMU scenarios, two binaries side by side and the timing-bound ones alone (scripts/e2e; E2E=name,... for
+## some of them).
 test-e2e:
-	cargo test --locked -p cairn-e2e -- --test-threads=2
+	python3 scripts/e2e
 
 ## The daemon natively on this machine with a throw-away state directory, for work on the pages.
 dev:

@@ -243,6 +243,22 @@ pub fn expect(r: &cairn_qemu::HttpResponse, status: u16) -> serde_json::Value {
     r.json().unwrap_or(serde_json::Value::Null)
 }
 
+/// Asserts an error answer's status and code, with a hint; returns the error object.
+pub fn refused(r: &cairn_qemu::HttpResponse, status: u16, code: &str) -> serde_json::Value {
+    let body = r.json().unwrap_or_default();
+    assert_eq!(
+        (r.status, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        r.text()
+    );
+    assert!(
+        body["error"]["hint"].as_str().is_some_and(|h| h.len() > 10),
+        "a hint says what to do: {body}"
+    );
+    body["error"].clone()
+}
+
 /// Polls a job until it ends; returns (final job, every percent seen).
 pub fn wait_job(
     admin: &cairn_qemu::HttpClient,

@@ -208,22 +208,6 @@ fn guest_sha256(m: &mut Machine, path: &str) -> String {
         .to_string()
 }
 
-/// Asserts an error answer's status and code, with a hint; returns the error object.
-fn refused(r: &cairn_qemu::HttpResponse, status: u16, code: &str) -> serde_json::Value {
-    let body = r.json().unwrap_or_default();
-    assert_eq!(
-        (r.status, body["error"]["code"].as_str()),
-        (status, Some(code)),
-        "{}",
-        r.text()
-    );
-    assert!(
-        body["error"]["hint"].as_str().is_some_and(|h| h.len() > 10),
-        "a hint says what to do: {body}"
-    );
-    body["error"].clone()
-}
-
 /// A stranger on the LAN tries to set the box up as theirs.
 fn intruder_setup(client: &cairn_qemu::HttpClient) -> cairn_qemu::HttpResponse {
     client

@@ -4,7 +4,11 @@
 //! network, the name and the administrator password and keeps the user, the share and the file; the owner
 //! sets a new administrator password from the LAN; undo brings back the settings from before; then, with the
 //! daemon hung (SIGSTOP), a 12 s hold resets every setting: the volume is found with its file and imports, and
-//! undo brings the old settings back. The armv7 box resets its network from the pin too.
+//! undo brings the old settings back. Backup and restore: a backup taken before the resets is restored after
+//! the settings reset (dry run first; tampered, cut, foreign, wrong-passphrase, oversized and share-escaping
+//! files each refused or left out, changing nothing): every user logs in with the same password, on the
+//! dashboard and over SMB. The armv7 box resets its network from the pin too, and takes the aarch64 box's
+//! backup (another board): its users log in there, a share on a volume that box lacks is left out.
 
 use cairn_e2e::*;
 use cairn_qemu::{BootDisk, BootOptions, HttpClient, Machine, Manifest};
@@ -15,6 +19,46 @@ use std::time::{Duration, Instant};
 const HOSTNAME: &str = "attic";
 const ALICE: (&str, &str) = ("alice", "alice's long password");
 const NEW_ADMIN_PASSWORD: &str = "a new admin password";
+const PASSPHRASE: &str = "keep this with the file";
+
+/// The aarch64 box's backup, handed to the armv7 test (they run side by side).
+static BACKUP: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+
+fn backup_from_the_other_box() -> Vec<u8> {
+    let until = Instant::now() + Duration::from_secs(900);
+    loop {
+        if let Some(b) = BACKUP.lock().unwrap().clone() {
+            return b;
+        }
+        assert!(
+            Instant::now() < until,
+            "no backup from reset_pin_tiers_keep_the_data_and_can_be_undone (run both tests of this file together)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Sends a backup file to the restore route.
+fn restore(
+    admin: &HttpClient,
+    query: &str,
+    file: Vec<u8>,
+    passphrase: &str,
+) -> cairn_qemu::HttpResponse {
+    let token = csrf(admin);
+    admin
+        .request(
+            "POST",
+            &format!("/api/v1/system/restore{query}"),
+            &[
+                ("content-type", "application/octet-stream"),
+                ("x-csrf-token", &token),
+                ("x-cairn-passphrase", passphrase),
+            ],
+            file,
+        )
+        .unwrap()
+}
 
 fn boot(board: &str, options: &BootOptions) -> (Machine, BootDisk) {
     let (manifest, dir) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
@@ -161,6 +205,41 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
     }
     let back = work.join("back.bin");
     assert_eq!(alice_reads(&m, "family", &back), file_sha);
+    // A share on the system volume too: it can follow the backup to another board.
+    expect(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/shares",
+            json!({"name": "notes", "volume": "system", "access": {"users": {"alice": "write"}}}),
+        ),
+        201,
+    );
+
+    // The settings backup, encrypted with the owner's passphrase.
+    refused(
+        &send(
+            &admin,
+            "POST",
+            "/api/v1/system/backup",
+            json!({"passphrase": "short"}),
+        ),
+        400,
+        "backup.passphrase_too_short",
+    );
+    let r = send(
+        &admin,
+        "POST",
+        "/api/v1/system/backup",
+        json!({"passphrase": PASSPHRASE}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let backup = r.body.clone();
+    assert!(
+        !String::from_utf8_lossy(&backup).contains("alice@example.org"),
+        "the backup is encrypted"
+    );
+    *BACKUP.lock().unwrap() = Some(backup.clone());
 
     // A short pulse on the GPIO line: read through the character device, and ignored.
     let mark = m.mark();
@@ -324,6 +403,102 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
         "the file on the imported volume: {on_box}"
     );
 
+    // Restoring the backup: hostile files first, each refused or left out with nothing changed.
+    let users_now = || {
+        expect(&fresh.get("/api/v1/users").unwrap(), 200)
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    refused(
+        &restore(&fresh, "", backup.clone(), "not the passphrase"),
+        422,
+        "backup.cannot_open",
+    );
+    refused(
+        &restore(&fresh, "", backup[..backup.len() / 2].to_vec(), PASSPHRASE),
+        422,
+        "backup.truncated",
+    );
+    let mut tampered = backup.clone();
+    let at = tampered.len() - 50;
+    tampered[at] ^= 0x20;
+    refused(
+        &restore(&fresh, "", tampered, PASSPHRASE),
+        422,
+        "backup.cannot_open",
+    );
+    refused(
+        &restore(
+            &fresh,
+            "",
+            b"PK\x03\x04 not a backup at all".to_vec(),
+            PASSPHRASE,
+        ),
+        422,
+        "backup.not_a_backup",
+    );
+    let bundle = std::fs::read(update_bundle(BOARD)).unwrap();
+    refused(
+        &restore(&fresh, "", bundle[..64 * 1024].to_vec(), PASSPHRASE),
+        422,
+        "backup.not_a_backup",
+    );
+    let huge = restore(&fresh, "", vec![b'{'; 9 << 20], PASSPHRASE);
+    assert_eq!(huge.status, 413, "{}", huge.text());
+    refused(
+        &restore(&fresh, "?parts=network,disks", backup.clone(), PASSPHRASE),
+        400,
+        "backup.parts_invalid",
+    );
+    assert_eq!(users_now(), 1, "no refused file changed anything");
+    assert_eq!(hostname(&fresh), "cairn");
+    // Sealed with the right passphrase (so it opens) but with a share that climbs out of its volume.
+    let (info, mut export) =
+        cairn_backup::open(&backup, PASSPHRASE, cairn_store::SCHEMA_VERSION).unwrap();
+    export.put(
+        "accounts",
+        b"s/escape",
+        br#"{"name":"escape","description":"","volume":"vault","path":"../../../config","guest":false,"access":{"users":{"alice":"write"},"groups":{}}}"#.to_vec(),
+    );
+    let hostile = cairn_backup::seal(&export, PASSPHRASE, info, 100_000).unwrap();
+    let dry = expect(
+        &restore(&fresh, "?dry_run=1", hostile.clone(), PASSPHRASE),
+        200,
+    );
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(
+        dry["changes"]["users"]["users"]["added"]
+            .to_string()
+            .contains("alice"),
+        "{dry}"
+    );
+    assert!(
+        dry["changes"]["left_out"].to_string().contains("s/escape"),
+        "{dry}"
+    );
+    assert_eq!(users_now(), 1, "a dry run changes nothing");
+    // The restore itself: every part; the box restarts for the network settings.
+    let mark = m.mark();
+    let done = expect(&restore(&fresh, "", hostile, PASSPHRASE), 200);
+    assert_eq!(done["restarting"], true, "{done}");
+    wait_restarted(&mut m, mark);
+    let admin = m.http();
+    login_api(&admin, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(hostname(&admin), HOSTNAME);
+    let shares = expect(&admin.get("/api/v1/shares").unwrap(), 200).to_string();
+    assert!(
+        shares.contains("family") && !shares.contains("escape"),
+        "{shares}"
+    );
+    let alice = m.http();
+    login_api(&alice, ALICE.0, ALICE.1);
+    assert_eq!(
+        alice_reads(&m, "family", &back),
+        file_sha,
+        "alice over SMB after the restore"
+    );
+
     // Undo the settings reset: users, share, name and volume as they were; alice reads her file over SMB.
     let mark = m.mark();
     expect(
@@ -340,7 +515,11 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
 #[test]
 fn an_armv7_box_resets_its_network_from_the_pin() {
     const BOARD: &str = "qemu-armv7-virt";
-    let (mut m, _disk) = boot(BOARD, &BootOptions::default());
+    let options = BootOptions {
+        forward: vec![445],
+        ..BootOptions::default()
+    };
+    let (mut m, _disk) = boot(BOARD, &options);
     let _console = ConsoleOnFailure(m.console_handle(), "armv7 reset pin");
     let admin = m.http();
     setup_through_form(&admin);
@@ -369,4 +548,48 @@ fn an_armv7_box_resets_its_network_from_the_pin() {
     let owner = m.http();
     login_api(&owner, ADMIN, NEW_ADMIN_PASSWORD);
     assert_eq!(hostname(&owner), "cairn");
+
+    // The aarch64 box's backup onto this board: users and shares (the network stays this box's own).
+    let backup = backup_from_the_other_box();
+    let dry = expect(
+        &restore(
+            &owner,
+            "?dry_run=1&parts=users,shares",
+            backup.clone(),
+            PASSPHRASE,
+        ),
+        200,
+    );
+    assert!(
+        dry["changes"]["left_out"].to_string().contains("s/family"),
+        "its volume is not here: {dry}"
+    );
+    assert!(dry["changes"].get("network").is_none(), "{dry}");
+    let done = expect(
+        &restore(&owner, "?parts=users,shares", backup, PASSPHRASE),
+        200,
+    );
+    assert_eq!(done["restarting"], false, "{done}");
+    let alice = m.http();
+    login_api(&alice, ALICE.0, ALICE.1);
+    let owner = m.http();
+    login_api(&owner, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(
+        hostname(&owner),
+        "cairn",
+        "the network part was not restored"
+    );
+    let port = m.host_port(445).unwrap();
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, out) = smbclient(port, "notes", Some(ALICE), "ls");
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "alice over SMB on the other board: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -129,6 +129,8 @@ routes! {
     "POST" "/system/poweroff" Admin => html::session::poweroff;
     "POST" "/system/reset/undo" Admin => html::session::undo_reset;
     "POST" "/system/reset/dismiss" Admin => html::session::dismiss_reset;
+    "POST" "/system/reset" Admin => html::system::reset;
+    "POST" "/system/backup" Admin => html::system::backup;
     "GET" "/me" User => html::accounts::me;
     "POST" "/me" User => html::accounts::update_me;
     "POST" "/me/password" User => html::accounts::change_password;

@@ -1,4 +1,15 @@
 // Progressive enhancement only: every page works without this file.
+
+// An API error shown in a page's problem box: its message, its hint and its code, as the pages show them.
+function showProblem(box, error) {
+  box.hidden = false;
+  box.replaceChildren();
+  for (const [text, tag] of [[error.message, "p"], [error.hint, "p"], [error.code, "code"]]) {
+    const el = document.createElement(tag);
+    el.textContent = text || "";
+    box.appendChild(el);
+  }
+}
 // After a network change, the page that still reaches the box confirms it, so the change is kept.
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.querySelector("form[data-auto-confirm]");
@@ -28,13 +39,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const refuse = (error) => {
     bar.hidden = true;
     status.textContent = "";
-    problem.hidden = false;
-    problem.replaceChildren();
-    for (const [text, tag] of [[error.message, "p"], [error.hint, "p"], [error.code, "code"]]) {
-      const el = document.createElement(tag);
-      el.textContent = text || "";
-      problem.appendChild(el);
-    }
+    showProblem(problem, error);
     button.disabled = false;
   };
   const follow = (id) => {
@@ -79,4 +84,47 @@ document.addEventListener("DOMContentLoaded", () => {
     show(0, "Uploading " + file.name);
     xhr.send(file);
   });
+});
+
+// Settings restore (System page): the backup goes to POST /api/v1/system/restore as the body with its passphrase
+// in a header; first as a dry run, whose changes are shown, then for real once the owner presses Restore.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-settings-restore]");
+  if (!form) return;
+  const problem = form.querySelector(".problem");
+  const changes = form.querySelector(".restore-changes");
+  const now = form.querySelector(".restore-now");
+  const token = form.querySelector("input[name=csrf_token]").value;
+  const refuse = (error) => showProblem(problem, error);
+  const send = (dryRun) => {
+    const file = form.querySelector("input[type=file]").files[0];
+    if (!file) return;
+    const parts = [...form.querySelectorAll("input[name=part]:checked")].map((p) => p.value).join(",");
+    problem.hidden = true;
+    const query = "?parts=" + encodeURIComponent(parts) + (dryRun ? "&dry_run=1" : "");
+    fetch("/api/v1/system/restore" + query, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/octet-stream",
+        "X-CSRF-Token": token,
+        "X-Cairn-Passphrase": form.querySelector("input[name=passphrase]").value,
+      },
+      body: file,
+    })
+      .then((r) => r.json())
+      .then((answer) => {
+        if (answer.error) return refuse(answer.error);
+        changes.hidden = false;
+        changes.textContent = (dryRun ? "Would change:\n" : "Restored:\n") + JSON.stringify(answer.changes, null, 2);
+        now.hidden = !dryRun;
+        if (!dryRun && answer.restarting) changes.textContent += "\nThe box is restarting so the network settings apply.";
+      })
+      .catch(() => refuse({ message: "The box did not answer.", hint: "Check the connection and try again." }));
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(true);
+  });
+  now.addEventListener("click", () => send(false));
 });

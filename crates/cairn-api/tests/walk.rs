@@ -26,6 +26,28 @@ const REFUSED: &[(&str, &str, u16, &str)] = &[
     // Repair and format belong to the console's control socket, never the network.
     ("POST", "/api/v1/config/repair", 403, "config.console_only"),
     ("POST", "/api/v1/config/format", 403, "config.console_only"),
+    // A reset would end the walk's own sessions: the walk sends it unconfirmed, and has none to undo.
+    (
+        "POST",
+        "/api/v1/system/reset",
+        409,
+        "reset.confirm_required",
+    ),
+    ("POST", "/system/reset", 409, "reset.confirm_required"),
+    (
+        "POST",
+        "/api/v1/system/reset/undo",
+        409,
+        "reset.nothing_to_undo",
+    ),
+    ("POST", "/system/reset/undo", 409, "reset.nothing_to_undo"),
+    // The backup file's passphrase goes in a header the walk does not send.
+    (
+        "POST",
+        "/api/v1/system/restore",
+        400,
+        "backup.passphrase_missing",
+    ),
 ];
 const ALICE_PASSWORD: &str = "alice password";
 
@@ -418,6 +440,24 @@ fn plan<'a>(method: &str, pattern: &str, f: &'a Furnished) -> (Option<&'a Sessio
             Form(vec![("certificate", RSA_CRT), ("key", RSA_KEY)]),
         ),
         ("POST", "/system/network") => (owner, Form(vec![("mode", "dhcp")])),
+        ("POST", "/api/v1/system/reset") => (
+            owner,
+            Json(json!({"tier": "network", "confirm": "not-the-name"})),
+        ),
+        ("POST", "/system/reset") => (
+            owner,
+            Form(vec![("tier", "settings"), ("confirm", "not-the-name")]),
+        ),
+        ("POST", "/api/v1/system/backup") => {
+            (owner, Json(json!({"passphrase": "walk passphrase"})))
+        }
+        ("POST", "/system/backup") => (
+            owner,
+            Form(vec![
+                ("passphrase", "walk passphrase"),
+                ("passphrase_again", "walk passphrase"),
+            ]),
+        ),
         ("POST", "/storage/volumes") => (
             owner,
             Form(vec![

@@ -188,7 +188,7 @@ impl ResetPin {
         let on = match tier {
             Tier::Ignored | Tier::NoAction => false,
             Tier::Network => true,
-            Tier::Settings => (held::monotonic_ns() / 250_000_000) % 2 == 0,
+            Tier::Settings => (held::monotonic_ns() / 250_000_000).is_multiple_of(2),
         };
         self.set_led(on);
     }

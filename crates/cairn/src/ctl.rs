@@ -33,6 +33,8 @@ pub const USAGE: &str = "usage: cairn ctl [--json] [--socket PATH] <command>
   job ID | jobs | events                  storage jobs (progress from the kernel) and the event log
   system                                  host name, version, uptime
   hostname NAME                           rename the box
+  reset undo | reset keep                 after a reset (the pin or the dashboard): put the settings from
+                                          before it back (the box restarts), or keep the reset
   network                                 network settings (and a change on trial)
   network dhcp                            back to DHCP, on trial like any change: the rescue path
   network confirm                         keep the change on trial (else it rolls back by itself)
@@ -314,6 +316,8 @@ fn plan(
         ["jobs", ..] => req("GET", "/api/v1/jobs", None),
         ["events", ..] => req("GET", "/api/v1/storage/events", None),
         ["system", ..] => req("GET", "/api/v1/system", None),
+        ["reset", "undo"] => req("POST", "/api/v1/system/reset/undo", Some(json!({}))),
+        ["reset", "keep"] => req("POST", "/api/v1/system/reset/dismiss", Some(json!({}))),
         ["hostname", ..] => req(
             "PATCH",
             "/api/v1/system",

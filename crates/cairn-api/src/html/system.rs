@@ -97,13 +97,15 @@ pub(crate) async fn system_page(
 <button type="submit">Save</button></form></section>
 {network}
 {certificate}
-{firmware}"#,
+{firmware}
+{settings}"#,
         problem = problem(e),
         csrf = csrf_field(c),
         h = esc(&ctl::hostname(&ctx.app)),
         network = network_section(ctx, c),
         certificate = certificate_section(ctx, c),
         firmware = super::firmware::section(ctx, c, checked).await,
+        settings = settings_section(c, &ctl::hostname(&ctx.app)),
     );
     Ok(page(c, "System", status_of(e), body))
 }
@@ -151,6 +153,69 @@ fn network_section(ctx: &Ctx, c: &Caller) -> String {
             .collect::<Vec<_>>()
             .join(", ")),
     )
+}
+
+/// Backup (a file encrypted with a passphrase), restore (checked first: the page shows what would change) and
+/// the dashboard's reset, which needs the box's name typed (docs/reset.md).
+fn settings_section(c: &Caller, hostname: &str) -> String {
+    format!(
+        r#"<section class="card" id="settings"><h2>Settings backup and reset</h2>
+<form method="post" action="/system/backup" class="stack">{csrf}
+<label>Passphrase for the backup<input name="passphrase" type="password" required minlength="8" autocomplete="new-password"></label>
+<label>Passphrase again<input name="passphrase_again" type="password" required minlength="8" autocomplete="new-password"></label>
+<p class="help">The file holds your users' password hashes, so it is encrypted with this passphrase. Keep the passphrase with the file: without it the file cannot be restored.</p>
+<button type="submit">Download a settings backup</button></form>
+<form class="stack" data-settings-restore>{csrf}
+<label>Backup file<input type="file" name="file" required></label>
+<label>Its passphrase<input name="passphrase" type="password" required autocomplete="off"></label>
+<fieldset><legend>Restore</legend>
+<label><input type="checkbox" name="part" value="users" checked> Users and groups</label>
+<label><input type="checkbox" name="part" value="shares" checked> Shares</label>
+<label><input type="checkbox" name="part" value="network"> Network settings and name (the box restarts)</label></fieldset>
+<div class="problem" role="alert" hidden></div>
+<pre class="restore-changes" hidden></pre>
+<div class="row"><button type="submit">Check what would change</button><button type="button" class="restore-now" hidden>Restore</button></div></form>
+<form method="post" action="/system/reset" class="stack">{csrf}
+<fieldset><legend>Reset</legend>
+<label><input type="radio" name="tier" value="network" checked> Network, name and administrator passwords (users, shares and volumes are kept)</label>
+<label><input type="radio" name="tier" value="settings"> Every setting (data volumes and their files are kept, and can be imported)</label></fieldset>
+<label>Type the box's name, <code>{name}</code>, to confirm<input name="confirm" autocomplete="off" autocapitalize="none"></label>
+<p class="help">The settings from before are kept: the front page offers to put them back after the restart. The reset pin does the same without a login (hold 4 s or 10 s).</p>
+<button type="submit" class="danger">Reset and restart</button></form>
+</section>"#,
+        csrf = csrf_field(c),
+        name = esc(hostname),
+    )
+}
+
+/// The backup as a download, or the page with why not.
+pub(crate) async fn backup(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = Form::of(ctx);
+    let passphrase = form.get("passphrase");
+    if passphrase != form.get("passphrase_again") {
+        let e = crate::error::RequestError::PasswordMismatch.into();
+        return system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await;
+    }
+    match crate::controller::backup::backup(&ctx.app, passphrase).await {
+        Ok((bytes, name)) => Ok(http::download(bytes, &name)),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
+    }
+}
+
+/// The dashboard's reset: typed confirmation, then the restart.
+pub(crate) async fn reset(ctx: &Ctx, _: &Params) -> Result<Resp, Error> {
+    let form = Form::of(ctx);
+    match ctl::reset(&ctx.app, &form.trimmed("tier"), &form.trimmed("confirm")).await {
+        Ok(_) => Ok(http::html(
+            hyper::StatusCode::ACCEPTED,
+            super::notice(
+                &ctx.caller()?.user,
+                "Resetting",
+                "The settings were reset and the box is restarting. Its front page will offer to put the old settings back.",
+            ),
+        )),
+        Err(e) => system_page(ctx, ctx.caller()?, Some(&e), &Checked::Not).await,
+    }
 }
 
 /// The served certificate's fingerprint (to compare with what a browser shows before trusting it), the

@@ -287,10 +287,19 @@ pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
             version: "test".into(),
             board: board.name.clone(),
         },
-        store,
+        store.clone(),
         system,
     )
     .unwrap();
+    app.resets = Some(Arc::new(cairn_reset::Resets::new(store, root)));
+    app.settings_schema = Some(Arc::new(
+        cairn_store::Schema::new(&[
+            cairn_accounts::MIGRATIONS,
+            cairn_storage::MIGRATIONS,
+            cairn_system::MIGRATIONS,
+        ])
+        .unwrap(),
+    ));
     app.sys_root = root.join("sys");
     app.certificates = Some(Arc::new(
         cairn_tls::Certificates::open(root, &cairn_api::box_names(&app.system)).unwrap(),
