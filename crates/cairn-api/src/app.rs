@@ -65,6 +65,8 @@ pub struct App {
     pub resets: Option<std::sync::Arc<cairn_reset::Resets>>,
     /// This firmware's settings migrations, for putting back settings kept by an older firmware.
     pub settings_schema: Option<std::sync::Arc<cairn_store::Schema>>,
+    /// Pairing codes and paired devices for remote access; absent while the settings are unavailable.
+    pub pairings: Option<cairn_cloud::Pairings>,
     /// The file init keeps while the reset pin is held ([`cairn_reset::held`]).
     pub reset_pin_file: std::path::PathBuf,
 }
@@ -100,6 +102,7 @@ impl App {
             firmware: None,
             firmware_jobs: Default::default(),
             resets: None,
+            pairings: None,
             settings_schema: None,
             reset_pin_file: std::path::PathBuf::from(cairn_reset::held::FILE),
         })

@@ -7,6 +7,7 @@
 
 use cairn_accounts::{AccountError, NameError};
 use cairn_backup::BackupError;
+use cairn_cloud::CloudError;
 use cairn_firmware::install::InstallError;
 use cairn_firmware::FirmwareError;
 use cairn_reset::ResetError;
@@ -41,6 +42,8 @@ pub enum Error {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Settings(#[from] StoreError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
 }
 
 /// Refusals that belong to HTTP itself: sessions, tokens, bodies, addresses.
@@ -148,6 +151,7 @@ impl Error {
                 Error::Request(
                     RequestError::TooManyConnections | RequestError::LoginInProgress,
                 ) => Some(1),
+                Error::Cloud(CloudError::RateLimited { retry_after_s }) => Some(*retry_after_s),
                 _ => None,
             },
             confirm: match self {
@@ -227,8 +231,10 @@ macro_rules! error_table {
 use AccountError as A;
 use BackupError as B;
 use CertError as T;
+use CloudError as K;
 use Error::{
-    Account, Backup, Certificate, Firmware, Recovery, Request, Reset, Settings, Storage, System,
+    Account, Backup, Certificate, Cloud, Firmware, Recovery, Request, Reset, Settings, Storage,
+    System,
 };
 use FirmwareError as F;
 use InstallError as I;
@@ -290,6 +296,12 @@ error_table! {
     Settings(D::Full { .. }) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
     Settings(D::Snapshot(cairn_store::snapshot::SnapshotError::TooNew { .. }) | D::TooNew { .. }) => (UNPROCESSABLE_ENTITY, "backup.too_new", "Nothing was changed. Update this box to the firmware that made the backup (or newer), then restore it."),
     Settings(_) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
+    Cloud(K::ClockUnknown { .. }) => (CONFLICT, "cloud.clock_unknown", "Nothing was stored. The box's clock is not set, so a code would show a wrong expiry: check that the box reaches a time server (the DNS server in Network settings), then try again."),
+    Cloud(K::TooManyPending) => (CONFLICT, "cloud.too_many_pending", "Nothing was stored. Use or remove one of the codes waiting (they are listed with their expiry), then issue a new one."),
+    Cloud(K::RateLimited { .. }) => (TOO_MANY_REQUESTS, "cloud.rate_limited", "Nothing was stored. Wait as long as Retry-After says, then issue a new code."),
+    Cloud(K::NoSuchPairing(_)) => (NOT_FOUND, "cloud.no_such_pairing", "List the pairings with GET /api/v1/cloud/pairings; it may have been removed already."),
+    Cloud(K::Store(D::Full { .. })) => (INSUFFICIENT_STORAGE, "settings.full", FULL_HINT),
+    Cloud(K::Random | K::Store(_)) => (INTERNAL_SERVER_ERROR, INTERNAL, INTERNAL_HINT),
 
     Reset(E::NotAReset(_)) => (BAD_REQUEST, "reset.tier_invalid", "Choose network or settings."),
     Reset(E::NothingToUndo) => (CONFLICT, "reset.nothing_to_undo", "The settings from before the last reset were dismissed or never kept; restore a settings backup instead."),

@@ -79,6 +79,9 @@ routes! {
     "POST" "/api/v1/system/reset/dismiss" Admin => json::system::dismiss_reset;
     "POST" "/api/v1/system/backup" Admin => json::backup::backup;
     "POST" "/api/v1/system/restore" Admin => json::backup::restore;
+    "GET" "/api/v1/cloud/pairings" Admin => json::cloud::list_pairings;
+    "POST" "/api/v1/cloud/pairings" Admin => json::cloud::issue_pairing;
+    "DELETE" "/api/v1/cloud/pairings/{id}" Admin => json::cloud::remove_pairing;
     "GET" "/api/v1/system/certificate" User => json::system::certificate;
     "PUT" "/api/v1/system/certificate" Admin => json::system::install_certificate;
     "DELETE" "/api/v1/system/certificate" Admin => json::system::regenerate_certificate;

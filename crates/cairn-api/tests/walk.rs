@@ -153,6 +153,8 @@ struct Furnished {
     job: String,
     /// A signed update index served on the host, set as the box's update source.
     update_source: String,
+    /// A pending pairing code, removed by `DELETE /api/v1/cloud/pairings/{id}`.
+    pairing: String,
 }
 
 fn furnished() -> Furnished {
@@ -249,8 +251,19 @@ fn furnished() -> Furnished {
         serde_json::to_vec(&json!({"url": update_source})).unwrap(),
     );
     expect(&r.unwrap(), 200);
+    let r = owner.client.request(
+        "POST",
+        "/api/v1/cloud/pairings",
+        &[
+            ("content-type", "application/json"),
+            ("x-csrf-token", &owner.csrf),
+        ],
+        b"{}".to_vec(),
+    );
+    let pairing = expect(&r.unwrap(), 201)["id"].as_str().unwrap().to_string();
     let s = &b.server;
     Furnished {
+        pairing,
         update_source,
         alice: Session::login(s, "alice", ALICE_PASSWORD),
         revoked_api: Session::login(s, "owner", PASSWORD),
@@ -294,6 +307,7 @@ fn fill(method: &str, pattern: &str, f: &Furnished) -> String {
                 ("shares", true) => format!("ds-{flavour}"),
                 ("volumes", true) => format!("dv-{flavour}"),
                 ("jobs", _) => f.job.clone(),
+                ("pairings", _) => f.pairing.clone(),
                 ("sessions", _) if flavour == "api" => f.revoked_api.id(),
                 ("sessions", _) => f.revoked_html.id(),
                 _ => panic!("the walk does not know what {seg} after {prev:?} names in {method} {pattern}: teach fill()"),

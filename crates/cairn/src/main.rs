@@ -284,6 +284,9 @@ fn daemon(args: &[String]) -> ExitCode {
         })
     });
     let resets = usable.then(|| Arc::new(cairn_reset::Resets::new(store.clone(), &options.state)));
+    let pairings = usable
+        .then(|| cairn_cloud::Pairings::new(store.clone()).ok())
+        .flatten();
     let app = match cairn_api::App::new(identity, store, system).map(|mut a| {
         a.board = board_data;
         a.storage = storage;
@@ -293,6 +296,7 @@ fn daemon(args: &[String]) -> ExitCode {
         a.certificates = certificates;
         a.firmware = firmware;
         a.resets = resets;
+        a.pairings = pairings;
         a.settings_schema = settings::schema().ok().map(Arc::new);
         a
     }) {

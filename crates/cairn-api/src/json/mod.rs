@@ -3,6 +3,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod backup;
+pub(crate) mod cloud;
 pub(crate) mod firmware;
 pub(crate) mod session;
 pub(crate) mod storage;

@@ -127,11 +127,16 @@ pub fn app_on(store: cairn_store::Store) -> App {
 }
 
 pub fn set_up(server: &Server) -> (HttpClient, String) {
+    set_up_as(server, "owner", PASSWORD)
+}
+
+/// Setup (or, after the reset pin, an administrator's new password) as `user`; the logged-in client and token.
+pub fn set_up_as(server: &Server, user: &str, password: &str) -> (HttpClient, String) {
     let c = HttpClient::new(server.port);
     let r = c
         .post_json(
             "/api/v1/setup",
-            &json!({"username": "owner", "password": PASSWORD}),
+            &json!({"username": user, "password": password}),
             &[],
         )
         .unwrap();
@@ -291,6 +296,7 @@ pub fn start_box(serials: &[&str], found: &[(&str, &str)]) -> RealBox {
         system,
     )
     .unwrap();
+    app.pairings = Some(cairn_cloud::Pairings::new(store.clone()).unwrap());
     app.resets = Some(Arc::new(cairn_reset::Resets::new(store, root)));
     app.settings_schema = Some(Arc::new(
         cairn_store::Schema::new(&[
