@@ -183,6 +183,19 @@ fn host_login(port: u16, user: &str, password: &str) -> (u16, String, Option<Str
     }
 }
 
+/// How many throttle waits (2 s, 4 s, 8 s, ... after the free tries) fit in `span`: the checks they allow.
+fn throttle_windows(span: Duration) -> usize {
+    let mut waited = Duration::ZERO;
+    let mut wait = Duration::from_secs(2);
+    let mut windows = 0;
+    while waited + wait <= span {
+        waited += wait;
+        wait *= 2;
+        windows += 1;
+    }
+    windows
+}
+
 #[test]
 fn forty_parallel_wrong_logins_are_checked_one_at_a_time_and_the_rest_refused_at_once() {
     let mut b = the_box();
@@ -196,6 +209,7 @@ fn forty_parallel_wrong_logins_are_checked_one_at_a_time_and_the_rest_refused_at
     let rss_before = daemon_rss_kib(m);
     let checked_before = checks(m, "victim", LAN_HOST);
 
+    let flood_started = Instant::now();
     let start = Arc::new(Barrier::new(41));
     let flood: Vec<_> = (0..40)
         .map(|_| {
@@ -212,6 +226,7 @@ fn forty_parallel_wrong_logins_are_checked_one_at_a_time_and_the_rest_refused_at
     let (status, during) = login_from_loopback(m, "bystander", "bystander password");
     let overtaken = finished_checks(m, "victim", LAN_HOST) - victims_before;
     let answers: Vec<_> = flood.into_iter().map(|t| t.join().unwrap()).collect();
+    let flood_took = flood_started.elapsed();
     let checked = checks(m, "victim", LAN_HOST) - checked_before;
     let rss_after = daemon_rss_kib(m);
     let quiet = quiet_around(quiet, m, "bystander", "bystander password");
@@ -221,9 +236,12 @@ fn forty_parallel_wrong_logins_are_checked_one_at_a_time_and_the_rest_refused_at
         "40 parallel wrong logins: {checked} checked, {wrong} answered 401; bystander {during:?} with {overtaken} flood check(s) meanwhile (quiet {quiet:?}); \
          daemon VmRSS {rss_before} -> {rss_after} KiB"
     );
+    // QEMU's forwarder hands some of the 40 connections to the box only seconds later, so the flood reaches it
+    // spread out: the throttle's contract is 5 free checks, then one per wait of 2 s, doubling, since the last.
+    let allowed = 5 + throttle_windows(flood_took);
     assert!(
-        checked <= 5,
-        "the box checked {checked} of 40 passwords sent at once (allowed: 5 per account and address)"
+        checked <= allowed,
+        "the box checked {checked} of 40 passwords sent at once within {flood_took:?} (allowed: 5 per account and address, then one per doubling wait from 2 s: {allowed})"
     );
     assert_eq!(
         wrong, checked,

@@ -260,3 +260,46 @@ fn the_fixtures_cover_every_schema() {
         assert!(fixture(version).exists(), "no fixture for schema {version}");
     }
 }
+
+/// A settings backup from a firmware at every schema (the fixture, sealed as that firmware would have) restores
+/// onto a new box of this firmware whose owner imported the volume first: migrated on restore, every person logs
+/// in with their password (dashboard and SMB hash), groups, shares, name and network as they were.
+#[test]
+fn a_backup_from_every_schema_restores_onto_a_new_box() {
+    use cairn_backup::{BackupInfo, Part};
+    for version in 1..=SCHEMA_VERSION {
+        let old = Export::load(&fixture(version)).unwrap();
+        let info = BackupInfo {
+            schema: version,
+            board: "qemu-armv7-virt".into(),
+            firmware: "0.0.1".into(),
+            created_s: 1,
+        };
+        let file = cairn_backup::seal(&old, "fixture passphrase", info, 100_000).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            Store::open_migrating(&dir.path().join("settings.db"), &schema(), None).unwrap();
+        store
+            .table("volumes")
+            .unwrap()
+            .put("tank", &volume())
+            .unwrap();
+        let (info, backup) =
+            cairn_backup::open(&file, "fixture passphrase", SCHEMA_VERSION).unwrap();
+        assert_eq!(info.schema, version);
+        let backup = backup.migrated(&schema()).unwrap();
+        assert_eq!(backup.schema, SCHEMA_VERSION);
+        let volumes = ["tank".to_string(), "system".to_string()].into();
+        let plan = cairn_backup::plan(&store.export().unwrap(), &backup, &Part::ALL, &volumes);
+        assert_eq!(
+            plan.diff["left_out"],
+            serde_json::json!([]),
+            "v{version}: {}",
+            plan.diff
+        );
+        store.import(&plan.settings).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        everything_is_there(&store, version);
+    }
+}
