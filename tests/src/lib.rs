@@ -205,6 +205,64 @@ pub fn smbclient(
     )
 }
 
+/// Runs `smbclient` until it succeeds (the SMB server may still be starting or rendering the latest accounts),
+/// for at most `within`; panics with `what` and the last output after that. Returns the output.
+pub fn smbclient_until_ok(
+    port: u16,
+    share: &str,
+    user: (&str, &str),
+    commands: &str,
+    within: std::time::Duration,
+    what: &str,
+) -> String {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let (ok, out) = smbclient(port, share, Some(user), commands);
+        if ok {
+            return out;
+        }
+        assert!(std::time::Instant::now() < until, "{what}: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// SHA-256 of a file on the host, in hex.
+pub fn sha256_file(path: &Path) -> String {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    cairn_firmware::Sha256::of_reader(f).unwrap().0.to_string()
+}
+
+/// Waits until the box lists volume `name` as found (its disks seen, its records gone), then imports it;
+/// returns the imported volume. `after` says what happened before, for the failure message.
+pub fn import_found_volume(admin: &HttpClient, name: &str, after: &str) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let all = expect(&admin.get("/api/v1/volumes").unwrap(), 200);
+        if all
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == name && v["state"] == "found")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the volume is not found after {after}: {all}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    expect(
+        &send(
+            admin,
+            "POST",
+            &format!("/api/v1/volumes/{name}/import"),
+            serde_json::json!({}),
+        ),
+        200,
+    )
+}
+
 pub mod measure;
 pub mod webdriver;
 

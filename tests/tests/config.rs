@@ -558,27 +558,7 @@ fn garbage_on_the_config_partition_refuses_setup_until_the_console_repairs_or_fo
     );
     let admin = m.http();
     login_api(&admin, ADMIN, ADMIN_PASSWORD);
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let all = expect(&admin.get("/api/v1/volumes").unwrap(), 200);
-        if all
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["name"] == "vault" && v["state"] == "found")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the volume is not found after the format: {all}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let v = expect(
-        &send(&admin, "POST", "/api/v1/volumes/vault/import", json!({})),
-        200,
-    );
+    let v = import_found_volume(&admin, "vault", "the format");
     assert_eq!(v["state"], "clean", "{v}");
     assert_eq!(
         guest_sha256(&mut m, "/data/vault/keep.bin"),

@@ -60,14 +60,26 @@ fn restore(
         .unwrap()
 }
 
-fn boot(board: &str, options: &BootOptions) -> (Machine, BootDisk) {
+/// Boots `board`, sets up the owner through the form and names the box [`HOSTNAME`]; the owner's client.
+fn named_box(board: &str, options: &BootOptions) -> (Machine, BootDisk, HttpClient) {
     let (manifest, dir) = Manifest::load(board).unwrap_or_else(|e| panic!("{e}"));
     let disk = BootDisk::flash(&manifest, &dir).unwrap();
     let mut m = Machine::boot(board, &disk, options).unwrap();
     if let Err(e) = m.wait_healthy(Instant::now(), Duration::from_secs(240)) {
         panic!("{e}\n{}", m.console_log());
     }
-    (m, disk)
+    let admin = m.http();
+    setup_through_form(&admin);
+    expect(
+        &send(
+            &admin,
+            "PATCH",
+            "/api/v1/system",
+            json!({"hostname": HOSTNAME}),
+        ),
+        200,
+    );
+    (m, disk, admin)
 }
 
 /// Waits for the box to go down and come back after a reset or an undo (from console mark `from`).
@@ -87,29 +99,19 @@ fn hostname(admin: &HttpClient) -> String {
         .to_string()
 }
 
-fn sha256(path: &Path) -> String {
-    let f = std::fs::File::open(path).unwrap();
-    cairn_firmware::Sha256::of_reader(f).unwrap().0.to_string()
-}
-
 /// Alice reads the file back over SMB (retrying while the SMB server starts); returns its checksum.
 fn alice_reads(m: &Machine, share: &str, to: &Path) -> String {
     let port = m.host_port(445).unwrap();
     let _ = std::fs::remove_file(to);
-    let until = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (ok, out) = smbclient(
-            port,
-            share,
-            Some(ALICE),
-            &format!("get photos.bin {}", to.display()),
-        );
-        if ok {
-            return sha256(to);
-        }
-        assert!(Instant::now() < until, "alice over SMB: {out}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    smbclient_until_ok(
+        port,
+        share,
+        ALICE,
+        &format!("get photos.bin {}", to.display()),
+        Duration::from_secs(90),
+        "alice over SMB",
+    );
+    sha256_file(to)
 }
 
 /// Holds the pin for `hold`; halfway through the top tier, the API shows the tier a release would fire.
@@ -140,21 +142,10 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
         forward: vec![445],
         ..BootOptions::default()
     };
-    let (mut m, _disk) = boot(BOARD, &options);
+    let (mut m, _disk, admin) = named_box(BOARD, &options);
     let _console = ConsoleOnFailure(m.console_handle(), "reset pin");
-    let admin = m.http();
-    setup_through_form(&admin);
 
-    // The owner's box: a name, a volume with a share, a user with a file on it.
-    expect(
-        &send(
-            &admin,
-            "PATCH",
-            "/api/v1/system",
-            json!({"hostname": HOSTNAME}),
-        ),
-        200,
-    );
+    // The owner's box: a name (above), a volume with a share, a user with a file on it.
     let r = expect(
         &send(
             &admin,
@@ -187,22 +178,16 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
     let file = work.join("photos.bin");
     let mut rng = fastrand::Rng::with_seed(12);
     std::fs::write(&file, (0..1 << 20).map(|_| rng.u8(..)).collect::<Vec<u8>>()).unwrap();
-    let file_sha = sha256(&file);
+    let file_sha = sha256_file(&file);
     let port = m.host_port(445).unwrap();
-    let until = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (ok, out) = smbclient(
-            port,
-            "family",
-            Some(ALICE),
-            &format!("put {} photos.bin", file.display()),
-        );
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < until, "alice writes the file: {out}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    smbclient_until_ok(
+        port,
+        "family",
+        ALICE,
+        &format!("put {} photos.bin", file.display()),
+        Duration::from_secs(90),
+        "alice writes the file",
+    );
     let back = work.join("back.bin");
     assert_eq!(alice_reads(&m, "family", &back), file_sha);
     // A share on the system volume too: it can follow the backup to another board.
@@ -370,27 +355,7 @@ fn reset_pin_tiers_keep_the_data_and_can_be_undone() {
         "only the new administrator"
     );
     // The volume is found, untouched, and imports with its file.
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let all = expect(&fresh.get("/api/v1/volumes").unwrap(), 200);
-        if all
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["name"] == "vault" && v["state"] == "found")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the volume is not found after the reset: {all}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let v = expect(
-        &send(&fresh, "POST", "/api/v1/volumes/vault/import", json!({})),
-        200,
-    );
+    let v = import_found_volume(&fresh, "vault", "the reset");
     assert_eq!(v["state"], "clean", "{v}");
     let on_box = m
         .serial(
@@ -519,19 +484,8 @@ fn an_armv7_box_resets_its_network_from_the_pin() {
         forward: vec![445],
         ..BootOptions::default()
     };
-    let (mut m, _disk) = boot(BOARD, &options);
+    let (mut m, _disk, admin) = named_box(BOARD, &options);
     let _console = ConsoleOnFailure(m.console_handle(), "armv7 reset pin");
-    let admin = m.http();
-    setup_through_form(&admin);
-    expect(
-        &send(
-            &admin,
-            "PATCH",
-            "/api/v1/system",
-            json!({"hostname": HOSTNAME}),
-        ),
-        200,
-    );
     let mark = m.mark();
     hold_and_watch(&m, Some(&admin), Duration::from_secs(5), "network");
     let health = wait_restarted(&mut m, mark);
@@ -580,16 +534,12 @@ fn an_armv7_box_resets_its_network_from_the_pin() {
         "the network part was not restored"
     );
     let port = m.host_port(445).unwrap();
-    let until = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (ok, out) = smbclient(port, "notes", Some(ALICE), "ls");
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "alice over SMB on the other board: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    smbclient_until_ok(
+        port,
+        "notes",
+        ALICE,
+        "ls",
+        Duration::from_secs(90),
+        "alice over SMB on the other board",
+    );
 }

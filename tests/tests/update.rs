@@ -124,27 +124,16 @@ fn everyone_logs_in(m: &Machine, file_sha: &str, dir: &std::path::Path) {
         assert_eq!(me["email"], email, "{name}: {me}");
         let back = dir.join(format!("back-{name}.bin"));
         let _ = std::fs::remove_file(&back);
-        let until = Instant::now() + Duration::from_secs(60);
-        let (ok, out) = loop {
-            let (ok, out) = smbclient(
-                port,
-                SHARE,
-                Some((name, password)),
-                &format!("get photos.bin {}", back.display()),
-            );
-            if ok || Instant::now() > until {
-                break (ok, out);
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
-        assert!(ok, "{name} over SMB: {out}");
+        smbclient_until_ok(
+            port,
+            SHARE,
+            (name, password),
+            &format!("get photos.bin {}", back.display()),
+            Duration::from_secs(60),
+            &format!("{name} over SMB"),
+        );
         assert_eq!(sha256_file(&back), file_sha, "{name} read the file back");
     }
-}
-
-fn sha256_file(path: &std::path::Path) -> String {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    cairn_firmware::Sha256::of_reader(f).unwrap().0.to_string()
 }
 
 /// Version 1 (the schema-2 build) with users (e-mails, passwords) and a share on a RAID 1 volume; the
@@ -240,20 +229,14 @@ fn update_keeps_every_user_and_credential() {
     std::fs::write(&file, (0..3 << 20).map(|_| rng.u8(..)).collect::<Vec<u8>>()).unwrap();
     let file_sha = sha256_file(&file);
     let port = m.host_port(445).unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    let (ok, out) = loop {
-        let (ok, out) = smbclient(
-            port,
-            SHARE,
-            Some((PEOPLE[0].0, PEOPLE[0].1)),
-            &format!("put {} photos.bin", file.display()),
-        );
-        if ok || Instant::now() > until {
-            break (ok, out);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert!(ok, "alice writes the file: {out}");
+    smbclient_until_ok(
+        port,
+        SHARE,
+        (PEOPLE[0].0, PEOPLE[0].1),
+        &format!("put {} photos.bin", file.display()),
+        Duration::from_secs(60),
+        "alice writes the file",
+    );
     everyone_logs_in(&m, &file_sha, &work);
     let users_before = expect(&admin.get("/api/v1/users").unwrap(), 200);
     let shares_before = expect(&admin.get(&format!("/api/v1/shares/{SHARE}")).unwrap(), 200);

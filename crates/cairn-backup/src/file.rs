@@ -5,7 +5,7 @@
 //! without the open failing. Every bound is checked before work is done: the file's size, the header's, the
 //! key derivation's iterations (a hostile file could otherwise ask for hours of hashing).
 
-use cairn_store::snapshot::Export;
+use cairn_store::snapshot::{hex, unhex, Export};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -67,20 +67,6 @@ pub enum BackupError {
     TooNew { found: u32, supported: u32 },
     #[error("the random number generator failed")]
     Random,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn key(passphrase: &str, salt: &[u8], iterations: u32) -> LessSafeKey {

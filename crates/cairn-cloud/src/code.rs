@@ -70,7 +70,7 @@ pub fn normalise(typed: &str) -> Option<String> {
 pub fn hash_of(typed: &str) -> Option<String> {
     let letters = normalise(typed)?;
     let digest = ring::digest::digest(&ring::digest::SHA256, letters.as_bytes());
-    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Some(cairn_store::snapshot::hex(digest.as_ref()))
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ impl Pairings {
         let mut id = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
             .map_err(|_| CloudError::Random)?;
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = cairn_store::snapshot::hex(&id);
         let pairing = Pairing {
             id: id.clone(),
             state: PairingState::Pending,

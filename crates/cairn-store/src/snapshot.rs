@@ -87,11 +87,13 @@ pub struct Export {
     pub records: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes` (exports, and the other settings files that carry bytes as text).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// The bytes of a hex string; none when it is not one.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
